@@ -1,0 +1,13 @@
+import ArgumentParser
+
+/// The `prerank` command line: each verb parses its arguments and calls the libraries.
+@main
+struct PreRank: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prerank",
+        abstract: "Online pre-rank scoring with twin-tower ResFlow models.",
+        subcommands: [
+            // verbs are registered here, one file each under Commands/
+        ]
+    )
+}
