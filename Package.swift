@@ -33,7 +33,11 @@ let package = Package(
 
         .target(name: "TwinTower", dependencies: ["CBLAS", "COpenSSL"], swiftSettings: kernelFlags),
         .target(name: "Fusion", swiftSettings: kernelFlags),
-        .target(name: "Training", dependencies: ["TwinTower", "Fusion", "CBLAS"], swiftSettings: kernelFlags),
+        .target(
+            name: "Training",
+            dependencies: ["TwinTower", "Fusion", "CBLAS", .product(name: "Yams", package: "Yams")],
+            swiftSettings: kernelFlags
+        ),
         .target(
             name: "PreRankServer",
             dependencies: [

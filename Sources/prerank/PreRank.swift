@@ -8,6 +8,9 @@ struct PreRank: AsyncParsableCommand {
         abstract: "Online pre-rank scoring with twin-tower ResFlow models.",
         subcommands: [
             // verbs are registered here, one file each under Commands/
+            BuildIndexCommand.self,
+            InspectCommand.self,
+            InitModelCommand.self,
         ]
     )
 }

@@ -1,0 +1,151 @@
+import Foundation
+
+/// `prerank build-index`: runs the item towers over a catalog and writes the item index.
+public enum IndexBuilder {
+    public struct Summary: Sendable {
+        public var items: Int
+        public var dtype: IndexDType
+        public var bytes: Int
+        /// Item-side fields the catalog has no column for (encoded as missing).
+        public var missingColumns: [String]
+    }
+
+    /// Items are pushed through the item towers this many at a time (one sgemm per block).
+    static let batch = 1024
+
+    /// - parameters:
+    ///   - progress: called with the number of items encoded so far, about every batch.
+    public static func build(model: Model, catalog: String, dtype: IndexDType, output: String,
+                             progress: ((Int) -> Void)? = nil) throws(FormatError) -> Summary {
+        var reader = try CSVReader(path: catalog)
+        let columns = reader.columns
+        guard let idColumn = columns["item_id"] else { throw FormatError(catalog, "no item_id column in the header") }
+        let encoder = model.encoder(.item)
+        let fields = encoder.fields.map { ($0.spec, columns[$0.spec.name]) }
+        let missing = fields.filter { $0.1 == nil }.map(\.0.name)
+
+        let t = model.spec.tasks.count, d = model.d
+        var ids: [Int64] = []
+        var lines: [Int] = []
+        var vectors: [Float] = []
+        var x = [Float](repeating: 0, count: batch * max(encoder.width, 1))
+        var pending = 0
+
+        func flush() {
+            guard pending > 0 else { return }
+            let acts = x.withUnsafeBufferPointer { model.itemTower.forward($0, batch: pending) }
+            let start = vectors.count
+            vectors.append(contentsOf: repeatElement(0, count: pending * t * d))
+            vectors.withUnsafeMutableBufferPointer { out in
+                for k in 0..<t {
+                    let u = acts.final(task: k)
+                    for i in 0..<pending {
+                        for j in 0..<d { out[start + (i * t + k) * d + j] = u[i * d + j] }
+                    }
+                }
+            }
+            pending = 0
+            progress?(ids.count)
+        }
+
+        while let cells = try reader.next() {
+            let line = reader.line
+            guard cells.count == reader.header.count else {
+                throw FormatError(catalog, "line \(line): \(cells.count) columns, header has \(reader.header.count)")
+            }
+            guard let id = CSVFeatures.int64(cells[idColumn]) else {
+                throw FormatError(catalog, "line \(line): item_id \"\(cells[idColumn])\" is not an integer")
+            }
+            var row = FeatureRow()
+            for (spec, column) in fields {
+                guard let column else { continue }
+                do {
+                    row[spec.name] = try CSVFeatures.value(cells[column], kind: spec.kind, column: spec.name, line: line)
+                } catch {
+                    throw FormatError(catalog, "line \(line): \(error.message) (column \(spec.name))")
+                }
+            }
+            do {
+                try x.withUnsafeMutableBufferPointer { (buf) throws(FeatureError) in
+                    let slice = UnsafeMutableBufferPointer(rebasing: buf[(pending * encoder.width)..<((pending + 1) * encoder.width)])
+                    try encoder.encode(row, into: slice)
+                }
+            } catch {
+                throw FormatError(catalog, "line \(line): \(error.description)")
+            }
+            ids.append(id)
+            lines.append(line)
+            pending += 1
+            if pending == batch { flush() }
+        }
+        flush()
+        guard !ids.isEmpty else { throw FormatError(catalog, "the catalog holds no items") }
+
+        // Ascending ids; a duplicate is an error that names both lines.
+        let order = ids.indices.sorted { ids[$0] < ids[$1] }
+        for i in 1..<order.count where ids[order[i]] == ids[order[i - 1]] {
+            let a = lines[order[i - 1]], b = lines[order[i]]
+            throw FormatError(catalog, "duplicate item_id \(ids[order[i]]) at lines \(min(a, b)) and \(max(a, b))")
+        }
+        let sortedIDs = order.map { ids[$0] }
+        var sorted = [Float](repeating: 0, count: vectors.count)
+        let rowWidth = t * d
+        for (dst, src) in order.enumerated() {
+            for j in 0..<rowWidth { sorted[dst * rowWidth + j] = vectors[src * rowWidth + j] }
+        }
+        vectors = []
+        return try write(ids: sortedIDs, vectors: sorted, taskNames: model.taskNames, d: d, dtype: dtype,
+                         fingerprint: model.fingerprint, modelVersion: model.spec.version, output: output, missing: missing)
+    }
+
+    /// Writes an index from already computed item vectors (`[N × T × d]`, ids ascending).
+    public static func write(ids: [Int64], vectors: [Float], taskNames: [String], d: Int, dtype: IndexDType,
+                             fingerprint: String, modelVersion: String, output: String,
+                             missing: [String] = []) throws(FormatError) -> Summary {
+        let n = ids.count, t = taskNames.count
+        var entries = [TensorEntry("ids", shape: [n], .i64(ids))]
+        switch dtype {
+        case .f32:
+            entries.append(TensorEntry("vectors", shape: [n, t, d], .f32(vectors)))
+        case .f16:
+            entries.append(TensorEntry("vectors", shape: [n, t, d], .f16(vectors.map { Float16($0) })))
+        case .i8:
+            let (q, scales) = Quantization.int8(vectors, rows: n * t, width: d)
+            entries.append(TensorEntry("vectors", shape: [n, t, d], .i8(q)))
+            entries.append(TensorEntry("scales", shape: [n, t], .f32(scales)))
+        }
+        let tasksJSON = "[" + taskNames.map { JSONString.quote($0) }.joined(separator: ",") + "]"
+        let formatter = ISO8601DateFormatter()
+        let metadata = [
+            "format": "prerank-index/1",
+            "model_fingerprint": fingerprint,
+            "model_version": modelVersion,
+            "tasks": tasksJSON,
+            "dtype": dtype.rawValue,
+            "d": String(d),
+            "created_at": formatter.string(from: Date()),
+        ]
+        try SafetensorsWriter.write(entries, metadata: metadata, to: output)
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        return Summary(items: n, dtype: dtype, bytes: bytes, missingColumns: missing)
+    }
+}
+
+/// Symmetric per-vector int8 quantisation: `scale = max|v| / 127`, `q = round(v / scale)`.
+public enum Quantization {
+    public static func int8(_ values: [Float], rows: Int, width: Int) -> (q: [Int8], scales: [Float]) {
+        var q = [Int8](repeating: 0, count: rows * width)
+        var scales = [Float](repeating: 0, count: rows)
+        for r in 0..<rows {
+            var m: Float = 0
+            for j in 0..<width { m = max(m, abs(values[r * width + j])) }
+            let scale = m / 127
+            scales[r] = scale
+            guard scale > 0 else { continue }
+            for j in 0..<width {
+                q[r * width + j] = Int8(max(-127, min(127, (values[r * width + j] / scale).rounded())))
+            }
+        }
+        return (q, scales)
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+
+/// The item index (SPEC §1 "Item index"): item-tower outputs for a catalog, memory-mapped.
+///
+/// Layout of the safetensors file:
+///   - `ids`     `[N]` I64, ascending, unique
+///   - `vectors` `[N, T, d]` F32 | F16 | I8 (row-major: item, task, component)
+///   - `scales`  `[N, T]` F32, only for I8 (value = int8 · scale)
+///   - `__metadata__`: `model_fingerprint`, `model_version`, `tasks` (JSON array), `dtype`,
+///     `d`, `created_at`.
+/// Vectors are read in place from the mapping when naturally aligned (our writer guarantees it);
+/// a file from another writer whose tensors are not aligned is copied once at load.
+public final class ItemIndex: @unchecked Sendable {
+    // Immutable after init; the mapping and any copies live as long as the index.
+    public let path: String
+    public let count: Int
+    public let taskCount: Int
+    public let d: Int
+    public let dtype: IndexDType
+    public let fingerprint: String
+    public let tasks: [String]
+    public let metadata: [String: String]
+    public let ids: UnsafeBufferPointer<Int64>
+    /// `[N × T × d]` elements of `dtype`.
+    public let vectors: UnsafeRawPointer
+    /// `[N × T]`, I8 only.
+    public let scales: UnsafePointer<Float>?
+    public let table: IDTable
+    /// Bytes of the vectors (and scales) tensor: what a full scan reads.
+    public let vectorBytes: Int
+
+    private let file: SafetensorsFile
+    private var owned: [UnsafeMutableRawPointer] = []
+
+    /// Loads and checks an index.
+    ///
+    /// - parameters:
+    ///   - path: the index file.
+    ///   - model: when given, the index must carry this model's fingerprint, tasks and `d`.
+    ///   - populate: fault every page in before returning (serving: before `/readyz`).
+    public init(path: String, model: Model? = nil, populate: Bool = false) throws(FormatError) {
+        self.path = path
+        let file = try SafetensorsFile(path: path, populate: populate)
+        self.file = file
+        self.metadata = file.metadata
+        guard let idsTensor = file.tensors["ids"] else { throw FormatError(path, "missing tensor ids") }
+        guard idsTensor.dtype == .i64, idsTensor.shape.count == 1 else {
+            throw FormatError(path, "tensor ids: expected I64 [N], found \(idsTensor.dtype.rawValue) \(idsTensor.shape)")
+        }
+        let n = idsTensor.shape[0]
+        guard n > 0 else { throw FormatError(path, "the index holds no items") }
+        guard let vec = file.tensors["vectors"] else { throw FormatError(path, "missing tensor vectors") }
+        guard vec.shape.count == 3, vec.shape[0] == n else {
+            throw FormatError(path, "tensor vectors: shape \(vec.shape), expected [\(n), T, d]")
+        }
+        let t = vec.shape[1]
+        let d = vec.shape[2]
+        guard t >= 1, d >= 1 else { throw FormatError(path, "tensor vectors: T and d must be at least 1") }
+        let dtype: IndexDType
+        switch vec.dtype {
+        case .f32: dtype = .f32
+        case .f16: dtype = .f16
+        case .i8: dtype = .i8
+        default: throw FormatError(path, "tensor vectors: dtype \(vec.dtype.rawValue), expected F32, F16 or I8")
+        }
+        if let declared = file.metadata["dtype"], declared.lowercased() != dtype.rawValue {
+            throw FormatError(path, "__metadata__.dtype is \(declared) but vectors are \(vec.dtype.rawValue)")
+        }
+        self.count = n
+        self.taskCount = t
+        self.d = d
+        self.dtype = dtype
+        self.fingerprint = file.metadata["model_fingerprint"] ?? ""
+        self.tasks = Self.parseTasks(file.metadata["tasks"]) ?? []
+
+        if let model {
+            guard fingerprint == model.fingerprint else {
+                throw FormatError(path, "model_fingerprint \(fingerprint.isEmpty ? "(none)" : fingerprint) is not the model's \(model.fingerprint): rebuild the index with this model")
+            }
+            guard t == model.spec.tasks.count, d == model.d else {
+                throw FormatError(path, "vectors are [N, \(t), \(d)] but the model has \(model.spec.tasks.count) tasks of d = \(model.d)")
+            }
+            if !tasks.isEmpty && tasks != model.taskNames {
+                throw FormatError(path, "__metadata__.tasks \(tasks) differ from the model's \(model.taskNames)")
+            }
+        }
+
+        var owned: [UnsafeMutableRawPointer] = []
+        /// In place when aligned, else a 64-byte-aligned copy.
+        func place(_ view: TensorView, alignment: Int) -> UnsafeRawPointer {
+            if let base = view.bytes.baseAddress, Int(bitPattern: base) % alignment == 0 { return base }
+            let copy = UnsafeMutableRawPointer.allocate(byteCount: max(view.bytes.count, 1), alignment: 64)
+            if view.bytes.count > 0 { copy.copyMemory(from: view.bytes.baseAddress!, byteCount: view.bytes.count) }
+            owned.append(copy)
+            return UnsafeRawPointer(copy)
+        }
+        let idsPointer = place(idsTensor, alignment: 8).assumingMemoryBound(to: Int64.self)
+        let ids = UnsafeBufferPointer(start: idsPointer, count: n)
+        for i in 1..<max(n, 1) where ids[i] <= ids[i - 1] {
+            owned.forEach { $0.deallocate() }
+            throw FormatError(path, ids[i] == ids[i - 1] ? "duplicate id \(ids[i]) at rows \(i - 1) and \(i)"
+                                                         : "ids are not ascending at row \(i) (\(ids[i - 1]) then \(ids[i]))")
+        }
+        self.ids = ids
+        self.vectors = place(vec, alignment: vec.dtype.size)
+        var bytes = vec.bytes.count
+        if dtype == .i8 {
+            guard let s = file.tensors["scales"], s.dtype == .f32, s.shape == [n, t] else {
+                owned.forEach { $0.deallocate() }
+                throw FormatError(path, "an I8 index needs tensor scales F32 [\(n), \(t)]")
+            }
+            let sp = place(s, alignment: 4).assumingMemoryBound(to: Float.self)
+            let sb = UnsafeBufferPointer(start: sp, count: n * t)
+            if let bad = sb.firstIndex(where: { !$0.isFinite }) {
+                owned.forEach { $0.deallocate() }
+                throw FormatError(path, "tensor scales: value at \(bad) is not finite")
+            }
+            self.scales = sp
+            bytes += s.bytes.count
+        } else {
+            self.scales = nil
+        }
+        self.vectorBytes = bytes
+        self.owned = owned
+        self.table = IDTable(ids: ids)
+        if populate { _ = touch() }
+    }
+
+    deinit { owned.forEach { $0.deallocate() } }
+
+    static func parseTasks(_ text: String?) -> [String]? {
+        guard let text, let data = text.data(using: .utf8) else { return nil }
+        return try? JSONDecoder().decode([String].self, from: data)
+    }
+
+    /// Reads one value per page of the vectors so the first request pays no page faults.
+    @discardableResult
+    public func touch() -> Float {
+        var acc: Float = 0
+        let stride = 4096
+        var offset = 0
+        let total = count * taskCount * d * (dtype == .f32 ? 4 : dtype == .f16 ? 2 : 1)
+        while offset < total {
+            acc += Float(vectors.load(fromByteOffset: offset, as: UInt8.self))
+            offset += stride
+        }
+        return acc
+    }
+
+    /// The row of `id`, or -1.
+    @inline(__always)
+    public func row(of id: Int64) -> Int32 { table.row(of: id) }
+
+    /// One item's vector for task `k`, dequantised (tests, inspection).
+    public func vector(row: Int, task k: Int) -> [Float] {
+        let base = (row * taskCount + k) * d
+        switch dtype {
+        case .f32: return (0..<d).map { vectors.load(fromByteOffset: (base + $0) * 4, as: Float.self) }
+        case .f16: return (0..<d).map { Float(vectors.load(fromByteOffset: (base + $0) * 2, as: Float16.self)) }
+        case .i8:
+            let s = scales?[row * taskCount + k] ?? 0
+            return (0..<d).map { Float(vectors.load(fromByteOffset: base + $0, as: Int8.self)) * s }
+        }
+    }
+}

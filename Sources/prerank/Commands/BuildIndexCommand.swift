@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import TwinTower
+
+struct BuildIndexCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "build-index",
+        abstract: "Run the item towers over a catalog and write the memory-mappable item index.",
+        discussion: """
+            Reads items.csv (item_id plus item-side feature columns; other columns are ignored),
+            encodes each item, runs every task's item tower, and writes one safetensors file with
+            ids [N] I64, vectors [N, T, d] (F32, F16, or I8 with per-vector scales) and the
+            model's fingerprint. The server refuses an index built from another model.
+            """
+    )
+
+    @Option(help: "Model directory (model.json + weights.safetensors).") var model: String
+    @Option(help: "Catalog CSV with an item_id column.") var items: String
+    @Option(help: "Output index file.") var out: String
+    @Option(help: "Vector storage: f32, f16 or i8.") var dtype: String = "f32"
+
+    func run() throws {
+        guard let dtype = IndexDType(rawValue: dtype.lowercased()) else {
+            throw CLIError("--dtype must be f32, f16 or i8, not \(self.dtype)")
+        }
+        let started = Date()
+        do {
+            let model = try ModelStore.load(directory: model)
+            let summary = try IndexBuilder.build(model: model, catalog: items, dtype: dtype, output: out) { done in
+                if done % 65_536 < IndexBuilderBatch.size || done < IndexBuilderBatch.size {
+                    Progress.line("build-index: \(done) items encoded")
+                }
+            }
+            if !summary.missingColumns.isEmpty {
+                Progress.line("build-index: warning: no column for item fields \(summary.missingColumns.joined(separator: ", ")); encoded as missing")
+            }
+            let seconds = Date().timeIntervalSince(started)
+            Progress.line(String(format: "build-index: %d items, %@, %.1f MB in %.1f s -> %@", summary.items,
+                                 summary.dtype.rawValue, Double(summary.bytes) / 1e6, seconds, out), final: true)
+        } catch {
+            throw CLIError(error.description)
+        }
+    }
+}
+
+enum IndexBuilderBatch { static let size = 1024 }
