@@ -1,0 +1,182 @@
+import Synchronization
+
+/// A cumulative histogram with fixed upper bounds (Prometheus `le` buckets).
+public struct Histogram: Sendable {
+    public let bounds: [Double]
+    public private(set) var counts: [UInt64]
+    public private(set) var sum: Double = 0
+    public private(set) var count: UInt64 = 0
+
+    public init(bounds: [Double]) {
+        self.bounds = bounds
+        self.counts = [UInt64](repeating: 0, count: bounds.count)
+    }
+
+    public mutating func observe(_ value: Double) {
+        // Non-cumulative per bucket; made cumulative when rendered.
+        if let i = bounds.firstIndex(where: { value <= $0 }) { counts[i] += 1 }
+        sum += value
+        count += 1
+    }
+
+    /// Latency buckets in seconds: 0.25 ms … 2.5 s, dense around the 150 ms budget.
+    public static let latencySeconds: [Double] = [0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02,
+                                                  0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.3, 0.5, 1, 2.5]
+    public static let candidateCounts: [Double] = [0, 10, 100, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 1e6]
+}
+
+/// The server's metrics, rendered in the Prometheus text exposition format (version 0.0.4).
+///
+/// One mutex guards everything: an update is a few additions, far cheaper than a request, and
+/// a scrape sees a consistent snapshot. Names follow Prometheus conventions (`_total` counters,
+/// `_seconds` units); docs/OPERATIONS.md and deploy/ dashboards and alerts use these names.
+public final class MetricsRegistry: Sendable {
+    struct State {
+        var requests: [RequestKey: UInt64] = [:]
+        var latency: [String: Histogram] = [:]           // by route
+        var stages: [String: Histogram] = [:]            // by stage
+        var candidates = Histogram(bounds: Histogram.candidateCounts)
+        var partial: UInt64 = 0
+        var shed: UInt64 = 0
+        var budgetExpired: UInt64 = 0
+        var reloads: [String: UInt64] = [:]              // by result
+        var modelInfo: [ModelInfo] = []
+        var inflight: Int = 0
+        var requestLogDropped: UInt64 = 0
+        var requestLogWritten: UInt64 = 0
+        var arms: [String: UInt64] = [:]
+        var gauges: [String: (help: String, value: Double)] = [:]
+    }
+
+    struct RequestKey: Hashable { var route: String; var code: Int; var arm: String }
+
+    public struct ModelInfo: Sendable, Equatable {
+        public var arm: String
+        public var version: String
+        public var fingerprint: String
+        public var dtype: String
+        public var items: Int
+        public var tasks: [String]
+        public init(arm: String, version: String, fingerprint: String, dtype: String, items: Int, tasks: [String]) {
+            self.arm = arm
+            self.version = version
+            self.fingerprint = fingerprint
+            self.dtype = dtype
+            self.items = items
+            self.tasks = tasks
+        }
+    }
+
+    /// Stage names exported under `prerank_stage_duration_seconds{stage=...}`.
+    public static let stageNames = ["parse", "user_tower", "score", "topk", "encode"]
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public func recordRequest(route: String, code: Int, seconds: Double, arm: String = "") {
+        state.withLock {
+            $0.requests[RequestKey(route: route, code: code, arm: arm), default: 0] += 1
+            $0.latency[route, default: Histogram(bounds: Histogram.latencySeconds)].observe(seconds)
+        }
+    }
+
+    public func recordStage(_ stage: String, seconds: Double) {
+        state.withLock { $0.stages[stage, default: Histogram(bounds: Histogram.latencySeconds)].observe(seconds) }
+    }
+
+    public func recordCandidates(_ n: Int) { state.withLock { $0.candidates.observe(Double(n)) } }
+    public func recordPartial() { state.withLock { $0.partial += 1 } }
+    public func recordShed() { state.withLock { $0.shed += 1 } }
+    public func recordBudgetExpired() { state.withLock { $0.budgetExpired += 1 } }
+    public func recordReload(result: String) { state.withLock { $0.reloads[result, default: 0] += 1 } }
+    public func setModelInfo(_ info: [ModelInfo]) { state.withLock { $0.modelInfo = info } }
+    public func adjustInflight(_ delta: Int) { state.withLock { $0.inflight += delta } }
+    public func recordRequestLog(written: Int = 0, dropped: Int = 0) {
+        state.withLock {
+            $0.requestLogWritten += UInt64(written)
+            $0.requestLogDropped += UInt64(dropped)
+        }
+    }
+    /// Sets a named gauge (e.g. HTTP connection counts pulled from the server at scrape time).
+    public func setGauge(_ name: String, help: String, value: Double) {
+        state.withLock { $0.gauges[name] = (help, value) }
+    }
+
+    public func requestCount(route: String, code: Int) -> UInt64 {
+        state.withLock { s in s.requests.filter { $0.key.route == route && $0.key.code == code }.values.reduce(0, +) }
+    }
+
+    /// The exposition text.
+    public func render() -> String {
+        let s = state.withLock { $0 }
+        var out = ""
+        func header(_ name: String, _ type: String, _ help: String) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+        }
+        func histogram(_ name: String, _ labels: String, _ h: Histogram) {
+            var cumulative: UInt64 = 0
+            let sep = labels.isEmpty ? "" : ","
+            for (bound, c) in zip(h.bounds, h.counts) {
+                cumulative += c
+                out += "\(name)_bucket{\(labels)\(sep)le=\"\(format(bound))\"} \(cumulative)\n"
+            }
+            out += "\(name)_bucket{\(labels)\(sep)le=\"+Inf\"} \(h.count)\n"
+            let l = labels.isEmpty ? "" : "{\(labels)}"
+            out += "\(name)_sum\(l) \(format(h.sum))\n\(name)_count\(l) \(h.count)\n"
+        }
+
+        header("prerank_requests_total", "counter", "HTTP requests answered, by route, status code and serving arm.")
+        for (key, v) in s.requests.sorted(by: { ($0.key.route, $0.key.code, $0.key.arm) < ($1.key.route, $1.key.code, $1.key.arm) }) {
+            out += "prerank_requests_total{route=\"\(escape(key.route))\",code=\"\(key.code)\",arm=\"\(escape(key.arm))\"} \(v)\n"
+        }
+        header("prerank_request_duration_seconds", "histogram", "Time from request received to response ready, by route.")
+        for (route, h) in s.latency.sorted(by: { $0.key < $1.key }) {
+            histogram("prerank_request_duration_seconds", "route=\"\(escape(route))\"", h)
+        }
+        header("prerank_stage_duration_seconds", "histogram", "Time per /prerank stage: parse, user_tower, score, topk, encode.")
+        for (stage, h) in s.stages.sorted(by: { $0.key < $1.key }) {
+            histogram("prerank_stage_duration_seconds", "stage=\"\(escape(stage))\"", h)
+        }
+        header("prerank_candidates_per_request", "histogram", "Candidates per /prerank request (index size when omitted).")
+        histogram("prerank_candidates_per_request", "", s.candidates)
+        header("prerank_partial_responses_total", "counter", "Responses cut short by the time budget (partial: true).")
+        out += "prerank_partial_responses_total \(s.partial)\n"
+        header("prerank_budget_expired_total", "counter", "Requests answered 504 because the budget expired before scoring.")
+        out += "prerank_budget_expired_total \(s.budgetExpired)\n"
+        header("prerank_shed_total", "counter", "Requests refused with 503 because the worker queue was full.")
+        out += "prerank_shed_total \(s.shed)\n"
+        header("prerank_inflight_requests", "gauge", "Requests being scored or queued for a worker.")
+        out += "prerank_inflight_requests \(s.inflight)\n"
+        header("prerank_reloads_total", "counter", "Reloads of config, model and index, by result (ok, rejected, unauthorized).")
+        for result in ["ok", "rejected"] where s.reloads[result] == nil { out += "prerank_reloads_total{result=\"\(result)\"} 0\n" }
+        for (result, v) in s.reloads.sorted(by: { $0.key < $1.key }) {
+            out += "prerank_reloads_total{result=\"\(escape(result))\"} \(v)\n"
+        }
+        header("prerank_model_info", "gauge", "The model and index in force (value 1), by arm.")
+        for m in s.modelInfo {
+            out += "prerank_model_info{arm=\"\(escape(m.arm))\",version=\"\(escape(m.version))\",fingerprint=\"\(escape(m.fingerprint))\",dtype=\"\(m.dtype)\",tasks=\"\(escape(m.tasks.joined(separator: ",")))\"} 1\n"
+        }
+        header("prerank_index_items", "gauge", "Items in the index in force, by arm.")
+        for m in s.modelInfo { out += "prerank_index_items{arm=\"\(escape(m.arm))\"} \(m.items)\n" }
+        header("prerank_request_log_lines_total", "counter", "Request-log lines written.")
+        out += "prerank_request_log_lines_total \(s.requestLogWritten)\n"
+        header("prerank_request_log_dropped_total", "counter", "Request-log lines dropped because the log queue was full.")
+        out += "prerank_request_log_dropped_total \(s.requestLogDropped)\n"
+        for (name, g) in s.gauges.sorted(by: { $0.key < $1.key }) {
+            header(name, "gauge", g.help)
+            out += "\(name) \(format(g.value))\n"
+        }
+        return out
+    }
+
+    private func format(_ v: Double) -> String {
+        if v == v.rounded() && abs(v) < 1e15 { return String(Int64(v)) }
+        return String(v)
+    }
+
+    private func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
+    }
+}
