@@ -27,7 +27,7 @@ public struct ScoringOptions: Sendable, Equatable {
 }
 
 /// One returned item.
-public struct ScoredItem: Sendable, Equatable {
+public struct RankedItem: Sendable, Equatable {
     public var id: Int64
     public var score: Double
     /// Per-task probabilities in task order; `first` is CTR, `last` is CTCVR.
@@ -44,7 +44,7 @@ public struct StageTimes: Sendable, Equatable {
 
 /// The outcome of scoring one request, before JSON encoding.
 public struct ScoringResult: Sendable, Equatable {
-    public var items: [ScoredItem]
+    public var items: [RankedItem]
     public var unknownIDs: [Int64]
     /// True when the budget ran out while scoring: `items` are the best of what was scored.
     public var partial: Bool
@@ -159,7 +159,7 @@ public enum ScoringEngine {
         // Per-task probabilities of the kept items (recomputed: k ≪ n, cheaper than keeping all).
         let ranked = top.sorted()
         let t = index.taskCount
-        var items: [ScoredItem] = []
+        var items: [RankedItem] = []
         items.reserveCapacity(ranked.count)
         var probs = [Float](repeating: 0, count: t)
         user.withUnsafeBufferPointer { u in
@@ -168,7 +168,7 @@ public enum ScoringEngine {
                 probs.withUnsafeMutableBufferPointer { p in
                     index.probabilities(user: u.baseAddress!, rows: &slot, count: 1, chain: bundle.chain, into: p.baseAddress!)
                 }
-                items.append(ScoredItem(id: r.id, score: r.score, probabilities: probs))
+                items.append(RankedItem(id: r.id, score: r.score, probabilities: probs))
             }
         }
         stages.topK = DispatchTime.now().uptimeNanoseconds - t1
