@@ -1,0 +1,83 @@
+import Foundation
+import Logging
+
+/// One log line per event on stderr, as text or as a JSON object (config `logging.format`).
+///
+/// JSON lines carry `ts`, `level`, `label`, `msg` and the metadata as top-level keys, which is
+/// what log shippers (Vector, Fluent Bit, Loki) index without a parser.
+public struct LineLogHandler: LogHandler {
+    public enum Format: String, Sendable { case text, json }
+
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    public let label: String
+    public let format: Format
+    private let sink: LogSink
+
+    public init(label: String, level: Logger.Level, format: Format, sink: LogSink = .standardError) {
+        self.label = label
+        self.logLevel = level
+        self.format = format
+        self.sink = sink
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        let ts = Self.timestamp()
+        var line: String
+        switch format {
+        case .text:
+            line = "\(ts) \(event.level) \(label): \(event.message)"
+            for (k, v) in merged.sorted(by: { $0.key < $1.key }) { line += " \(k)=\(v)" }
+        case .json:
+            line = "{\"ts\":\"\(ts)\",\"level\":\"\(event.level)\",\"label\":" + JSONText.quote(label)
+                + ",\"msg\":" + JSONText.quote("\(event.message)")
+            for (k, v) in merged.sorted(by: { $0.key < $1.key }) {
+                line += "," + JSONText.quote(k) + ":" + Self.json(v)
+            }
+            line += "}"
+        }
+        sink.write(line + "\n")
+    }
+
+    static func json(_ v: Logger.MetadataValue) -> String {
+        switch v {
+        case .string(let s): return JSONText.quote(s)
+        case .stringConvertible(let c):
+            if let n = c as? any BinaryInteger { return "\(n)" }
+            if let d = c as? Double, d.isFinite { return "\(d)" }
+            return JSONText.quote(c.description)
+        case .array(let a): return "[" + a.map(json).joined(separator: ",") + "]"
+        case .dictionary(let d):
+            return "{" + d.sorted(by: { $0.key < $1.key }).map { JSONText.quote($0.key) + ":" + json($0.value) }.joined(separator: ",") + "}"
+        }
+    }
+
+    static func timestamp() -> String {
+        var tv = timeval()
+        gettimeofday(&tv, nil)
+        var t = time_t(tv.tv_sec)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                      parts.tm_hour, parts.tm_min, parts.tm_sec, Int(tv.tv_usec / 1000))
+    }
+}
+
+/// Where log lines go; a whole line is written with one `write(2)` so lines from several
+/// threads never interleave.
+public struct LogSink: Sendable {
+    private let emit: @Sendable (String) -> Void
+    public init(write: @escaping @Sendable (String) -> Void) { self.emit = write }
+    public static let standardError = LogSink { line in
+        var bytes = Array(line.utf8)
+        bytes.withUnsafeMutableBytes { _ = Foundation.write(2, $0.baseAddress, $0.count) }
+    }
+    func write(_ line: String) { emit(line) }
+}
