@@ -8,6 +8,7 @@ struct PreRank: AsyncParsableCommand {
         abstract: "Online pre-rank scoring with twin-tower ResFlow models.",
         subcommands: [
             // verbs are registered here, one file each under Commands/
+            GenerateCommand.self,
         ]
     )
 }
