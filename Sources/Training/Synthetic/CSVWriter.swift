@@ -136,6 +136,94 @@ public final class CSVWriter {
         count += decimals + 1
     }
 
+    /// Appends a non-negative `value` rounded to `digits` significant digits, trailing zeros
+    /// dropped: plain decimals down to 1e-5 (`0.0812345`, `0.00012`), scientific below
+    /// (`3.25e-07`), `0` for zero. Rounding to significant digits is monotone, so `a ≤ b` still
+    /// holds for the written values.
+    public func appendSignificant(_ value: Double, digits: Int = 7) {
+        precondition(value >= 0 && value.isFinite && digits >= 1 && digits <= 15)
+        if count + 32 > capacity { flush() }
+        if value == 0 {
+            buffer[count] = UInt8(ascii: "0")
+            count += 1
+            return
+        }
+        var top: UInt64 = 1                       // 10^(digits-1)
+        for _ in 1..<digits { top *= 10 }
+        var e = Int(Foundation.floor(Foundation.log10(value)))
+        var m = UInt64(CSVWriter.scale(value, byPowerOfTen: digits - 1 - e).rounded())
+        if m < top {                              // log10 rounded up across a power of ten
+            e -= 1
+            m = UInt64(CSVWriter.scale(value, byPowerOfTen: digits - 1 - e).rounded())
+        }
+        if m >= top * 10 {                        // rounding carried into a new digit
+            e += 1
+            m = UInt64(CSVWriter.scale(value, byPowerOfTen: digits - 1 - e).rounded())
+        }
+        // Drop trailing zeros of the mantissa: `m` keeps `used` digits.
+        var used = digits
+        while used > 1 && m % 10 == 0 { m /= 10; used -= 1 }
+        let zero = UInt8(ascii: "0")
+        if e < 0 && e >= -5 {
+            buffer[count] = zero; buffer[count + 1] = UInt8(ascii: "."); count += 2
+            for _ in 0..<(-e - 1) { buffer[count] = zero; count += 1 }
+            writeDigits(m, used)
+        } else if e >= 0 && e < digits {
+            // value ≥ 1: integer part is the first e+1 digits (padded with zeros).
+            var pow: UInt64 = 1
+            if used > e + 1 { for _ in 0..<(used - e - 1) { pow *= 10 } }
+            let whole = used > e + 1 ? m / pow : m * CSVWriter.tenPower(e + 1 - used)
+            appendInt(Int(whole))
+            if used > e + 1 {
+                buffer[count] = UInt8(ascii: "."); count += 1
+                writeDigits(m % pow, used - e - 1)
+            }
+        } else {
+            var pow: UInt64 = 1
+            for _ in 1..<used { pow *= 10 }
+            buffer[count] = zero &+ UInt8(m / pow); count += 1
+            if used > 1 {
+                buffer[count] = UInt8(ascii: "."); count += 1
+                writeDigits(m % pow, used - 1)
+            }
+            buffer[count] = UInt8(ascii: "e"); count += 1
+            buffer[count] = e < 0 ? UInt8(ascii: "-") : UInt8(ascii: "+"); count += 1
+            let a = abs(e)
+            if a < 10 { buffer[count] = zero; count += 1 }
+            appendInt(a)
+        }
+    }
+
+    /// Writes `value` as exactly `width` digits (leading zeros kept).
+    @inline(__always)
+    private func writeDigits(_ value: UInt64, _ width: Int) {
+        var v = value
+        var pos = count + width - 1
+        for _ in 0..<width {
+            buffer[pos] = UInt8(ascii: "0") &+ UInt8(v % 10)
+            v /= 10
+            pos -= 1
+        }
+        count += width
+    }
+
+    private static func tenPower(_ k: Int) -> UInt64 {
+        var p: UInt64 = 1
+        for _ in 0..<max(0, k) { p *= 10 }
+        return p
+    }
+
+    /// `value · 10^k`, with exact powers of ten (≤ 10^22) per step.
+    private static func scale(_ value: Double, byPowerOfTen k: Int) -> Double {
+        var v = value
+        var k = k
+        while k > 22 { v *= 1e22; k -= 22 }
+        while k < -22 { v /= 1e22; k += 22 }
+        var p = 1.0
+        for _ in 0..<abs(k) { p *= 10 }
+        return k >= 0 ? v * p : v / p
+    }
+
     // MARK: Output
 
     /// Hands the buffered bytes to the OS.

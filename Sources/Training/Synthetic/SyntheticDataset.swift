@@ -176,11 +176,11 @@ public enum SyntheticDataset {
                         out.comma()
                         out.appendByte(imp.order ? one : zero)
                         out.comma()
-                        out.appendFixed(imp.truthClick, decimals: 8)
+                        out.appendSignificant(imp.truthClick, digits: 7)
                         out.comma()
-                        out.appendFixed(imp.truthCart, decimals: 8)
+                        out.appendSignificant(imp.truthCart, digits: 7)
                         out.comma()
-                        out.appendFixed(imp.truthOrder, decimals: 8)
+                        out.appendSignificant(imp.truthOrder, digits: 7)
                         out.endRow()
                         stats.rows += 1
                         if imp.click { stats.clicks += 1 }
