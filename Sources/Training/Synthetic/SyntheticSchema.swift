@@ -42,14 +42,14 @@ public enum SyntheticSchema {
         let segments = World.segmentNames
         let terms = world.termVocabulary
         return [
-            FeatureSpec(name: "user_id", side: .user, kind: .categorical, buckets: nextPrime(atLeast: 2 * users), dim: 16),
+            FeatureSpec(name: "user_id", side: .user, kind: .categorical, buckets: nextPrime(atLeast: max(11, 2 * users)), dim: 16),
             cat("segment", .user, segments, dim: 8),
             cat("gender", .user, World.genderNames, dim: 8),
             cat("region", .user, world.regionNames, dim: 8),
             FeatureSpec(name: "age", side: .user, kind: .dense),
             FeatureSpec(name: "query_terms", side: .user, kind: .multi, buckets: buckets(field: "query_terms", values: terms), dim: 16),
             cat("query_category", .user, Array(world.categoryNames.prefix(C)), dim: 8),
-            FeatureSpec(name: "item_id", side: .item, kind: .categorical, buckets: nextPrime(atLeast: 2 * items), dim: 16),
+            FeatureSpec(name: "item_id", side: .item, kind: .categorical, buckets: nextPrime(atLeast: max(11, 2 * items)), dim: 16),
             cat("item_category", .item, Array(world.categoryNames.prefix(C)), dim: 8),
             cat("brand", .item, world.brandNames, dim: 12),
             FeatureSpec(name: "price", side: .item, kind: .dense),
