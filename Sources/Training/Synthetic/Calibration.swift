@@ -20,7 +20,7 @@ enum Calibration {
             var rng = SplitMix64(seed: config.seed, stream: RandomStream.calibration.rawValue, index: UInt64(r))
             sampler.drawRequest(&rng, into: &request, intercepts: zero, withLabels: false)
             for imp in request.impressions {
-                let z = sampler.logits(user: request.user, query: request.query, item: imp.item)
+                let z = sampler.logits(user: request.user, query: request.query, item: imp.item, relevance: imp.relevance)
                 zClick.append(z.click); zCart.append(z.cart); zOrder.append(z.order)
             }
         }

@@ -102,7 +102,8 @@ public struct ImpressionSampler: Sendable {
         let config = world.config
         for _ in 0..<config.candidates {
             let i = drawCandidate(queryCategory: c, &rng)
-            let z = logits(user: u, query: q, item: i)
+            let rel = relevance(query: q, item: i)
+            let z = logits(user: u, query: q, item: i, relevance: rel)
             let pClick = sigmoid(b.click + z.click)
             let pCartGivenClick = sigmoid(b.cart + z.cart)
             let pOrderGivenCart = sigmoid(b.order + z.order)
@@ -117,7 +118,7 @@ public struct ImpressionSampler: Sendable {
                 order = cart && u3 < pOrderGivenCart
             }
             request.impressions.append(Impression(
-                item: i, relevance: relevance(query: q, item: i),
+                item: i, relevance: rel,
                 truthClick: pClick, truthCart: pCart, truthOrder: pOrder,
                 click: click, cart: cart, order: order))
         }
@@ -206,6 +207,10 @@ public struct ImpressionSampler: Sendable {
     ///     z_cart  = 0.6·m   + 0.4·b_u         − 0.7·ps·x_i + 0.9·g + 0.5·g·[premium]
     ///     z_order = 0.4·m   + b_u + c_i       − 1.4·ps·x_i + 0.3·g + A[region_u, cat_i]
     public func logits(user u: Int, query q: Int, item i: Int) -> StageLogits {
+        logits(user: u, query: q, item: i, relevance: relevance(query: q, item: i))
+    }
+
+    func logits(user u: Int, query q: Int, item i: Int, relevance rel: Int) -> StageLogits {
         let K = world.tasteDim
         let user = world.users[u]
         let item = world.items[i]
@@ -217,7 +222,7 @@ public struct ImpressionSampler: Sendable {
                 for k in 0..<K { dot += t[tu + k] * v[vi + k] }
             }
         }
-        let m = ImpressionSampler.tasteWeight * dot + ImpressionSampler.relevanceEffect[relevance(query: q, item: i)]
+        let m = ImpressionSampler.tasteWeight * dot + ImpressionSampler.relevanceEffect[rel]
         let shift: Double
         switch query.intent {
         case .neutral: shift = 0
