@@ -230,7 +230,7 @@ public enum RequestLogGzip {
     public static func compress(_ bytes: [UInt8], level: Int32 = 6) throws(Error) -> [UInt8] {
         var out: [UInt8] = []
         var input = bytes
-        var deflater = try Deflater(level: level)
+        let deflater = try Deflater(level: level)
         defer { deflater.end() }
         try deflater.feed(&input, finish: true) { out.append(contentsOf: $0) }
         return out
@@ -274,7 +274,7 @@ public enum RequestLogGzip {
         let outFD = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard outFD >= 0 else { throw Error("create \(destination): \(String(cString: strerror(errno)))") }
         defer { _ = Glibc.close(outFD) }
-        var deflater = try Deflater(level: level)
+        let deflater = try Deflater(level: level)
         defer { deflater.end() }
         var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         var writeError: Error?
