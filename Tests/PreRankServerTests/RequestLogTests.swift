@@ -215,6 +215,14 @@ struct RequestLogTests {
         }
     }
 
+    @Test func configProblemsNameTheKey() {
+        #expect(RequestLogConfig(dir: "/tmp/x").problems().isEmpty)
+        let bad = RequestLogConfig(dir: "", sampleRate: 1.5, maxFileBytes: 10, maxFiles: 0, queueCapacity: 0).problems().map(\.key)
+        #expect(bad == ["request_log.dir", "request_log.sample_rate", "request_log.max_file_bytes", "request_log.max_files",
+                        "request_log.queue_capacity"])
+        #expect(RequestLogConfig(dir: "d", sampleRate: .nan).problems().map(\.key) == ["request_log.sample_rate"])
+    }
+
     @Test func lineEncoding() throws {
         let line = RequestLogLine.encode(
             time: 1_795_399_384.1239, requestID: "r-\"1\"", modelVersion: "v1", arm: "canary",

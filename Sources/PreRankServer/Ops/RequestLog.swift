@@ -22,6 +22,18 @@ public struct RequestLogConfig: Sendable, Equatable {
         self.maxFiles = maxFiles
         self.queueCapacity = queueCapacity
     }
+
+    /// Out-of-range values, each with its config key (`request_log.sample_rate`, …), for the
+    /// config loader's error messages. Empty when the settings are usable.
+    public func problems() -> [(key: String, message: String)] {
+        var out: [(key: String, message: String)] = []
+        if dir.isEmpty { out.append(("request_log.dir", "must be a directory path")) }
+        if !(sampleRate >= 0 && sampleRate <= 1) { out.append(("request_log.sample_rate", "must be between 0 and 1")) }
+        if maxFileBytes < 4096 { out.append(("request_log.max_file_bytes", "must be at least 4096")) }
+        if maxFiles < 1 { out.append(("request_log.max_files", "must be at least 1")) }
+        if queueCapacity < 1 { out.append(("request_log.queue_capacity", "must be at least 1")) }
+        return out
+    }
 }
 
 /// The request log: sampled `POST /prerank` requests and answers as JSON lines, for joining with
