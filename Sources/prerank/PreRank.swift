@@ -12,6 +12,7 @@ struct PreRank: AsyncParsableCommand {
             InspectCommand.self,
             InitModelCommand.self,
             GenerateCommand.self,
+            JoinLogsCommand.self,
         ]
     )
 }
