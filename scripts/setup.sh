@@ -18,9 +18,9 @@ fi
 
 # Python tools for the reference tests (numpy reference, official safetensors, OpenAPI validator).
 py_missing=0
-python3 -c "import numpy, safetensors, pytest, openapi_spec_validator, yaml" >/dev/null 2>&1 || py_missing=1
+python3 -c "import numpy, safetensors, pytest, openapi_spec_validator, yaml, kubernetes_validate" >/dev/null 2>&1 || py_missing=1
 if [ "$py_missing" -eq 1 ]; then
     echo "setup: installing Python test tools" >&2
-    python3 -m pip install -q --disable-pip-version-check numpy safetensors pytest openapi-spec-validator pyyaml \
+    python3 -m pip install -q --disable-pip-version-check numpy safetensors pytest openapi-spec-validator pyyaml kubernetes-validate \
         2>&1 | grep -v "WARNING: Running pip as the 'root' user" || true
 fi

@@ -14,4 +14,4 @@ echo "== swift test" >&2
 swift test --parallel --num-workers 2
 
 echo "== reference and end-to-end tests (pytest)" >&2
-python3 -m pytest -q Tests/reference "$@"
+python3 -m pytest -q Tests/reference Tests/deploy "$@"
