@@ -1,0 +1,334 @@
+import TwinTower
+
+/// Decodes a `POST /prerank` body (SPEC §2) straight from its bytes into a `PreRankRequest`.
+///
+/// One pass, no intermediate tree: about 15x faster than `JSONDecoder` on a 10k-candidate body
+/// (see `RequestDecoderBenchmark`), and it gives the error a client can act on: syntax errors
+/// are `bad_json` with the byte offset, schema errors are `bad_field` naming the JSON path
+/// (`candidates[3]`, `user.age`, `fusion.beta`, `relevance[2]`).
+///
+/// Rules beyond plain JSON validity, each a 400:
+/// - the body is one object; duplicate top-level keys and duplicate names inside `user`,
+///   `query` and `fusion` are refused (which one wins would be a guess); unknown top-level keys
+///   are skipped, strictly validated;
+/// - `null` for a top-level key means the key is absent (as `Codable` optionals read it), so
+///   `"candidates": null` scores the whole index like an omitted `candidates`;
+/// - `candidates[i]` is an integer literal within Int64 (no fraction, no exponent);
+/// - `relevance[i]` is a number 0...3, and `relevance` has one per candidate;
+/// - `k` is an integer literal ≥ 1 (a `k` above config's maximum is capped later, not here);
+/// - `fusion` holds only `alpha`, `beta`, `gamma`, each a finite number or null;
+/// - a feature value is a scalar or an array of scalars.
+public enum RequestDecoder {
+    /// Decodes `body`. `maxCandidates` stops a long `candidates` array early, before the rest
+    /// is read and stored.
+    public static func decode(_ body: UnsafeRawBufferPointer, maxCandidates: Int = .max) throws(APIError) -> PreRankRequest {
+        guard let base = body.baseAddress, body.count > 0 else { throw .badJSON("empty body; expected a JSON object") }
+        var parser = Parser(scanner: JSONScanner(bytes: base.assumingMemoryBound(to: UInt8.self), count: body.count),
+                            maxCandidates: maxCandidates)
+        return try parser.request()
+    }
+
+    /// Decodes a body held in an array.
+    public static func decode(_ body: [UInt8], maxCandidates: Int = .max) throws(APIError) -> PreRankRequest {
+        let result: Result<PreRankRequest, APIError> = body.withUnsafeBytes { raw in
+            do throws(APIError) { return .success(try decode(raw, maxCandidates: maxCandidates)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+}
+
+/// The schema walk over a scanner; one per body.
+private struct Parser {
+    var s: JSONScanner
+    let maxCandidates: Int
+
+    init(scanner: JSONScanner, maxCandidates: Int) {
+        self.s = scanner
+        self.maxCandidates = maxCandidates
+    }
+
+    /// Top-level keys, one bit each, to refuse duplicates without a set.
+    private enum Key: String, CaseIterable {
+        case request_id, user, query, candidates, relevance, k, fusion, debug
+        var bit: UInt16 { 1 << UInt16(Key.allCases.firstIndex(of: self) ?? 0) }
+    }
+
+    mutating func request() throws(APIError) -> PreRankRequest {
+        s.skipByteOrderMark()
+        s.skipWhitespace()
+        guard s.current == UInt8(ascii: "{") else {
+            if s.atEnd { throw .badJSON("empty body; expected a JSON object") }
+            throw s.syntaxError("a JSON object ('{')")
+        }
+        s.pos += 1
+        var request = PreRankRequest()
+        var seen: UInt16 = 0
+        var unknownSeen: Set<String> = []
+        s.skipWhitespace()
+        if s.current == UInt8(ascii: "}") {
+            s.pos += 1
+        } else {
+            while true {
+                s.skipWhitespace()
+                let keyOffset = s.pos
+                let name = try s.string()
+                s.skipWhitespace()
+                try s.expect(UInt8(ascii: ":"), "':' after the key")
+                s.skipWhitespace()
+                if let key = Key(rawValue: name) {
+                    guard seen & key.bit == 0 else { throw duplicate(name, at: keyOffset) }
+                    seen |= key.bit
+                    do throws(APIError) {
+                        try value(for: key, into: &request)
+                    } catch {
+                        // Name the top-level key on syntax errors inside its value.
+                        var e = error
+                        if e.field == nil { e.field = name }
+                        throw e
+                    }
+                } else {
+                    guard unknownSeen.insert(name).inserted else { throw duplicate(name, at: keyOffset) }
+                    try s.skipValue(depth: 1)
+                }
+                s.skipWhitespace()
+                if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
+                try s.expect(UInt8(ascii: "}"), "',' or '}'")
+                break
+            }
+        }
+        s.skipWhitespace()
+        guard s.atEnd else { throw .badJSON("trailing data after the JSON object at byte \(s.pos)") }
+
+        if let relevance = request.relevance {
+            guard let candidates = request.candidates else {
+                throw .badField("relevance", "relevance needs candidates of the same length")
+            }
+            guard relevance.count == candidates.count else {
+                throw .badField("relevance", "relevance has \(relevance.count) values for \(candidates.count) candidates")
+            }
+        }
+        return request
+    }
+
+    private func duplicate(_ name: String, at offset: Int) -> APIError {
+        APIError.badJSON("duplicate key \(JSONText.quote(name)) at byte \(offset)", field: name)
+    }
+
+    /// True (and consumed) when the value at `pos` is `null`.
+    private mutating func null() throws(APIError) -> Bool {
+        guard s.current == UInt8(ascii: "n") else { return false }
+        try s.literal("null")
+        return true
+    }
+
+    private mutating func value(for key: Key, into request: inout PreRankRequest) throws(APIError) {
+        if try null() { return }
+        switch key {
+        case .request_id: request.requestID = try requestID()
+        case .user: request.user = try features("user")
+        case .query: request.query = try features("query")
+        case .candidates: request.candidates = try candidates()
+        case .relevance: request.relevance = try relevance()
+        case .k: request.k = try k()
+        case .fusion: request.fusion = try fusion()
+        case .debug:
+            switch s.current {
+            case UInt8(ascii: "t"): try s.literal("true"); request.debug = true
+            case UInt8(ascii: "f"): try s.literal("false"); request.debug = false
+            default: throw try wrongType("debug", "debug must be true or false")
+            }
+        }
+    }
+
+    /// A `bad_field` error for a value of the wrong type at `pos`; the value is first checked
+    /// for syntax, so a malformed body is always reported as `bad_json`.
+    private mutating func wrongType(_ field: String, _ message: String, depth: Int = 1) throws(APIError) -> APIError {
+        try s.skipValue(depth: depth)
+        return .badField(field, message)
+    }
+
+    private mutating func requestID() throws(APIError) -> String {
+        switch s.current {
+        case UInt8(ascii: "\""):
+            return try s.string()
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            let n = try s.number()
+            guard n.isInteger else { throw .badField("request_id", "request_id must be a string or an integer") }
+            // An integer literal is already canonical decimal text, except "-0".
+            let text = String(decoding: UnsafeBufferPointer(start: s.bytes + n.start, count: n.end - n.start), as: UTF8.self)
+            return text == "-0" ? "0" : text
+        default:
+            throw try wrongType("request_id", "request_id must be a string or an integer")
+        }
+    }
+
+    private mutating func candidates() throws(APIError) -> [Int64] {
+        guard s.current == UInt8(ascii: "[") else { throw try wrongType("candidates", "candidates must be an array of integer ids") }
+        s.pos += 1
+        var ids: [Int64] = []
+        // A cheap upper bound on the count (an id takes at least 2 bytes with its comma) would
+        // over-reserve for long ids; grow geometrically from a size that covers typical bodies.
+        ids.reserveCapacity(min(1024, maxCandidates))
+        s.skipWhitespace()
+        if s.current == UInt8(ascii: "]") { s.pos += 1; return ids }
+        while true {
+            s.skipWhitespace()
+            let c = s.current
+            if c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) {
+                let n = try s.number()
+                guard let v = n.int64 else {
+                    let why = n.isInteger ? "is out of the 64-bit integer range" : "must be an integer (no fraction or exponent)"
+                    throw .badField("candidates[\(ids.count)]", "candidate id \(why)")
+                }
+                guard ids.count < maxCandidates else {
+                    throw .badField("candidates", "more candidates than the limit of \(maxCandidates)")
+                }
+                ids.append(v)
+            } else {
+                throw try wrongType("candidates[\(ids.count)]", "candidate id must be an integer", depth: 2)
+            }
+            s.skipWhitespace()
+            if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
+            try s.expect(UInt8(ascii: "]"), "',' or ']'")
+            return ids
+        }
+    }
+
+    private mutating func relevance() throws(APIError) -> [Double] {
+        guard s.current == UInt8(ascii: "[") else { throw try wrongType("relevance", "relevance must be an array of numbers 0...3") }
+        s.pos += 1
+        var levels: [Double] = []
+        levels.reserveCapacity(min(1024, maxCandidates))
+        s.skipWhitespace()
+        if s.current == UInt8(ascii: "]") { s.pos += 1; return levels }
+        while true {
+            s.skipWhitespace()
+            let c = s.current
+            let field = { [count = levels.count] in "relevance[\(count)]" }
+            if c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) {
+                let n = try s.number()
+                guard let v = s.double(n) else { throw .badField(field(), "relevance level is out of range of a 64-bit float") }
+                guard v >= 0 && v <= 3 else { throw .badField(field(), "a relevance level must be a number from 0 to 3") }
+                levels.append(v)
+            } else {
+                throw try wrongType(field(), "a relevance level must be a number from 0 to 3", depth: 2)
+            }
+            s.skipWhitespace()
+            if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
+            try s.expect(UInt8(ascii: "]"), "',' or ']'")
+            return levels
+        }
+    }
+
+    private mutating func k() throws(APIError) -> Int {
+        let message = "k must be an integer of at least 1"
+        let c = s.current
+        guard c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) else { throw try wrongType("k", message) }
+        let n = try s.number()
+        guard let v = n.int64, v >= 1, let k = Int(exactly: v) else { throw .badField("k", message) }
+        return k
+    }
+
+    private mutating func fusion() throws(APIError) -> FusionOverride {
+        guard s.current == UInt8(ascii: "{") else { throw try wrongType("fusion", "fusion must be an object with alpha, beta, gamma") }
+        s.pos += 1
+        var o = FusionOverride()
+        var seen: Set<String> = []
+        s.skipWhitespace()
+        if s.current == UInt8(ascii: "}") { s.pos += 1; return o }
+        while true {
+            s.skipWhitespace()
+            let keyOffset = s.pos
+            let name = try s.string()
+            s.skipWhitespace()
+            try s.expect(UInt8(ascii: ":"), "':' after the key")
+            s.skipWhitespace()
+            let field = "fusion." + name
+            guard name == "alpha" || name == "beta" || name == "gamma" else {
+                try s.skipValue(depth: 2)
+                throw .badField(field, "unknown fusion weight \(JSONText.quote(name)); expected alpha, beta or gamma")
+            }
+            guard seen.insert(name).inserted else { throw duplicate(field, at: keyOffset) }
+            var weight: Double? = nil
+            if try !null() {
+                let c = s.current
+                guard c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) else {
+                    throw try wrongType(field, "\(field) must be a finite number", depth: 2)
+                }
+                guard let v = s.double(try s.number()) else { throw .badField(field, "\(field) must be a finite number") }
+                weight = v
+            }
+            switch name {
+            case "alpha": o.alpha = weight
+            case "beta": o.beta = weight
+            default: o.gamma = weight
+            }
+            s.skipWhitespace()
+            if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
+            try s.expect(UInt8(ascii: "}"), "',' or '}'")
+            return o
+        }
+    }
+
+    /// A `user` or `query` object: feature name → value.
+    private mutating func features(_ side: String) throws(APIError) -> [String: FeatureValue] {
+        guard s.current == UInt8(ascii: "{") else { throw try wrongType(side, "\(side) must be an object of features") }
+        s.pos += 1
+        var map: [String: FeatureValue] = [:]
+        s.skipWhitespace()
+        if s.current == UInt8(ascii: "}") { s.pos += 1; return map }
+        while true {
+            s.skipWhitespace()
+            let keyOffset = s.pos
+            let name = try s.string()
+            s.skipWhitespace()
+            try s.expect(UInt8(ascii: ":"), "':' after the key")
+            s.skipWhitespace()
+            let value = try featureValue(side, name)
+            guard map.updateValue(value, forKey: name) == nil else { throw duplicate(side + "." + name, at: keyOffset) }
+            s.skipWhitespace()
+            if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
+            try s.expect(UInt8(ascii: "}"), "',' or '}'")
+            return map
+        }
+    }
+
+    private mutating func featureValue(_ side: String, _ name: String) throws(APIError) -> FeatureValue {
+        guard s.current == UInt8(ascii: "[") else {
+            if let v = try scalar(side + "." + name, depth: 2) { return v }
+            throw try wrongType(side + "." + name, "a feature value must be a string, number, boolean, null or an array of those", depth: 2)
+        }
+        s.pos += 1
+        var values: [FeatureValue] = []
+        s.skipWhitespace()
+        if s.current == UInt8(ascii: "]") { s.pos += 1; return .array(values) }
+        while true {
+            s.skipWhitespace()
+            guard let v = try scalar("\(side).\(name)[\(values.count)]", depth: 3) else {
+                throw try wrongType("\(side).\(name)[\(values.count)]", "a feature array holds only strings, numbers, booleans and nulls", depth: 3)
+            }
+            values.append(v)
+            s.skipWhitespace()
+            if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
+            try s.expect(UInt8(ascii: "]"), "',' or ']'")
+            return .array(values)
+        }
+    }
+
+    /// A scalar feature value at `pos`, or `nil` (nothing consumed) for an array or object.
+    /// `path` is an autoclosure so the field path is only built for an error.
+    private mutating func scalar(_ path: @autoclosure () -> String, depth: Int) throws(APIError) -> FeatureValue? {
+        switch s.current {
+        case UInt8(ascii: "\""): return .string(try s.string())
+        case UInt8(ascii: "t"): try s.literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try s.literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try s.literal("null"); return .null
+        case UInt8(ascii: "["), UInt8(ascii: "{"): return nil
+        default:
+            let n = try s.number()
+            if let v = n.int64 { return .integer(v) }
+            guard let d = s.double(n) else { throw .badField(path(), "number is out of range of a 64-bit float") }
+            return .number(d)
+        }
+    }
+}
