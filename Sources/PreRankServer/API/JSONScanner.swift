@@ -365,9 +365,48 @@ struct JSONScanner {
 
     // MARK: skipping
 
+    /// Checks that the whole buffer is one JSON value with only whitespace around it. Numbers
+    /// are checked for grammar only: this pass looks for syntax errors, and a number out of
+    /// Double range inside a known field is that field's error. A syntax error inside the value
+    /// of a top-level member names that member's key as its field, as the decoder's does.
+    mutating func validateDocument() throws(APIError) {
+        pos = 0
+        skipByteOrderMark()
+        skipWhitespace()
+        if current == UInt8(ascii: "{") {
+            pos += 1
+            skipWhitespace()
+            if current == UInt8(ascii: "}") {
+                pos += 1
+            } else {
+                while true {
+                    skipWhitespace()
+                    let key = try string()
+                    skipWhitespace()
+                    try expect(UInt8(ascii: ":"), "':' after the key")
+                    skipWhitespace()
+                    do throws(APIError) {
+                        try skipValue(depth: 1, checkRange: false)
+                    } catch {
+                        throw error.naming(key)
+                    }
+                    skipWhitespace()
+                    if current == UInt8(ascii: ",") { pos += 1; continue }
+                    try expect(UInt8(ascii: "}"), "',' or '}'")
+                    break
+                }
+            }
+        } else {
+            try skipValue(depth: 0, checkRange: false)
+        }
+        skipWhitespace()
+        guard atEnd else { throw .badJSON("trailing data after the JSON value at byte \(pos)") }
+    }
+
     /// Skips one value of any type at `pos`, validating it as strictly as a parsed one;
-    /// `depth` is the nesting of the container holding it.
-    mutating func skipValue(depth: Int) throws(APIError) {
+    /// `depth` is the nesting of the container holding it. With `checkRange`, a number that
+    /// overflows Double is refused, as `JSONDecoder` refuses it.
+    mutating func skipValue(depth: Int, checkRange: Bool = true) throws(APIError) {
         switch current {
         case UInt8(ascii: "\""):
             try skipString()
@@ -382,7 +421,7 @@ struct JSONScanner {
                 skipWhitespace()
                 try expect(UInt8(ascii: ":"), "':'")
                 skipWhitespace()
-                try skipValue(depth: depth + 1)
+                try skipValue(depth: depth + 1, checkRange: checkRange)
                 skipWhitespace()
                 if current == UInt8(ascii: ",") { pos += 1; continue }
                 try expect(UInt8(ascii: "}"), "',' or '}'")
@@ -395,7 +434,7 @@ struct JSONScanner {
             if current == UInt8(ascii: "]") { pos += 1; return }
             while true {
                 skipWhitespace()
-                try skipValue(depth: depth + 1)
+                try skipValue(depth: depth + 1, checkRange: checkRange)
                 skipWhitespace()
                 if current == UInt8(ascii: ",") { pos += 1; continue }
                 try expect(UInt8(ascii: "]"), "',' or ']'")
@@ -406,9 +445,20 @@ struct JSONScanner {
         case UInt8(ascii: "n"): try literal("null")
         default:
             let n = try number()
-            if n.int64 == nil && double(n) == nil {
+            if checkRange && n.int64 == nil && double(n) == nil {
                 throw .badJSON("number at byte \(n.start) is out of range of a 64-bit float")
             }
         }
+    }
+}
+
+extension APIError {
+    /// This error with `field` set to `key` when it names no field yet: a syntax error inside
+    /// a top-level member's value is reported against that member.
+    func naming(_ key: String) -> APIError {
+        guard field == nil else { return self }
+        var e = self
+        e.field = key
+        return e
     }
 }

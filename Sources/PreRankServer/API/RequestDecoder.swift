@@ -11,6 +11,8 @@ import TwinTower
 /// - the body is one object; duplicate top-level keys and duplicate names inside `user`,
 ///   `query` and `fusion` are refused (which one wins would be a guess); unknown top-level keys
 ///   are skipped, strictly validated;
+/// - a body that is not JSON is always `bad_json`, even when a field before the syntax error
+///   is also wrong (a truncated body is reported as truncated);
 /// - `null` for a top-level key means the key is absent (as `Codable` optionals read it), so
 ///   `"candidates": null` scores the whole index like an omitted `candidates`;
 /// - `candidates[i]` is an integer literal within Int64 (no fraction, no exponent);
@@ -23,9 +25,18 @@ public enum RequestDecoder {
     /// is read and stored.
     public static func decode(_ body: UnsafeRawBufferPointer, maxCandidates: Int = .max) throws(APIError) -> PreRankRequest {
         guard let base = body.baseAddress, body.count > 0 else { throw .badJSON("empty body; expected a JSON object") }
-        var parser = Parser(scanner: JSONScanner(bytes: base.assumingMemoryBound(to: UInt8.self), count: body.count),
-                            maxCandidates: maxCandidates)
-        return try parser.request()
+        let scanner = JSONScanner(bytes: base.assumingMemoryBound(to: UInt8.self), count: body.count)
+        var parser = Parser(scanner: scanner, maxCandidates: maxCandidates)
+        do throws(APIError) {
+            return try parser.request()
+        } catch where error.code != "bad_json" {
+            // The walk stops at the first schema error, which may come before a syntax error
+            // further on (a body cut short after `"relevance":[25` reads 25 > 3). A body that is
+            // not JSON is reported as such: one more pass, only on this error path, checks that.
+            var check = scanner
+            try check.validateDocument()
+            throw error
+        }
     }
 
     /// Decodes a body held in an array.
@@ -81,10 +92,7 @@ private struct Parser {
                     do throws(APIError) {
                         try value(for: key, into: &request)
                     } catch {
-                        // Name the top-level key on syntax errors inside its value.
-                        var e = error
-                        if e.field == nil { e.field = name }
-                        throw e
+                        throw error.naming(name)
                     }
                 } else {
                     guard unknownSeen.insert(name).inserted else { throw duplicate(name, at: keyOffset) }
@@ -135,16 +143,9 @@ private struct Parser {
             switch s.current {
             case UInt8(ascii: "t"): try s.literal("true"); request.debug = true
             case UInt8(ascii: "f"): try s.literal("false"); request.debug = false
-            default: throw try wrongType("debug", "debug must be true or false")
+            default: throw .badField("debug", "debug must be true or false")
             }
         }
-    }
-
-    /// A `bad_field` error for a value of the wrong type at `pos`; the value is first checked
-    /// for syntax, so a malformed body is always reported as `bad_json`.
-    private mutating func wrongType(_ field: String, _ message: String, depth: Int = 1) throws(APIError) -> APIError {
-        try s.skipValue(depth: depth)
-        return .badField(field, message)
     }
 
     private mutating func requestID() throws(APIError) -> String {
@@ -158,12 +159,12 @@ private struct Parser {
             let text = String(decoding: UnsafeBufferPointer(start: s.bytes + n.start, count: n.end - n.start), as: UTF8.self)
             return text == "-0" ? "0" : text
         default:
-            throw try wrongType("request_id", "request_id must be a string or an integer")
+            throw .badField("request_id", "request_id must be a string or an integer")
         }
     }
 
     private mutating func candidates() throws(APIError) -> [Int64] {
-        guard s.current == UInt8(ascii: "[") else { throw try wrongType("candidates", "candidates must be an array of integer ids") }
+        guard s.current == UInt8(ascii: "[") else { throw .badField("candidates", "candidates must be an array of integer ids") }
         s.pos += 1
         var ids: [Int64] = []
         // A cheap upper bound on the count (an id takes at least 2 bytes with its comma) would
@@ -185,7 +186,7 @@ private struct Parser {
                 }
                 ids.append(v)
             } else {
-                throw try wrongType("candidates[\(ids.count)]", "candidate id must be an integer", depth: 2)
+                throw .badField("candidates[\(ids.count)]", "candidate id must be an integer")
             }
             s.skipWhitespace()
             if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
@@ -195,7 +196,7 @@ private struct Parser {
     }
 
     private mutating func relevance() throws(APIError) -> [Double] {
-        guard s.current == UInt8(ascii: "[") else { throw try wrongType("relevance", "relevance must be an array of numbers 0...3") }
+        guard s.current == UInt8(ascii: "[") else { throw .badField("relevance", "relevance must be an array of numbers 0...3") }
         s.pos += 1
         var levels: [Double] = []
         levels.reserveCapacity(min(1024, maxCandidates))
@@ -211,7 +212,7 @@ private struct Parser {
                 guard v >= 0 && v <= 3 else { throw .badField(field(), "a relevance level must be a number from 0 to 3") }
                 levels.append(v)
             } else {
-                throw try wrongType(field(), "a relevance level must be a number from 0 to 3", depth: 2)
+                throw .badField(field(), "a relevance level must be a number from 0 to 3")
             }
             s.skipWhitespace()
             if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
@@ -223,14 +224,14 @@ private struct Parser {
     private mutating func k() throws(APIError) -> Int {
         let message = "k must be an integer of at least 1"
         let c = s.current
-        guard c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) else { throw try wrongType("k", message) }
+        guard c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) else { throw .badField("k", message) }
         let n = try s.number()
         guard let v = n.int64, v >= 1, let k = Int(exactly: v) else { throw .badField("k", message) }
         return k
     }
 
     private mutating func fusion() throws(APIError) -> FusionOverride {
-        guard s.current == UInt8(ascii: "{") else { throw try wrongType("fusion", "fusion must be an object with alpha, beta, gamma") }
+        guard s.current == UInt8(ascii: "{") else { throw .badField("fusion", "fusion must be an object with alpha, beta, gamma") }
         s.pos += 1
         var o = FusionOverride()
         var seen: Set<String> = []
@@ -245,7 +246,6 @@ private struct Parser {
             s.skipWhitespace()
             let field = "fusion." + name
             guard name == "alpha" || name == "beta" || name == "gamma" else {
-                try s.skipValue(depth: 2)
                 throw .badField(field, "unknown fusion weight \(JSONText.quote(name)); expected alpha, beta or gamma")
             }
             guard seen.insert(name).inserted else { throw duplicate(field, at: keyOffset) }
@@ -253,7 +253,7 @@ private struct Parser {
             if try !null() {
                 let c = s.current
                 guard c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) else {
-                    throw try wrongType(field, "\(field) must be a finite number", depth: 2)
+                    throw .badField(field, "\(field) must be a finite number")
                 }
                 guard let v = s.double(try s.number()) else { throw .badField(field, "\(field) must be a finite number") }
                 weight = v
@@ -272,7 +272,7 @@ private struct Parser {
 
     /// A `user` or `query` object: feature name → value.
     private mutating func features(_ side: String) throws(APIError) -> [String: FeatureValue] {
-        guard s.current == UInt8(ascii: "{") else { throw try wrongType(side, "\(side) must be an object of features") }
+        guard s.current == UInt8(ascii: "{") else { throw .badField(side, "\(side) must be an object of features") }
         s.pos += 1
         var map: [String: FeatureValue] = [:]
         s.skipWhitespace()
@@ -296,7 +296,7 @@ private struct Parser {
     private mutating func featureValue(_ side: String, _ name: String) throws(APIError) -> FeatureValue {
         guard s.current == UInt8(ascii: "[") else {
             if let v = try scalar(side + "." + name, depth: 2) { return v }
-            throw try wrongType(side + "." + name, "a feature value must be a string, number, boolean, null or an array of those", depth: 2)
+            throw .badField(side + "." + name, "a feature value must be a string, number, boolean, null or an array of those")
         }
         s.pos += 1
         var values: [FeatureValue] = []
@@ -305,7 +305,7 @@ private struct Parser {
         while true {
             s.skipWhitespace()
             guard let v = try scalar("\(side).\(name)[\(values.count)]", depth: 3) else {
-                throw try wrongType("\(side).\(name)[\(values.count)]", "a feature array holds only strings, numbers, booleans and nulls", depth: 3)
+                throw .badField("\(side).\(name)[\(values.count)]", "a feature array holds only strings, numbers, booleans and nulls")
             }
             values.append(v)
             s.skipWhitespace()
