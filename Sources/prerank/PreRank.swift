@@ -11,6 +11,7 @@ struct PreRank: AsyncParsableCommand {
             BuildIndexCommand.self,
             InspectCommand.self,
             InitModelCommand.self,
+            ValidateConfigCommand.self,
         ]
     )
 }
