@@ -6,8 +6,9 @@ import TwinTower
 
 /// Prints (does not assert) decode and encode times against Foundation on the body of
 /// notes/swift-on-linux.md §4: request_id, user_id, 30 floats, 10,000 Int64 ids. Meaningful in
-/// release: `swift test -c release --filter CodecBenchmark`.
-@Suite struct CodecBenchmarkTests {
+/// release: `swift test -c release --filter CodecBenchmark`. Serialized so the two timings do not
+/// share the cores with each other.
+@Suite(.serialized) struct CodecBenchmarkTests {
     static func body(candidates: Int) -> [UInt8] {
         var rng = SplitMix64(seed: 1)
         var s = "{\"request_id\":\"r-12345\",\"user\":{\"user_id\":\"u42\""

@@ -78,26 +78,26 @@ public enum ResponseEncoder {
         let perItem = r.items.first?.tasks.map { 80 + $0.count * 32 } ?? 80
         var out: [UInt8] = []
         out.reserveCapacity(128 + r.modelVersion.utf8.count + r.items.count * perItem + r.unknownIDs.count * 21)
-        out.append(contentsOf: "{\"request_id\":".utf8)
-        if let id = r.requestID { appendString(id, to: &out) } else { out.append(contentsOf: "null".utf8) }
-        out.append(contentsOf: ",\"model_version\":".utf8)
+        appendLiteral("{\"request_id\":", to: &out)
+        if let id = r.requestID { appendString(id, to: &out) } else { appendLiteral("null", to: &out) }
+        appendLiteral(",\"model_version\":", to: &out)
         appendString(r.modelVersion, to: &out)
-        out.append(contentsOf: (r.partial ? ",\"partial\":true" : ",\"partial\":false").utf8)
-        out.append(contentsOf: ",\"took_ms\":".utf8)
+        appendLiteral(r.partial ? ",\"partial\":true" : ",\"partial\":false", to: &out)
+        appendLiteral(",\"took_ms\":", to: &out)
         appendNumber(r.tookMs, to: &out)
-        out.append(contentsOf: ",\"items\":[".utf8)
+        appendLiteral(",\"items\":[", to: &out)
         for (i, item) in r.items.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(contentsOf: "{\"id\":".utf8)
+            appendLiteral("{\"id\":", to: &out)
             appendInteger(item.id, to: &out)
-            out.append(contentsOf: ",\"score\":".utf8)
+            appendLiteral(",\"score\":", to: &out)
             appendNumber(item.score, to: &out)
-            out.append(contentsOf: ",\"ctr\":".utf8)
+            appendLiteral(",\"ctr\":", to: &out)
             appendNumber(item.ctr, to: &out)
-            out.append(contentsOf: ",\"ctcvr\":".utf8)
+            appendLiteral(",\"ctcvr\":", to: &out)
             appendNumber(item.ctcvr, to: &out)
             if let tasks = item.tasks {
-                out.append(contentsOf: ",\"tasks\":{".utf8)
+                appendLiteral(",\"tasks\":{", to: &out)
                 for (j, task) in tasks.enumerated() {
                     if j > 0 { out.append(UInt8(ascii: ",")) }
                     appendString(task.name, to: &out)
@@ -108,22 +108,27 @@ public enum ResponseEncoder {
             }
             out.append(UInt8(ascii: "}"))
         }
-        out.append(contentsOf: "],\"unknown_ids\":[".utf8)
+        appendLiteral("],\"unknown_ids\":[", to: &out)
         for (i, id) in r.unknownIDs.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             appendInteger(id, to: &out)
         }
         out.append(UInt8(ascii: "]"))
         if let arm = r.arm {
-            out.append(contentsOf: ",\"arm\":".utf8)
+            appendLiteral(",\"arm\":", to: &out)
             appendString(arm, to: &out)
         }
         out.append(UInt8(ascii: "}"))
         return out
     }
 
+    /// A constant piece of JSON: one bulk copy, no String machinery.
+    @inline(__always) static func appendLiteral(_ s: StaticString, to out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
     static func appendString(_ s: String, to out: inout [UInt8]) {
-        out.append(contentsOf: JSONText.quote(s).utf8)
+        appendText(JSONText.quote(s), to: &out)
     }
 
     /// Decimal digits written straight into the buffer (ids are most of a large response).
@@ -131,24 +136,31 @@ public enum ResponseEncoder {
         if v < 0 { out.append(UInt8(ascii: "-")) }
         var m = v.magnitude
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes, room for 20 digits
-        withUnsafeMutableBytes(of: &digits) { buf in
+        withUnsafeMutableBytes(of: &digits) { raw in
+            let buf = raw.bindMemory(to: UInt8.self)
             var i = buf.count
             repeat {
                 i -= 1
                 buf[i] = UInt8(ascii: "0") + UInt8(m % 10)
                 m /= 10
             } while m != 0
-            out.append(contentsOf: buf[i...])
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[i...]))
         }
     }
 
     static func appendNumber(_ v: Double, to out: inout [UInt8]) {
-        guard v.isFinite else { out.append(contentsOf: "null".utf8); return }
-        out.append(contentsOf: v.description.utf8)
+        guard v.isFinite else { appendLiteral("null", to: &out); return }
+        appendText(v.description, to: &out)
     }
 
     static func appendNumber(_ v: Float, to out: inout [UInt8]) {
-        guard v.isFinite else { out.append(contentsOf: "null".utf8); return }
-        out.append(contentsOf: v.description.utf8)
+        guard v.isFinite else { appendLiteral("null", to: &out); return }
+        appendText(v.description, to: &out)
+    }
+
+    /// One bulk copy of the text's UTF-8 (a number's text is a small, contiguous string).
+    @inline(__always) static func appendText(_ s: String, to out: inout [UInt8]) {
+        var s = s
+        s.withUTF8 { out.append(contentsOf: $0) }
     }
 }
