@@ -88,6 +88,68 @@ struct JSONScanner {
         pos += n
     }
 
+    // MARK: containers
+
+    /// Steps to the next member of an object whose `{` was consumed: true when positioned at a
+    /// member's key (read it with `key()` or `skipKey()`), false once past the closing `}`.
+    /// `first` is true before the first call; it tracks whether a `,` is due.
+    @inline(__always) mutating func nextMember(_ first: inout Bool) throws(APIError) -> Bool {
+        skipWhitespace()
+        if first {
+            first = false
+            if current == UInt8(ascii: "}") { pos += 1; return false }
+        } else if current == UInt8(ascii: ",") {
+            pos += 1
+            skipWhitespace()
+        } else {
+            try expect(UInt8(ascii: "}"), "',' or '}'")
+            return false
+        }
+        return true
+    }
+
+    /// Steps to the next element of an array whose `[` was consumed: true when positioned at an
+    /// element, false once past the closing `]`. `first` as in `nextMember`.
+    @inline(__always) mutating func nextElement(_ first: inout Bool) throws(APIError) -> Bool {
+        skipWhitespace()
+        if first {
+            first = false
+            if current == UInt8(ascii: "]") { pos += 1; return false }
+        } else if current == UInt8(ascii: ",") {
+            pos += 1
+            skipWhitespace()
+        } else {
+            try expect(UInt8(ascii: "]"), "',' or ']'")
+            return false
+        }
+        return true
+    }
+
+    /// Reads a member's key and the `:` after it; leaves `pos` at the value.
+    mutating func key() throws(APIError) -> String {
+        let name = try string()
+        try colon()
+        return name
+    }
+
+    /// Skips a member's key and the `:` after it without building the key.
+    mutating func skipKey() throws(APIError) {
+        try skipString()
+        try colon()
+    }
+
+    private mutating func colon() throws(APIError) {
+        skipWhitespace()
+        try expect(UInt8(ascii: ":"), "':' after the key")
+        skipWhitespace()
+    }
+
+    /// Whether the byte at `pos` can start a number (`-` or a digit).
+    var atNumber: Bool {
+        let c = current
+        return c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"))
+    }
+
     // MARK: strings
 
     /// Reads a string whose opening quote is at `pos`; validates escapes and UTF-8.
@@ -397,25 +459,13 @@ struct JSONScanner {
         skipWhitespace()
         if current == UInt8(ascii: "{") {
             pos += 1
-            skipWhitespace()
-            if current == UInt8(ascii: "}") {
-                pos += 1
-            } else {
-                while true {
-                    skipWhitespace()
-                    let key = try string()
-                    skipWhitespace()
-                    try expect(UInt8(ascii: ":"), "':' after the key")
-                    skipWhitespace()
-                    do throws(APIError) {
-                        try skipValue(depth: 1, checkRange: false)
-                    } catch {
-                        throw error.naming(key)
-                    }
-                    skipWhitespace()
-                    if current == UInt8(ascii: ",") { pos += 1; continue }
-                    try expect(UInt8(ascii: "}"), "',' or '}'")
-                    break
+            var first = true
+            while try nextMember(&first) {
+                let name = try key()
+                do throws(APIError) {
+                    try skipValue(depth: 1, checkRange: false)
+                } catch {
+                    throw error.naming(name)
                 }
             }
         } else {
@@ -435,32 +485,17 @@ struct JSONScanner {
         case UInt8(ascii: "{"):
             guard depth < Self.maxDepth else { throw .badJSON("nesting deeper than \(Self.maxDepth) levels at byte \(pos)") }
             pos += 1
-            skipWhitespace()
-            if current == UInt8(ascii: "}") { pos += 1; return }
-            while true {
-                skipWhitespace()
-                try skipString()
-                skipWhitespace()
-                try expect(UInt8(ascii: ":"), "':'")
-                skipWhitespace()
+            var first = true
+            while try nextMember(&first) {
+                try skipKey()
                 try skipValue(depth: depth + 1, checkRange: checkRange)
-                skipWhitespace()
-                if current == UInt8(ascii: ",") { pos += 1; continue }
-                try expect(UInt8(ascii: "}"), "',' or '}'")
-                return
             }
         case UInt8(ascii: "["):
             guard depth < Self.maxDepth else { throw .badJSON("nesting deeper than \(Self.maxDepth) levels at byte \(pos)") }
             pos += 1
-            skipWhitespace()
-            if current == UInt8(ascii: "]") { pos += 1; return }
-            while true {
-                skipWhitespace()
+            var first = true
+            while try nextElement(&first) {
                 try skipValue(depth: depth + 1, checkRange: checkRange)
-                skipWhitespace()
-                if current == UInt8(ascii: ",") { pos += 1; continue }
-                try expect(UInt8(ascii: "]"), "',' or ']'")
-                return
             }
         case UInt8(ascii: "t"): try literal("true")
         case UInt8(ascii: "f"): try literal("false")

@@ -2,8 +2,8 @@ import TwinTower
 
 /// Decodes a `POST /prerank` body (SPEC §2) straight from its bytes into a `PreRankRequest`.
 ///
-/// One pass, no intermediate tree: about 15x faster than `JSONDecoder` on a 10k-candidate body
-/// (see `RequestDecoderBenchmark`), and it gives the error a client can act on: syntax errors
+/// One pass, no intermediate tree: about 0.15 ms for a 10k-candidate body where `JSONDecoder`
+/// takes about 5 ms (release, `CodecBenchmarkTests`), and it gives the error a client can act on: syntax errors
 /// are `bad_json` with the byte offset, schema errors are `bad_field` naming the JSON path
 /// (`candidates[3]`, `user.age`, `fusion.beta`, `relevance[2]`).
 ///
@@ -41,6 +41,7 @@ public enum RequestDecoder {
 
     /// Decodes a body held in an array.
     public static func decode(_ body: [UInt8], maxCandidates: Int = .max) throws(APIError) -> PreRankRequest {
+        // `Array.withUnsafeBytes` rethrows untyped errors; a Result keeps the error typed.
         let result: Result<PreRankRequest, APIError> = body.withUnsafeBytes { raw in
             do throws(APIError) { return .success(try decode(raw, maxCandidates: maxCandidates)) } catch { return .failure(error) }
         }
@@ -75,33 +76,21 @@ private struct Parser {
         var request = PreRankRequest()
         var seen: UInt16 = 0
         var unknownSeen: Set<String> = []
-        s.skipWhitespace()
-        if s.current == UInt8(ascii: "}") {
-            s.pos += 1
-        } else {
-            while true {
-                s.skipWhitespace()
-                let keyOffset = s.pos
-                let name = try s.string()
-                s.skipWhitespace()
-                try s.expect(UInt8(ascii: ":"), "':' after the key")
-                s.skipWhitespace()
-                if let key = Key(rawValue: name) {
-                    guard seen & key.bit == 0 else { throw duplicate(name, at: keyOffset) }
-                    seen |= key.bit
-                    do throws(APIError) {
-                        try value(for: key, into: &request)
-                    } catch {
-                        throw error.naming(name)
-                    }
-                } else {
-                    guard unknownSeen.insert(name).inserted else { throw duplicate(name, at: keyOffset) }
-                    try s.skipValue(depth: 1)
+        var first = true
+        while try s.nextMember(&first) {
+            let keyOffset = s.pos
+            let name = try s.key()
+            if let key = Key(rawValue: name) {
+                guard seen & key.bit == 0 else { throw duplicate(name, at: keyOffset) }
+                seen |= key.bit
+                do throws(APIError) {
+                    try value(for: key, into: &request)
+                } catch {
+                    throw error.naming(name)
                 }
-                s.skipWhitespace()
-                if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
-                try s.expect(UInt8(ascii: "}"), "',' or '}'")
-                break
+            } else {
+                guard unknownSeen.insert(name).inserted else { throw duplicate(name, at: keyOffset) }
+                try s.skipValue(depth: 1)
             }
         }
         s.skipWhitespace()
@@ -167,32 +156,23 @@ private struct Parser {
         guard s.current == UInt8(ascii: "[") else { throw .badField("candidates", "candidates must be an array of integer ids") }
         s.pos += 1
         var ids: [Int64] = []
-        // A cheap upper bound on the count (an id takes at least 2 bytes with its comma) would
-        // over-reserve for long ids; grow geometrically from a size that covers typical bodies.
+        // A bound from the body size (2 bytes per id) would over-reserve for long ids; grow
+        // geometrically from a size that covers typical requests.
         ids.reserveCapacity(min(1024, maxCandidates))
-        s.skipWhitespace()
-        if s.current == UInt8(ascii: "]") { s.pos += 1; return ids }
-        while true {
-            s.skipWhitespace()
-            let c = s.current
-            if c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) {
-                let n = try s.number()
-                guard let v = n.int64 else {
-                    let why = n.isInteger ? "is out of the 64-bit integer range" : "must be an integer (no fraction or exponent)"
-                    throw .badField("candidates[\(ids.count)]", "candidate id \(why)")
-                }
-                guard ids.count < maxCandidates else {
-                    throw .badField("candidates", "more candidates than the limit of \(maxCandidates)")
-                }
-                ids.append(v)
-            } else {
-                throw .badField("candidates[\(ids.count)]", "candidate id must be an integer")
+        var first = true
+        while try s.nextElement(&first) {
+            guard s.atNumber else { throw .badField("candidates[\(ids.count)]", "candidate id must be an integer") }
+            let n = try s.number()
+            guard let v = n.int64 else {
+                let why = n.isInteger ? "is out of the 64-bit integer range" : "must be an integer (no fraction or exponent)"
+                throw .badField("candidates[\(ids.count)]", "candidate id \(why)")
             }
-            s.skipWhitespace()
-            if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
-            try s.expect(UInt8(ascii: "]"), "',' or ']'")
-            return ids
+            guard ids.count < maxCandidates else {
+                throw .badField("candidates", "more candidates than the limit of \(maxCandidates)")
+            }
+            ids.append(v)
         }
+        return ids
     }
 
     private mutating func relevance() throws(APIError) -> [Double] {
@@ -200,31 +180,19 @@ private struct Parser {
         s.pos += 1
         var levels: [Double] = []
         levels.reserveCapacity(min(1024, maxCandidates))
-        s.skipWhitespace()
-        if s.current == UInt8(ascii: "]") { s.pos += 1; return levels }
-        while true {
-            s.skipWhitespace()
-            let c = s.current
-            let field = { [count = levels.count] in "relevance[\(count)]" }
-            if c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) {
-                let n = try s.number()
-                guard let v = s.double(n) else { throw .badField(field(), "relevance level is out of range of a 64-bit float") }
-                guard v >= 0 && v <= 3 else { throw .badField(field(), "a relevance level must be a number from 0 to 3") }
-                levels.append(v)
-            } else {
-                throw .badField(field(), "a relevance level must be a number from 0 to 3")
-            }
-            s.skipWhitespace()
-            if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
-            try s.expect(UInt8(ascii: "]"), "',' or ']'")
-            return levels
+        var first = true
+        while try s.nextElement(&first) {
+            let message = "a relevance level must be a number from 0 to 3"
+            guard s.atNumber else { throw .badField("relevance[\(levels.count)]", message) }
+            guard let v = s.double(try s.number()), v >= 0 && v <= 3 else { throw .badField("relevance[\(levels.count)]", message) }
+            levels.append(v)
         }
+        return levels
     }
 
     private mutating func k() throws(APIError) -> Int {
         let message = "k must be an integer of at least 1"
-        let c = s.current
-        guard c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) else { throw .badField("k", message) }
+        guard s.atNumber else { throw .badField("k", message) }
         let n = try s.number()
         guard let v = n.int64, v >= 1, let k = Int(exactly: v) else { throw .badField("k", message) }
         return k
@@ -235,15 +203,10 @@ private struct Parser {
         s.pos += 1
         var o = FusionOverride()
         var seen: Set<String> = []
-        s.skipWhitespace()
-        if s.current == UInt8(ascii: "}") { s.pos += 1; return o }
-        while true {
-            s.skipWhitespace()
+        var first = true
+        while try s.nextMember(&first) {
             let keyOffset = s.pos
-            let name = try s.string()
-            s.skipWhitespace()
-            try s.expect(UInt8(ascii: ":"), "':' after the key")
-            s.skipWhitespace()
+            let name = try s.key()
             let field = "fusion." + name
             guard name == "alpha" || name == "beta" || name == "gamma" else {
                 throw .badField(field, "unknown fusion weight \(JSONText.quote(name)); expected alpha, beta or gamma")
@@ -251,11 +214,7 @@ private struct Parser {
             guard seen.insert(name).inserted else { throw duplicate(field, at: keyOffset) }
             var weight: Double? = nil
             if try !null() {
-                let c = s.current
-                guard c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) else {
-                    throw .badField(field, "\(field) must be a finite number")
-                }
-                guard let v = s.double(try s.number()) else { throw .badField(field, "\(field) must be a finite number") }
+                guard s.atNumber, let v = s.double(try s.number()) else { throw .badField(field, "\(field) must be a finite number") }
                 weight = v
             }
             switch name {
@@ -263,11 +222,8 @@ private struct Parser {
             case "beta": o.beta = weight
             default: o.gamma = weight
             }
-            s.skipWhitespace()
-            if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
-            try s.expect(UInt8(ascii: "}"), "',' or '}'")
-            return o
         }
+        return o
     }
 
     /// A `user` or `query` object: feature name → value.
@@ -275,49 +231,36 @@ private struct Parser {
         guard s.current == UInt8(ascii: "{") else { throw .badField(side, "\(side) must be an object of features") }
         s.pos += 1
         var map: [String: FeatureValue] = [:]
-        s.skipWhitespace()
-        if s.current == UInt8(ascii: "}") { s.pos += 1; return map }
-        while true {
-            s.skipWhitespace()
+        var first = true
+        while try s.nextMember(&first) {
             let keyOffset = s.pos
-            let name = try s.string()
-            s.skipWhitespace()
-            try s.expect(UInt8(ascii: ":"), "':' after the key")
-            s.skipWhitespace()
+            let name = try s.key()
             let value = try featureValue(side, name)
             guard map.updateValue(value, forKey: name) == nil else { throw duplicate(side + "." + name, at: keyOffset) }
-            s.skipWhitespace()
-            if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
-            try s.expect(UInt8(ascii: "}"), "',' or '}'")
-            return map
         }
+        return map
     }
 
     private mutating func featureValue(_ side: String, _ name: String) throws(APIError) -> FeatureValue {
         guard s.current == UInt8(ascii: "[") else {
-            if let v = try scalar(side + "." + name, depth: 2) { return v }
+            if let v = try scalar(side + "." + name) { return v }
             throw .badField(side + "." + name, "a feature value must be a string, number, boolean, null or an array of those")
         }
         s.pos += 1
         var values: [FeatureValue] = []
-        s.skipWhitespace()
-        if s.current == UInt8(ascii: "]") { s.pos += 1; return .array(values) }
-        while true {
-            s.skipWhitespace()
-            guard let v = try scalar("\(side).\(name)[\(values.count)]", depth: 3) else {
+        var first = true
+        while try s.nextElement(&first) {
+            guard let v = try scalar("\(side).\(name)[\(values.count)]") else {
                 throw .badField("\(side).\(name)[\(values.count)]", "a feature array holds only strings, numbers, booleans and nulls")
             }
             values.append(v)
-            s.skipWhitespace()
-            if s.current == UInt8(ascii: ",") { s.pos += 1; continue }
-            try s.expect(UInt8(ascii: "]"), "',' or ']'")
-            return .array(values)
         }
+        return .array(values)
     }
 
     /// A scalar feature value at `pos`, or `nil` (nothing consumed) for an array or object.
     /// `path` is an autoclosure so the field path is only built for an error.
-    private mutating func scalar(_ path: @autoclosure () -> String, depth: Int) throws(APIError) -> FeatureValue? {
+    private mutating func scalar(_ path: @autoclosure () -> String) throws(APIError) -> FeatureValue? {
         switch s.current {
         case UInt8(ascii: "\""): return .string(try s.string())
         case UInt8(ascii: "t"): try s.literal("true"); return .bool(true)
