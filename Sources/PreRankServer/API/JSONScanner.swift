@@ -193,22 +193,11 @@ struct JSONScanner {
         }
     }
 
-    /// Skips a string at `pos` with the same validation as `string()`, without building it.
+    /// Skips a string at `pos` with the same validation as `string()`. It builds the string and
+    /// drops it: skipped strings (unknown keys, error-path re-validation) are rare, and one
+    /// validating loop is easier to trust than two.
     mutating func skipString() throws(APIError) {
-        try expect(UInt8(ascii: "\""), "a string")
-        let start = pos
-        var scratch: [UInt8] = []
-        while true {
-            guard pos < count else { throw syntaxError("'\"' to close the string opened at byte \(start - 1)") }
-            let b = bytes[pos]
-            switch b {
-            case UInt8(ascii: "\""): pos += 1; return
-            case UInt8(ascii: "\\"): scratch.removeAll(keepingCapacity: true); try escape(into: &scratch)
-            case 0..<0x20: throw .badJSON("control character \(Self.describe(b)) in a string at byte \(pos); escape it")
-            case 0..<0x80: pos += 1
-            default: try utf8Sequence()
-            }
-        }
+        _ = try string()
     }
 
     /// Decodes one escape at `pos` (the backslash) and appends its UTF-8 bytes.
