@@ -13,6 +13,7 @@ struct PreRank: AsyncParsableCommand {
             InitModelCommand.self,
             GenerateCommand.self,
             JoinLogsCommand.self,
+            ValidateConfigCommand.self,
         ]
     )
 }

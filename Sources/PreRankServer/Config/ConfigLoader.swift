@@ -1,0 +1,236 @@
+import Foundation
+import Fusion
+import Logging
+import Yams
+
+/// Reads `config/prerank.yaml` (SPEC §5) into a `PreRankConfig`, checking every key.
+///
+/// Why walk the YAML node tree instead of `Codable`: the SPEC wants unknown keys and bad values
+/// to be errors that name the full key path (`server.prot`), and `YAMLDecoder` ignores unknown
+/// keys and reports coding paths in its own words. The walk uses `Yams.compose` (nodes with
+/// resolved tags and line marks) rather than `Yams.load` (`Any`), because `load` silently keeps
+/// the last of two equal keys and traps on a non-scalar mapping key; nodes let both be errors.
+///
+/// Rules: a key left out, or given as `null`/empty, takes its default; a section given as
+/// `null` is absent. Integers must be YAML integers (a quoted `"8080"` is a string and an
+/// error); floating-point keys take integers or floats, finite only; string keys take any
+/// scalar as written.
+public enum ConfigLoader {
+    /// Reads and checks the file at `path`. Errors do not repeat the path: callers prefix it.
+    public static func load(path: String) throws(ConfigError) -> PreRankConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            // The caller names the file (`prerank validate-config` prints `FILE: reason`).
+            throw ConfigError(key: "", message: "cannot be read: \(error.localizedDescription)")
+        }
+        return try parse(yaml: text)
+    }
+
+    /// Checks YAML text; an empty text gives the defaults.
+    public static func parse(yaml: String) throws(ConfigError) -> PreRankConfig {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let e as YamlError {
+            throw ConfigError(key: "", message: "is not valid YAML: " + describe(e))
+        } catch {
+            throw ConfigError(key: "", message: "is not valid YAML: \(error)")
+        }
+        var c = PreRankConfig()
+        let top = try Section(root, path: "", known: ["server", "model", "budget_ms", "topk", "fusion", "logging", "request_log", "canary"])
+
+        if let s = try top.section("server", known: ["host", "port", "max_connections", "max_body_bytes", "max_header_bytes",
+                                                       "header_timeout_ms", "body_timeout_ms", "idle_timeout_ms", "workers",
+                                                       "queue_depth", "max_candidates", "tls", "admin_token_file"]) {
+            try s.string("host", into: &c.server.host)
+            try s.int("port", 1...65535, into: &c.server.port)
+            try s.int("max_connections", 1...1_000_000, into: &c.server.maxConnections)
+            try s.int("max_body_bytes", 1...(1 << 30), into: &c.server.maxBodyBytes)
+            try s.int("max_header_bytes", 1024...(1 << 20), into: &c.server.maxHeaderBytes)
+            try s.int("header_timeout_ms", 1...3_600_000, into: &c.server.headerTimeoutMs)
+            try s.int("body_timeout_ms", 1...3_600_000, into: &c.server.bodyTimeoutMs)
+            try s.int("idle_timeout_ms", 1...3_600_000, into: &c.server.idleTimeoutMs)
+            try s.int("workers", 0...1024, into: &c.server.workers)
+            try s.int("queue_depth", 0...1_000_000, into: &c.server.queueDepth)
+            try s.int("max_candidates", 1...10_000_000, into: &c.server.maxCandidates)
+            if let t = try s.section("tls", known: ["cert", "key"]) {
+                c.server.tls = PreRankConfig.TLS(cert: try t.requiredString("cert"), key: try t.requiredString("key"))
+            }
+            c.server.adminTokenFile = try s.optionalString("admin_token_file")
+        }
+        if let s = try top.section("model", known: ["dir", "index"]) {
+            try s.string("dir", into: &c.model.dir)
+            try s.string("index", into: &c.model.index)
+        }
+        try top.double("budget_ms", 0.001...3_600_000, into: &c.budgetMs)
+        if let s = try top.section("topk", known: ["default", "max"]) {
+            try s.int("max", 1...1_000_000, into: &c.topk.max)
+            try s.int("default", 1...1_000_000, into: &c.topk.default)
+        }
+        if c.topk.default > c.topk.max {
+            throw ConfigError(key: "topk.default", message: "must be at most topk.max (\(c.topk.max))")
+        }
+        if let s = try top.section("fusion", known: ["formula", "alpha", "beta", "gamma", "allow_request_override"]) {
+            try s.choice("formula", into: &c.fusion.formula)
+            try s.double("alpha", nil, into: &c.fusion.alpha)
+            try s.double("beta", nil, into: &c.fusion.beta)
+            try s.double("gamma", nil, into: &c.fusion.gamma)
+            try s.bool("allow_request_override", into: &c.fusion.allowRequestOverride)
+            // The same rule the engine applies to request overrides (multiplicative needs γ = 0).
+            do throws(FusionError) {
+                _ = try c.fusion.policy.validated()
+            } catch {
+                throw s.error(error.field, error.message)
+            }
+        }
+        if let s = try top.section("logging", known: ["level", "format"]) {
+            try s.choice("level", into: &c.logging.level)
+            try s.choice("format", into: &c.logging.format)
+        }
+        if let s = try top.section("request_log", known: ["dir", "sample_rate", "max_file_bytes", "max_files"]) {
+            var r = PreRankConfig.RequestLog()
+            try s.string("dir", into: &r.dir)
+            try s.double("sample_rate", 0...1, into: &r.sampleRate)
+            try s.int("max_file_bytes", 4096...(1 << 40), into: &r.maxFileBytes)
+            try s.int("max_files", 1...1_000_000, into: &r.maxFiles)
+            c.requestLog = r
+        }
+        if let s = try top.section("canary", known: ["model", "share", "key"]) {
+            guard let m = try s.section("model", known: ["dir", "index"]) else { throw s.error("model", "is required with a canary") }
+            var canary = PreRankConfig.Canary(model: .init(dir: try m.requiredString("dir"), index: try m.requiredString("index")))
+            try s.double("share", 0...1, into: &canary.share)
+            try s.choice("key", into: &canary.key)
+            c.canary = canary
+        }
+        return c
+    }
+
+    /// One line for a YAML syntax error: where and what, without the snippet Yams appends.
+    static func describe(_ e: YamlError) -> String {
+        switch e {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
+            return "\(problem) at line \(mark.line), column \(mark.column)" + (context.map { " (\($0.text))" } ?? "")
+        default:
+            return String(describing: e).split(whereSeparator: \.isNewline).first.map(String.init) ?? "unreadable"
+        }
+    }
+}
+
+/// A string-valued enum a config key chooses from.
+protocol ConfigChoice: RawRepresentable<String>, CaseIterable {}
+extension FusionFormula: ConfigChoice {}
+extension Logger.Level: ConfigChoice {}
+extension LineLogHandler.Format: ConfigChoice {
+    // Written out: CaseIterable is synthesised only in the file that declares the enum.
+    public static var allCases: [Self] { [.text, .json] }
+}
+extension PreRankConfig.Canary.Key: ConfigChoice {}
+
+/// One YAML mapping of the config, at a key path: typed reads of its keys, each error naming
+/// the full path of the key and its line.
+private struct Section {
+    let path: String
+    private var values: [String: Node] = [:]
+
+    /// `node` must be a mapping (or absent/null: an empty section) whose keys are all in `known`.
+    init(_ node: Node?, path: String, known: [String]) throws(ConfigError) {
+        self.path = path
+        guard let node, !Self.isNull(node) else { return }
+        guard let mapping = node.mapping else {
+            throw ConfigError(key: path, message: path.isEmpty ? "the file must be a YAML mapping of sections" + Self.line(node)
+                                                                : "must be a mapping" + Self.line(node))
+        }
+        for (k, v) in mapping {
+            guard let scalar = k.scalar else { throw ConfigError(key: path, message: "has a key that is not a string" + Self.line(k)) }
+            let name = scalar.string
+            let full = path.isEmpty ? name : path + "." + name
+            guard known.contains(name) else {
+                throw ConfigError(key: full, message: "is not a known key" + Self.line(k) + "; known here: " + known.joined(separator: ", "))
+            }
+            guard values.updateValue(v, forKey: name) == nil else {
+                throw ConfigError(key: full, message: "is given twice" + Self.line(k))
+            }
+        }
+    }
+
+    static func isNull(_ node: Node) -> Bool { resolved(node, .null) }
+
+    /// Whether the node's resolved tag (an explicit `!!int`, or what the plain scalar reads as)
+    /// is `name`; Yams keeps `Tag.name` internal, so compare its text.
+    static func resolved(_ node: Node, _ name: Tag.Name) -> Bool { node.tag.description == name.rawValue }
+
+    static func line(_ node: Node) -> String { node.mark.map { " (line \($0.line))" } ?? "" }
+
+    func error(_ key: String, _ message: String) -> ConfigError {
+        ConfigError(key: path.isEmpty ? key : path + "." + key, message: message + (values[key].map(Self.line) ?? ""))
+    }
+
+    /// The node of `key`, or `nil` when absent or null (the default applies).
+    private func node(_ key: String) -> Node? {
+        guard let n = values[key], !Self.isNull(n) else { return nil }
+        return n
+    }
+
+    func section(_ key: String, known: [String]) throws(ConfigError) -> Section? {
+        guard let n = node(key) else { return nil }
+        return try Section(n, path: path.isEmpty ? key : path + "." + key, known: known)
+    }
+
+    func int(_ key: String, _ range: ClosedRange<Int>, into value: inout Int) throws(ConfigError) {
+        guard let n = node(key) else { return }
+        guard Self.resolved(n, .int), let v = n.int else { throw error(key, "must be an integer") }
+        guard range.contains(v) else { throw error(key, "must be \(range.lowerBound)...\(range.upperBound)") }
+        value = v
+    }
+
+    func double(_ key: String, _ range: ClosedRange<Double>?, into value: inout Double) throws(ConfigError) {
+        guard let n = node(key) else { return }
+        let v: Double?
+        if Self.resolved(n, .int) { v = n.int.map(Double.init) }
+        else if Self.resolved(n, .float) { v = n.float }
+        else { v = nil }
+        guard let v, v.isFinite else { throw error(key, "must be a finite number") }
+        if let range, !range.contains(v) {
+            throw error(key, "must be \(range.lowerBound.formatted)...\(range.upperBound.formatted)")
+        }
+        value = v
+    }
+
+    func bool(_ key: String, into value: inout Bool) throws(ConfigError) {
+        guard let n = node(key) else { return }
+        guard Self.resolved(n, .bool), let v = n.bool else { throw error(key, "must be true or false") }
+        value = v
+    }
+
+    func optionalString(_ key: String) throws(ConfigError) -> String? {
+        guard let n = node(key) else { return nil }
+        guard let s = n.scalar?.string else { throw error(key, "must be a string") }
+        guard !s.isEmpty else { throw error(key, "must not be empty") }
+        return s
+    }
+
+    func string(_ key: String, into value: inout String) throws(ConfigError) {
+        if let s = try optionalString(key) { value = s }
+    }
+
+    func requiredString(_ key: String) throws(ConfigError) -> String {
+        guard let s = try optionalString(key) else { throw error(key, "is required") }
+        return s
+    }
+
+    func choice<E: ConfigChoice>(_ key: String, into value: inout E) throws(ConfigError) {
+        guard let n = node(key) else { return }
+        let names = E.allCases.map(\.rawValue)
+        guard let s = n.scalar?.string, let v = E(rawValue: s) else {
+            throw error(key, "must be " + (names.count == 2 ? names.joined(separator: " or ") : "one of " + names.joined(separator: ", ")))
+        }
+        value = v
+    }
+}
+
+private extension Double {
+    /// `1` rather than `1.0` in range messages.
+    var formatted: String { self == rounded() && abs(self) < 1e15 ? String(Int(self)) : description }
+}

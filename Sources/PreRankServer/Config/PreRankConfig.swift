@@ -1,0 +1,133 @@
+import Fusion
+import Logging
+
+/// The server's configuration (SPEC §5, `config/prerank.yaml`).
+///
+/// Every property has a default, the value used when the file leaves the key out; `PreRankConfig()`
+/// is the configuration of an empty file. Optional sections (`server.tls`, `request_log`,
+/// `canary`) are `nil` when absent, which turns the feature off. `ConfigLoader` reads a file
+/// into this type and checks every key, type and range; values built in code are not checked.
+public struct PreRankConfig: Sendable, Equatable {
+    public var server = Server()
+    public var model = ModelPaths()
+    /// Time budget of one `/prerank` request, from the end of its head to its answer.
+    public var budgetMs: Double = 150
+    public var topk = TopK()
+    public var fusion = FusionSettings()
+    public var logging = LogSettings()
+    public var requestLog: RequestLog? = nil
+    public var canary: Canary? = nil
+
+    public init() {}
+
+    /// `server`: the listener, its limits and timeouts.
+    public struct Server: Sendable, Equatable {
+        /// Loopback by default: exposing the server is a decision to make in the file.
+        public var host = "127.0.0.1"
+        public var port = 8080
+        /// Open connections beyond this are closed right after accept.
+        public var maxConnections = 1024
+        /// Larger bodies are refused with 413 before they are read.
+        public var maxBodyBytes = 8 << 20
+        /// A request head (request line and headers) larger than this is refused with 431.
+        public var maxHeaderBytes = 16384
+        /// Time to receive a whole request head once its first byte arrived.
+        public var headerTimeoutMs = 5000
+        /// Time to receive a whole body once the head is read.
+        public var bodyTimeoutMs = 10000
+        /// A keep-alive connection with no request for this long is closed.
+        public var idleTimeoutMs = 60000
+        /// Scoring threads; 0 means one per core.
+        public var workers = 0
+        /// Requests waiting for a worker; beyond this they are shed with 503 and Retry-After.
+        /// Small on purpose: a request that waits longer than its budget is useless.
+        public var queueDepth = 64
+        /// More candidates than this in one request is a 400.
+        public var maxCandidates = 100_000
+        public var tls: TLS? = nil
+        /// File holding the bearer token of `POST /admin/reload`; `nil` disables the endpoint.
+        public var adminTokenFile: String? = nil
+
+        public init() {}
+    }
+
+    /// `server.tls`: PEM files; both are required when the section is present.
+    public struct TLS: Sendable, Equatable {
+        public var cert: String
+        public var key: String
+        public init(cert: String, key: String) {
+            self.cert = cert
+            self.key = key
+        }
+    }
+
+    /// `model` (and `canary.model`): a model directory and the item index built from it.
+    public struct ModelPaths: Sendable, Equatable {
+        public var dir = "demo/model"
+        public var index = "demo/index.safetensors"
+        public init() {}
+        public init(dir: String, index: String) {
+            self.dir = dir
+            self.index = index
+        }
+    }
+
+    /// `topk`: the `k` used when a request gives none, and the cap on a request's `k`.
+    public struct TopK: Sendable, Equatable {
+        public var `default` = 100
+        public var max = 1000
+        public init() {}
+    }
+
+    /// `fusion`: the formula and weights in force (SPEC §2).
+    public struct FusionSettings: Sendable, Equatable {
+        public var formula: FusionFormula = .additive
+        public var alpha = 1.0
+        public var beta = 20.0
+        public var gamma = 0.0
+        /// Whether a request's `fusion` object may override the weights.
+        public var allowRequestOverride = false
+        public init() {}
+
+        /// The weights as the scoring engine takes them.
+        public var policy: FusionPolicy { FusionPolicy(formula: formula, alpha: alpha, beta: beta, gamma: gamma) }
+    }
+
+    /// `logging`: stderr log lines.
+    public struct LogSettings: Sendable, Equatable {
+        public var level: Logger.Level = .info
+        public var format: LineLogHandler.Format = .text
+        public init() {}
+    }
+
+    /// `request_log`: sampled requests and answers as JSON lines, for joining with feedback.
+    public struct RequestLog: Sendable, Equatable {
+        public var dir = "logs/requests"
+        /// Share of requests logged, 0...1.
+        public var sampleRate = 0.01
+        public var maxFileBytes = 64 << 20
+        public var maxFiles = 100
+        public init() {}
+    }
+
+    /// `canary`: a second model that serves a share of the traffic (A/B). Its `model` paths have
+    /// no default: a canary of the demo model would be a mistake, not a choice.
+    public struct Canary: Sendable, Equatable {
+        public var model: ModelPaths
+        /// Share of requests routed to the canary, 0...1.
+        public var share = 0.05
+        /// What the routing hashes, so that one request id or one user always gets the same arm.
+        public var key: Key = .requestID
+
+        public enum Key: String, Sendable, Equatable, CaseIterable {
+            case requestID = "request_id"
+            case userID = "user_id"
+        }
+
+        public init(model: ModelPaths, share: Double = 0.05, key: Key = .requestID) {
+            self.model = model
+            self.share = share
+            self.key = key
+        }
+    }
+}
