@@ -14,6 +14,7 @@ struct PreRank: AsyncParsableCommand {
             GenerateCommand.self,
             JoinLogsCommand.self,
             ValidateConfigCommand.self,
+            ScoreCommand.self,
         ]
     )
 }

@@ -141,7 +141,8 @@ def read_catalog(path, model: RefModel):
     return items
 
 
-def score_request(model: RefModel, item_vectors: dict, request: dict, fusion: dict, k_default=100, k_max=1000):
+def score_request(model: RefModel, item_vectors: dict, request: dict, fusion: dict, k_default=100, k_max=1000,
+                  with_cond=False):
     """Reference /prerank answer: (items [(id, score, probs)], unknown_ids)."""
     uq = dict(request.get("user", {}))
     uq.update(request.get("query", {}))
@@ -159,16 +160,20 @@ def score_request(model: RefModel, item_vectors: dict, request: dict, fusion: di
             continue
         seen.add(cid)
         p = model.probabilities(u, item_vectors[cid])
+        # Condition of the dot products: an F32 index stores u and v rounded to float32, so each
+        # r_k carries ~1.2e-7 * sum|u_i v_i| of rounding error whatever the implementation.
+        cond = float(np.sum(np.abs(u * item_vectors[cid])))
         s = fuse(fusion["formula"], fusion["alpha"], fusion["beta"], fusion.get("gamma", 0.0), p[0], p[-1],
                  rel[i] if rel else 0.0)
-        scored.append((cid, s, p))
+        scored.append((cid, s, p, cond))
     scored.sort(key=lambda t: (-t[1], t[0]))
+    scored = [(cid, s, p) for cid, s, p, cond in scored] if not with_cond else scored
     k = min(request.get("k", k_default), k_max)
     return scored[:k], unknown, scored
 
 
 def random_model(out_dir, tasks=("ctr", "atcr", "ctcvr"), hidden=(16, 8), d=8, fr=True, lr=True, clamp=False,
-                 chain="additive", seed=0, version="py-random"):
+                 chain="additive", seed=0, version="py-random", item_buckets=211):
     """Writes a random model in the SPEC's format with the official safetensors writer."""
     rng = np.random.default_rng(seed)
     features = [
@@ -176,7 +181,7 @@ def random_model(out_dir, tasks=("ctr", "atcr", "ctcvr"), hidden=(16, 8), d=8, f
         {"name": "query_terms", "side": "user", "kind": "multi", "buckets": 53, "dim": 4},
         {"name": "segment", "side": "user", "kind": "categorical", "buckets": 7, "dim": 3},
         {"name": "age", "side": "user", "kind": "dense"},
-        {"name": "item_id", "side": "item", "kind": "categorical", "buckets": 211, "dim": 4},
+        {"name": "item_id", "side": "item", "kind": "categorical", "buckets": item_buckets, "dim": 4},
         {"name": "brand", "side": "item", "kind": "categorical", "buckets": 31, "dim": 3},
         {"name": "tags", "side": "item", "kind": "multi", "buckets": 41, "dim": 3},
         {"name": "price", "side": "item", "kind": "dense"},
@@ -198,7 +203,7 @@ def random_model(out_dir, tasks=("ctr", "atcr", "ctcvr"), hidden=(16, 8), d=8, f
         for task in tasks:
             w_in = width
             for l, out in enumerate(list(hidden) + [d]):
-                t[f"{side}.{task}.{l}.weight"] = rng.normal(0, 1 / np.sqrt(w_in), (out, w_in)).astype(np.float32)
+                t[f"{side}.{task}.{l}.weight"] = rng.normal(0, 0.6 / np.sqrt(w_in), (out, w_in)).astype(np.float32)
                 t[f"{side}.{task}.{l}.bias"] = rng.normal(0, 0.1, out).astype(np.float32)
                 w_in = out
     for k, task in enumerate(tasks):

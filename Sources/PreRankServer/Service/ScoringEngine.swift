@@ -91,7 +91,7 @@ public enum ScoringEngine {
         let row = try userRow(request, bundle: bundle)
         let user: [Float]
         do {
-            user = bundle.model.userTower.embed(try bundle.userEncoder.encode(row))
+            user = bundle.userTower.embed(try bundle.userEncoder.encode(row))
         } catch {
             throw APIError.badField(error.field, error.message)
         }

@@ -9,6 +9,8 @@ public final class ServingBundle: Sendable {
     public let index: ItemIndex
     public let userEncoder: FeatureEncoder
     public let chain: LogitChain
+    /// The user tower in Double (inference precision), made once per load.
+    public let userTower: PreciseTower
     /// Names of the user-side fields the model knows (others in a request are ignored).
     public let userFields: Set<String>
 
@@ -23,6 +25,7 @@ public final class ServingBundle: Sendable {
         self.index = index
         self.userEncoder = model.encoder(.user)
         self.chain = model.chain
+        self.userTower = model.userTower.precise
         self.userFields = Set(model.spec.fields(of: .user).map(\.name))
     }
 

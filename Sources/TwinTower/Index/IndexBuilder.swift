@@ -25,6 +25,7 @@ public enum IndexBuilder {
         let missing = fields.filter { $0.1 == nil }.map(\.0.name)
 
         let t = model.spec.tasks.count, d = model.d
+        let tower = model.itemTower.precise
         var ids: [Int64] = []
         var lines: [Int] = []
         var vectors: [Float] = []
@@ -33,17 +34,7 @@ public enum IndexBuilder {
 
         func flush() {
             guard pending > 0 else { return }
-            let acts = x.withUnsafeBufferPointer { model.itemTower.forward($0, batch: pending) }
-            let start = vectors.count
-            vectors.append(contentsOf: repeatElement(0, count: pending * t * d))
-            vectors.withUnsafeMutableBufferPointer { out in
-                for k in 0..<t {
-                    let u = acts.final(task: k)
-                    for i in 0..<pending {
-                        for j in 0..<d { out[start + (i * t + k) * d + j] = u[i * d + j] }
-                    }
-                }
-            }
+            vectors.append(contentsOf: x.withUnsafeBufferPointer { tower.embedBatch($0, batch: pending) })
             pending = 0
             progress?(ids.count)
         }

@@ -5,7 +5,9 @@
 ///     o_k^l = relu(W_k^l · o_k^{l-1} + b_k^l) + [FR and k>0] · o_{k-1}^l      (o_k^{-1} = x)
 ///     u_k   = W_k^{L-1} · o_k^{L-2} + b_k^{L-1}
 ///
-/// This is the only forward pass in prerank: training, `build-index`, `score` and the server call it.
+/// `forwardBlocks` is the only implementation of these equations in prerank: training runs it in
+/// Float (`forward`, keeping activations for the backward pass); `build-index`, `score` and the
+/// server run it in Double (`embed`, `embedBatch`) through a promoted copy of the weights.
 public struct Tower: Sendable, Equatable {
     /// `layers[k][l]`: task k, block l.
     public var layers: [[DenseLayer]]
@@ -53,7 +55,7 @@ public struct Tower: Sendable, Equatable {
         public func final(task k: Int) -> [Float] { outputs[k][outputs[k].count - 1] }
     }
 
-    /// Runs all task networks on a batch.
+    /// Runs all task networks on a batch in Float (training).
     ///
     /// - parameters:
     ///   - x: `batch × inputWidth` row-major tower inputs.
@@ -61,21 +63,51 @@ public struct Tower: Sendable, Equatable {
     ///   - keepPreResidual: keep `relu(...)` outputs before the residual (training).
     public func forward(_ x: UnsafeBufferPointer<Float>, batch: Int, keepPreResidual: Bool = false) -> Activations {
         precondition(x.count >= batch * inputWidth)
-        var outputs = [[[Float]]](repeating: [], count: taskCount)
-        var relus = [[[Float]]](repeating: [], count: keepPreResidual ? taskCount : 0)
-        for k in 0..<taskCount {
-            for l in 0..<blockCount {
-                let layer = layers[k][l]
-                var y = [Float](repeating: 0, count: batch * layer.outDim)
-                y.withUnsafeMutableBufferPointer { yb in
-                    guard let out = yb.baseAddress else { return }
-                    if l == 0 {
-                        layer.apply(x.baseAddress, batch: batch, into: out)
-                    } else {
-                        outputs[k][l - 1].withUnsafeBufferPointer { layer.apply($0.baseAddress, batch: batch, into: out) }
+        let weights = layers.map { $0.map { ($0.weight, $0.bias) } }
+        let (outputs, relus) = Self.forwardBlocks(weights: weights, shapes: shapes, featureResidual: featureResidual,
+                                                  x: x, batch: batch, keepPreResidual: keepPreResidual)
+        return Activations(batch: batch, outputs: outputs, relu: relus)
+    }
+
+    var shapes: [[(inDim: Int, outDim: Int)]] { layers.map { $0.map { ($0.inDim, $0.outDim) } } }
+
+    /// The tower's equations, once, for any scalar type.
+    ///
+    /// Shapes: `x` `[batch × in]`; `weights[k][l]` = (W `[out × in]`, b `[out]`) row-major;
+    /// returns `outputs[k][l]` `[batch × out]` and, when kept, the pre-residual ReLU outputs.
+    static func forwardBlocks<S: TowerScalar>(weights: [[([S], [S])]], shapes: [[(inDim: Int, outDim: Int)]],
+                                              featureResidual: Bool, x: UnsafeBufferPointer<S>, batch: Int,
+                                              keepPreResidual: Bool) -> ([[[S]]], [[[S]]]) {
+        let tasks = weights.count
+        let blocks = weights.first?.count ?? 0
+        var outputs = [[[S]]](repeating: [], count: tasks)
+        var relus = [[[S]]](repeating: [], count: keepPreResidual ? tasks : 0)
+        guard batch > 0 else { return (outputs, relus) }
+        for k in 0..<tasks {
+            for l in 0..<blocks {
+                let (inDim, outDim) = shapes[k][l]
+                let (w, b) = weights[k][l]
+                var y = [S](repeating: 0, count: batch * outDim)
+                for r in 0..<batch { for j in 0..<outDim { y[r * outDim + j] = b[j] } }
+                if inDim > 0 {
+                    y.withUnsafeMutableBufferPointer { yb in
+                        w.withUnsafeBufferPointer { wb in
+                            func apply(_ input: UnsafePointer<S>) {
+                                if batch == 1 {
+                                    S.gemv(n: outDim, k: inDim, w: wb.baseAddress!, x: input, y: yb.baseAddress!)
+                                } else {
+                                    S.gemmNT(m: batch, n: outDim, k: inDim, a: input, b: wb.baseAddress!, c: yb.baseAddress!)
+                                }
+                            }
+                            if l == 0 {
+                                if let base = x.baseAddress { apply(base) }
+                            } else {
+                                outputs[k][l - 1].withUnsafeBufferPointer { apply($0.baseAddress!) }
+                            }
+                        }
                     }
                 }
-                if l < blockCount - 1 {
+                if l < blocks - 1 {
                     for i in y.indices where y[i] < 0 { y[i] = 0 }
                     if keepPreResidual { relus[k].append(y) }
                     if featureResidual && k > 0 {
@@ -87,12 +119,54 @@ public struct Tower: Sendable, Equatable {
                 outputs[k].append(y)
             }
         }
-        return Activations(batch: batch, outputs: outputs, relu: relus)
+        return (outputs, relus)
     }
 
-    /// Final outputs for one input row: `[taskCount × d]` row-major (`u_k` at `k·d`).
+    /// The tower with its weights promoted to Double, for inference.
+    public var precise: PreciseTower { PreciseTower(self) }
+
+    /// Final outputs for one input row in Double precision: `[taskCount × d]` row-major
+    /// (`u_k` at `k·d`), rounded to Float. Hot callers keep a `PreciseTower` instead.
+    public func embed(_ x: [Float]) -> [Float] { precise.embed(x) }
+}
+
+/// A tower's weights in Double, made once per model load: inference (`score`, the server,
+/// `build-index`, `eval`) runs `Tower.forwardBlocks` on it.
+public struct PreciseTower: Sendable {
+    let weights: [[([Double], [Double])]]
+    let shapes: [[(inDim: Int, outDim: Int)]]
+    let featureResidual: Bool
+    public let taskCount: Int
+    public let outputWidth: Int
+    public let inputWidth: Int
+
+    public init(_ tower: Tower) {
+        weights = tower.layers.map { $0.map { ($0.weight.map(Double.init), $0.bias.map(Double.init)) } }
+        shapes = tower.shapes
+        featureResidual = tower.featureResidual
+        taskCount = tower.taskCount
+        outputWidth = tower.outputWidth
+        inputWidth = tower.inputWidth
+    }
+
+    /// Final outputs of `batch` rows: `[batch × T × d]` row-major, rounded to Float.
+    public func embedBatch(_ x: UnsafeBufferPointer<Float>, batch: Int) -> [Float] {
+        let xd = x.prefix(batch * inputWidth).map(Double.init)
+        let (outputs, _) = xd.withUnsafeBufferPointer {
+            Tower.forwardBlocks(weights: weights, shapes: shapes, featureResidual: featureResidual,
+                                x: $0, batch: batch, keepPreResidual: false)
+        }
+        let d = outputWidth, t = taskCount
+        var out = [Float](repeating: 0, count: batch * t * d)
+        for k in 0..<t {
+            let u = outputs[k][outputs[k].count - 1]
+            for i in 0..<batch { for j in 0..<d { out[(i * t + k) * d + j] = Float(u[i * d + j]) } }
+        }
+        return out
+    }
+
+    /// Final outputs for one row: `[T × d]`.
     public func embed(_ x: [Float]) -> [Float] {
-        let acts = x.withUnsafeBufferPointer { forward($0, batch: 1) }
-        return (0..<taskCount).flatMap { acts.final(task: $0) }
+        x.withUnsafeBufferPointer { embedBatch($0, batch: 1) }
     }
 }

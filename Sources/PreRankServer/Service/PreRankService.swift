@@ -1,0 +1,59 @@
+import Dispatch
+import TwinTower
+
+/// The `/prerank` body → answer path, shared by `prerank score` and `POST /prerank` so both give
+/// the same answer for the same body (the server adds only transport and admission control).
+public enum PreRankService {
+    /// Engine options from config (SPEC §5).
+    public static func options(from config: PreRankConfig, parallelism: Int = 1) -> ScoringOptions {
+        ScoringOptions(defaultK: config.topk.default, maxK: config.topk.max, maxCandidates: config.server.maxCandidates,
+                       fusion: config.fusion.policy, allowFusionOverride: config.fusion.allowRequestOverride,
+                       parallelism: parallelism)
+    }
+
+    /// Time kept back from the budget for encoding the answer, so a partial answer still leaves
+    /// before the budget: a tenth of the budget, at most 5 ms.
+    public static func encodeReserveNanos(budgetMs: Double) -> UInt64 {
+        UInt64(min(5.0, budgetMs / 10) * 1_000_000)
+    }
+
+    /// Everything one request produced, for the response, metrics, access and request logs.
+    public struct Outcome: Sendable {
+        public var body: [UInt8]
+        public var request: PreRankRequest
+        public var result: ScoringResult
+        public var response: PreRankResponse
+        public var parseNanos: UInt64
+        public var encodeNanos: UInt64
+    }
+
+    /// Decodes, scores and encodes one body.
+    ///
+    /// - parameters:
+    ///   - receivedAt: monotonic nanoseconds when the request was received; `took_ms` and the
+    ///     budget count from there.
+    ///   - budgetMs: the time budget (`nil`: none, as for the offline `score` verb).
+    ///   - arm: the serving arm's name, written into the answer when set (A/B, canary).
+    public static func handle(body: [UInt8], bundle: ServingBundle, options: ScoringOptions,
+                              receivedAt: UInt64 = DispatchTime.now().uptimeNanoseconds,
+                              budgetMs: Double? = nil, arm: String? = nil) throws(APIError) -> Outcome {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let request = try RequestDecoder.decode(body, maxCandidates: options.maxCandidates)
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        var deadline: UInt64? = nil
+        if let budgetMs {
+            deadline = receivedAt + UInt64(budgetMs * 1_000_000) - encodeReserveNanos(budgetMs: budgetMs)
+        }
+        let result = try ScoringEngine.score(request, bundle: bundle, options: options, deadline: deadline)
+        let t2 = DispatchTime.now().uptimeNanoseconds
+        let names = bundle.model.taskNames
+        let items = result.items.map { ScoredItem($0, taskNames: request.debug ? names : nil) }
+        var response = PreRankResponse(requestID: request.requestID, modelVersion: bundle.version, partial: result.partial,
+                                       tookMs: 0, items: items, unknownIDs: result.unknownIDs, arm: arm)
+        response.tookMs = Double(DispatchTime.now().uptimeNanoseconds - receivedAt) / 1e6
+        let encoded = ResponseEncoder.encode(response)
+        let t3 = DispatchTime.now().uptimeNanoseconds
+        return Outcome(body: encoded, request: request, result: result, response: response,
+                       parseNanos: t1 - t0, encodeNanos: t3 - t2)
+    }
+}
