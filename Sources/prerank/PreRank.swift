@@ -2,7 +2,7 @@ import ArgumentParser
 
 /// The `prerank` command line: each verb parses its arguments and calls the libraries.
 @main
-struct PreRank: AsyncParsableCommand {
+struct PreRank: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prerank",
         abstract: "Online pre-rank scoring with twin-tower ResFlow models.",
@@ -15,6 +15,7 @@ struct PreRank: AsyncParsableCommand {
             JoinLogsCommand.self,
             ValidateConfigCommand.self,
             ScoreCommand.self,
+            ServeCommand.self,
         ]
     )
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TwinTower
 @testable import Training
 
 @Suite("Synth RNG and tables")

@@ -25,6 +25,8 @@ public enum PreRankService {
         public var response: PreRankResponse
         public var parseNanos: UInt64
         public var encodeNanos: UInt64
+        public var arm: String?
+        public var bundle: ServingBundle
     }
 
     /// Decodes, scores and encodes one body.
@@ -37,8 +39,15 @@ public enum PreRankService {
     public static func handle(body: [UInt8], bundle: ServingBundle, options: ScoringOptions,
                               receivedAt: UInt64 = DispatchTime.now().uptimeNanoseconds,
                               budgetMs: Double? = nil, arm: String? = nil) throws(APIError) -> Outcome {
+        try handle(body: body, options: options, receivedAt: receivedAt, budgetMs: budgetMs) { _ in (bundle, arm) }
+    }
+
+    /// As above, with the serving arm chosen per request (canary / A-B by request or user id).
+    public static func handle(body: [UInt8], options: ScoringOptions, receivedAt: UInt64, budgetMs: Double?,
+                              select: (PreRankRequest) -> (ServingBundle, String?)) throws(APIError) -> Outcome {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let request = try RequestDecoder.decode(body, maxCandidates: options.maxCandidates)
+        let (bundle, arm) = select(request)
         let t1 = DispatchTime.now().uptimeNanoseconds
         var deadline: UInt64? = nil
         if let budgetMs {
@@ -54,6 +63,6 @@ public enum PreRankService {
         let encoded = ResponseEncoder.encode(response)
         let t3 = DispatchTime.now().uptimeNanoseconds
         return Outcome(body: encoded, request: request, result: result, response: response,
-                       parseNanos: t1 - t0, encodeNanos: t3 - t2)
+                       parseNanos: t1 - t0, encodeNanos: t3 - t2, arm: arm, bundle: bundle)
     }
 }

@@ -29,3 +29,9 @@ extension Double: TowerScalar {
         cblas_dgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), x, 1, 1, y, 1)
     }
 }
+
+/// OpenBLAS's own thread pool, which must not fight a server's worker threads.
+public enum BLASThreads {
+    /// Pins OpenBLAS to `n` threads (1 in the server: parallelism comes from the workers).
+    public static func set(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+}

@@ -1,0 +1,62 @@
+import CZlib
+
+/// gzip for request and response bodies (zlib).
+public enum Gzip {
+    public enum Failure: Error, Equatable {
+        case corrupt
+        /// Inflating would exceed the limit: answer 413 (a "zip bomb" stops here).
+        case tooLarge
+    }
+
+    /// Decompresses a gzip (or zlib) stream, refusing to produce more than `limit` bytes.
+    public static func inflate(_ input: [UInt8], limit: Int) throws(Failure) -> [UInt8] {
+        var stream = z_stream()
+        guard czlib_inflate_init_gzip(&stream) == Z_OK else { throw .corrupt }
+        defer { inflateEnd(&stream) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        var status: Int32 = Z_OK
+        var failure: Failure?
+        input.withUnsafeBufferPointer { inBuf in
+            stream.next_in = UnsafeMutablePointer(mutating: inBuf.baseAddress)
+            stream.avail_in = UInt32(inBuf.count)
+            repeat {
+                chunk.withUnsafeMutableBufferPointer { c in
+                    stream.next_out = c.baseAddress
+                    stream.avail_out = UInt32(c.count)
+                    status = CZlib.inflate(&stream, Z_NO_FLUSH)
+                    let produced = c.count - Int(stream.avail_out)
+                    if out.count + produced > limit { failure = .tooLarge; return }
+                    out.append(contentsOf: c[0..<produced])
+                }
+                if failure != nil { return }
+                if status == Z_BUF_ERROR && stream.avail_in == 0 { failure = .corrupt; return }
+            } while status == Z_OK
+            if status != Z_STREAM_END { failure = failure ?? .corrupt }
+        }
+        if let failure { throw failure }
+        return out
+    }
+
+    /// Compresses to a gzip stream.
+    public static func deflate(_ input: [UInt8], level: Int32 = 6) -> [UInt8] {
+        var stream = z_stream()
+        guard czlib_deflate_init_gzip(&stream, level) == Z_OK else { return input }
+        defer { deflateEnd(&stream) }
+        let bound = Int(deflateBound(&stream, UInt(input.count)))
+        var out = [UInt8](repeating: 0, count: bound + 32)
+        var written = 0
+        input.withUnsafeBufferPointer { inBuf in
+            out.withUnsafeMutableBufferPointer { o in
+                stream.next_in = UnsafeMutablePointer(mutating: inBuf.baseAddress)
+                stream.avail_in = UInt32(inBuf.count)
+                stream.next_out = o.baseAddress
+                stream.avail_out = UInt32(o.count)
+                _ = CZlib.deflate(&stream, Z_FINISH)
+                written = o.count - Int(stream.avail_out)
+            }
+        }
+        out.removeSubrange(written...)
+        return out
+    }
+}

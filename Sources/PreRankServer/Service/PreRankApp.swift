@@ -1,0 +1,300 @@
+import Dispatch
+import Foundation
+import Logging
+import Synchronization
+import TwinTower
+
+/// The prerank HTTP application: routes, admission control, the time budget, hot reload,
+/// metrics and logs. The transport (`HTTPServer`) knows nothing of this; this knows nothing of
+/// sockets.
+public final class PreRankApp: HTTPHandler, @unchecked Sendable {
+    // Mutable state is behind mutexes (`snapshot`, `requestLog`); the rest is immutable.
+    private let snapshot: Mutex<ServingSnapshot?>
+    private let requestLogBox: Mutex<RequestLog?>
+    public let metrics: MetricsRegistry
+    private let pool: WorkerPool
+    private let logger: Logger
+    private let configPath: String?
+    private let overrides: @Sendable (PreRankConfig) -> PreRankConfig
+    private let reloadQueue = DispatchQueue(label: "prerank.reload", qos: .utility)
+    private let parallelism: Int
+    /// HTTP-layer counters, read at scrape time.
+    public var transportStats: (@Sendable () -> HTTPServerStats)?
+
+    /// - parameters:
+    ///   - configPath: re-read on every reload (nil: keep `initial`'s config).
+    ///   - overrides: applied to every config read (command-line `--model`, `--index`).
+    public init(initial: ServingSnapshot, configPath: String?, overrides: @escaping @Sendable (PreRankConfig) -> PreRankConfig,
+                metrics: MetricsRegistry = MetricsRegistry(), logger: Logger, workers: Int) {
+        self.snapshot = Mutex(initial)
+        self.metrics = metrics
+        self.configPath = configPath
+        self.overrides = overrides
+        self.logger = logger
+        self.parallelism = workers
+        self.pool = WorkerPool(workers: workers, queueDepth: initial.config.server.queueDepth)
+        self.requestLogBox = Mutex(initial.config.requestLog.map { Self.makeRequestLog($0, metrics: metrics) })
+        publishModelInfo(initial)
+    }
+
+    static func makeRequestLog(_ c: PreRankConfig.RequestLog, metrics: MetricsRegistry) -> RequestLog {
+        RequestLog(config: RequestLogConfig(dir: c.dir, sampleRate: c.sampleRate, maxFileBytes: c.maxFileBytes, maxFiles: c.maxFiles),
+                   metrics: metrics)
+    }
+
+    public var current: ServingSnapshot? { snapshot.withLock { $0 } }
+
+    // MARK: routing
+
+    public func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
+        let route = Self.routes[request.path] != nil ? request.path : "other"
+        let done: @Sendable (HTTPResponse, String?) -> Void = { [metrics] response, arm in
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - request.receivedAt) / 1e9
+            metrics.recordRequest(route: route, code: response.status, seconds: seconds, arm: arm ?? "")
+            respond(response)
+        }
+        guard let methods = Self.routes[request.path] else {
+            done(.error(APIError(status: 404, code: "not_found", message: "no route \(request.path)")), nil)
+            return
+        }
+        guard methods.contains(request.method) || (request.method == "HEAD" && methods.contains("GET")) else {
+            done(.error(APIError(status: 405, code: "method_not_allowed", message: "\(request.path) takes \(methods.joined(separator: ", "))",
+                                 headers: [("Allow", methods.joined(separator: ", "))])), nil)
+            return
+        }
+        switch request.path {
+        case "/prerank": prerank(request, done: done)
+        case "/healthz": done(.json(200, Array("{\"status\":\"ok\"}".utf8)), nil)
+        case "/readyz": done(readiness(), nil)
+        case "/metrics": done(metricsResponse(), nil)
+        case "/v1/model": done(modelResponse(), nil)
+        case "/admin/reload": adminReload(request, done: done)
+        default: done(.error(APIError(status: 404, code: "not_found", message: "no route \(request.path)")), nil)
+        }
+    }
+
+    static let routes: [String: [String]] = [
+        "/prerank": ["POST"], "/healthz": ["GET"], "/readyz": ["GET"], "/metrics": ["GET"],
+        "/v1/model": ["GET"], "/admin/reload": ["POST"],
+    ]
+
+    // MARK: /prerank
+
+    private func prerank(_ request: HTTPRequest, done: @escaping @Sendable (HTTPResponse, String?) -> Void) {
+        if let type = request.header("content-type") {
+            let media = type.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+            guard media == "application/json" || media.hasSuffix("+json") else {
+                done(.error(APIError(status: 415, code: "unsupported_media_type", message: "Content-Type must be application/json, not \(type)",
+                                     field: nil)), nil)
+                return
+            }
+        }
+        guard let snap = current else {
+            done(.error(APIError(status: 503, code: "not_ready", message: "no model loaded", headers: [("Retry-After", "1")])), nil)
+            return
+        }
+        metrics.adjustInflight(1)
+        let accepted = pool.submit { [self] in
+            defer { metrics.adjustInflight(-1) }
+            let budget = snap.config.budgetMs
+            let waited = Double(DispatchTime.now().uptimeNanoseconds - request.receivedAt) / 1e6
+            if waited >= budget {
+                metrics.recordBudgetExpired()
+                done(.error(APIError(status: 504, code: "budget_expired", message: "the \(budget) ms budget expired in the queue before scoring began")), nil)
+                return
+            }
+            do {
+                let outcome = try PreRankService.handle(body: request.body, options: snap.options, receivedAt: request.receivedAt,
+                                                        budgetMs: budget, select: snap.select)
+                let r = outcome.result
+                metrics.recordStage("parse", seconds: Double(outcome.parseNanos) / 1e9)
+                metrics.recordStage("user_tower", seconds: Double(r.stages.userTower) / 1e9)
+                metrics.recordStage("score", seconds: Double(r.stages.score) / 1e9)
+                metrics.recordStage("topk", seconds: Double(r.stages.topK) / 1e9)
+                metrics.recordStage("encode", seconds: Double(outcome.encodeNanos) / 1e9)
+                metrics.recordCandidates(r.candidateCount)
+                if r.partial { metrics.recordPartial() }
+                logRequest(outcome)
+                logger.info("prerank", metadata: [
+                    "route": "/prerank", "status": "200", "candidates": "\(r.candidateCount)",
+                    "took_ms": "\(String(format: "%.2f", outcome.response.tookMs))",
+                    "request_id": "\(outcome.request.requestID ?? "")", "arm": "\(outcome.arm ?? "")",
+                    "partial": "\(r.partial)",
+                ])
+                done(.json(200, outcome.body), outcome.arm)
+            } catch let error as APIError {
+                if error.status == 504 { metrics.recordBudgetExpired() }
+                logger.info("prerank", metadata: ["route": "/prerank", "status": "\(error.status)", "code": "\(error.code)",
+                                                  "field": "\(error.field ?? "")"])
+                done(.error(error), nil)
+            } catch {
+                done(.error(APIError(status: 500, code: "internal", message: "\(error)")), nil)
+            }
+        }
+        if !accepted {
+            metrics.adjustInflight(-1)
+            metrics.recordShed()
+            done(.error(APIError(status: 503, code: "overloaded", message: "all workers are busy and the queue is full; retry",
+                                 headers: [("Retry-After", "1")])), nil)
+        }
+    }
+
+    private func logRequest(_ o: PreRankService.Outcome) {
+        guard let log = requestLogBox.withLock({ $0 }), log.shouldSample(requestID: o.request.requestID) else { return }
+        let f = o.result.fusion
+        let line = RequestLogLine.encode(
+            time: Date().timeIntervalSince1970, requestID: o.request.requestID, modelVersion: o.bundle.version, arm: o.arm ?? "",
+            fusion: (f.formula.rawValue, f.alpha, f.beta, f.gamma), user: o.request.user, query: o.request.query,
+            candidates: o.request.candidates, relevance: o.request.relevance,
+            items: o.result.items.map { ($0.id, $0.score, $0.probabilities) }, tasks: o.bundle.model.taskNames,
+            partial: o.result.partial)
+        log.submit(line)
+    }
+
+    // MARK: ops endpoints
+
+    private func readiness() -> HTTPResponse {
+        guard let snap = current else {
+            return .json(503, Array("{\"status\":\"loading\"}".utf8))
+        }
+        return .json(200, Array("{\"status\":\"ready\",\"model_version\":\(JSONText.quote(snap.primary.version))}".utf8))
+    }
+
+    private func metricsResponse() -> HTTPResponse {
+        if let stats = transportStats?() {
+            metrics.setGauge("prerank_http_connections_open", help: "Open HTTP connections.", value: Double(stats.open))
+            metrics.setGauge("prerank_http_connections_accepted", help: "HTTP connections accepted since start.", value: Double(stats.accepted))
+            metrics.setGauge("prerank_http_connections_rejected", help: "HTTP connections refused at the connection limit.", value: Double(stats.rejected))
+            metrics.setGauge("prerank_http_protocol_errors", help: "Requests refused by the HTTP parser since start.", value: Double(stats.protocolErrors))
+            metrics.setGauge("prerank_http_timeouts", help: "Connections closed by a header, body or idle timeout since start.", value: Double(stats.timeouts))
+        }
+        let load = pool.load
+        metrics.setGauge("prerank_worker_queue_depth", help: "Requests waiting for a worker.", value: Double(load.queued))
+        return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                            body: Array(metrics.render().utf8))
+    }
+
+    private func modelResponse() -> HTTPResponse {
+        guard let snap = current else { return .error(APIError(status: 503, code: "not_ready", message: "no model loaded")) }
+        func describe(_ b: ServingBundle) -> String {
+            let a = b.model.spec.architecture
+            return "{\"version\":\(JSONText.quote(b.version)),\"fingerprint\":\(JSONText.quote(b.model.fingerprint)),"
+                + "\"tasks\":[\(b.model.taskNames.map(JSONText.quote).joined(separator: ","))],"
+                + "\"architecture\":{\"hidden\":[\(a.hidden.map(String.init).joined(separator: ","))],\"d\":\(a.d),\"fr\":\(a.fr),\"lr\":\(a.lr),\"clamp\":\(a.clamp),\"chain\":\"\(a.chain.rawValue)\"},"
+                + "\"index\":{\"items\":\(b.index.count),\"dtype\":\"\(b.index.dtype.rawValue)\",\"d\":\(b.index.d),\"bytes\":\(b.index.vectorBytes),\"path\":\(JSONText.quote(b.index.path))}}"
+        }
+        let f = snap.options.fusion
+        var body = "{\"model\":\(describe(snap.primary)),"
+        body += "\"fusion\":{\"formula\":\"\(f.formula.rawValue)\",\"alpha\":\(f.alpha),\"beta\":\(f.beta),\"gamma\":\(f.gamma),\"allow_request_override\":\(snap.options.allowFusionOverride)},"
+        body += "\"topk\":{\"default\":\(snap.options.defaultK),\"max\":\(snap.options.maxK)},\"budget_ms\":\(snap.config.budgetMs)"
+        if let canary = snap.canary, let c = snap.config.canary {
+            body += ",\"canary\":{\"share\":\(c.share),\"key\":\"\(c.key.rawValue)\",\"model\":\(describe(canary))}"
+        }
+        body += ",\"loaded_at\":\(JSONText.quote(ISO8601DateFormatter().string(from: snap.loadedAt)))}"
+        return .json(200, Array(body.utf8))
+    }
+
+    // MARK: reload
+
+    private func adminReload(_ request: HTTPRequest, done: @escaping @Sendable (HTTPResponse, String?) -> Void) {
+        guard let token = current?.adminToken else {
+            metrics.recordReload(result: "unauthorized")
+            done(.error(APIError(status: 403, code: "reload_disabled", message: "no server.admin_token_file configured; use SIGHUP")), nil)
+            return
+        }
+        let auth = request.header("authorization") ?? ""
+        guard auth.hasPrefix("Bearer "), Self.constantTimeEquals(String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces), token) else {
+            metrics.recordReload(result: "unauthorized")
+            done(.error(APIError(status: 401, code: "unauthorized", message: "a valid bearer token is required",
+                                 headers: [("WWW-Authenticate", "Bearer")])), nil)
+            return
+        }
+        reload(trigger: "http") { result in
+            switch result {
+            case .success(let snap):
+                done(.json(200, Array("{\"status\":\"reloaded\",\"model_version\":\(JSONText.quote(snap.primary.version))}".utf8)), nil)
+            case .failure(let error):
+                done(.error(APIError(status: 422, code: "reload_rejected", message: error.message, field: error.key)), nil)
+            }
+        }
+    }
+
+    /// Reloads config, model and index off the serving path and swaps them in atomically;
+    /// on any error the old snapshot keeps serving. Reloads run one at a time.
+    public func reload(trigger: String, completion: @escaping @Sendable (Result<ServingSnapshot, ReloadError>) -> Void = { _ in }) {
+        reloadQueue.async { [self] in
+            let started = Date()
+            let result = loadNext(trigger: trigger)
+            switch result {
+            case .success(let snap):
+                metrics.recordReload(result: "ok")
+                logger.notice("reload ok", metadata: ["trigger": "\(trigger)", "model_version": "\(snap.primary.version)",
+                                                       "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(started)))"])
+            case .failure(let error):
+                metrics.recordReload(result: "rejected")
+                logger.error("reload rejected; the old model keeps serving", metadata: ["trigger": "\(trigger)", "key": "\(error.key)",
+                                                                                        "reason": "\(error.message)"])
+            }
+            completion(result)
+        }
+    }
+
+    private func loadNext(trigger: String) -> Result<ServingSnapshot, ReloadError> {
+        var config = current?.config ?? PreRankConfig()
+        if let configPath {
+            do { config = try ConfigLoader.load(path: configPath) } catch { return .failure(ReloadError(key: error.key, message: error.message)) }
+        }
+        config = overrides(config)
+        if let old = current?.config, old.server != config.server {
+            logger.warning("reload: server.* changes take effect at the next restart", metadata: ["trigger": "\(trigger)"])
+        }
+        let next: ServingSnapshot
+        do { next = try ServingSnapshot.load(config: config, parallelism: parallelism) } catch { return .failure(error) }
+        requestLogBox.withLock { $0 }?.flush()
+        snapshot.withLock { $0 = next }
+        swapRequestLog(config.requestLog)
+        publishModelInfo(next)
+        return .success(next)
+    }
+
+    private func swapRequestLog(_ wanted: PreRankConfig.RequestLog?) {
+        let old = requestLogBox.withLock { box -> RequestLog? in
+            let current = box
+            let same: Bool
+            if let current, let wanted {
+                same = current.config.dir == wanted.dir && current.config.sampleRate == wanted.sampleRate
+                    && current.config.maxFileBytes == wanted.maxFileBytes && current.config.maxFiles == wanted.maxFiles
+            } else {
+                same = current == nil && wanted == nil
+            }
+            if same { return nil }
+            box = wanted.map { Self.makeRequestLog($0, metrics: metrics) }
+            return current
+        }
+        old?.close()
+    }
+
+    /// Flushes and closes the request log (SIGTERM), stops the workers after queued work.
+    public func shutdown() {
+        requestLogBox.withLock { $0 }?.close()
+        pool.stop()
+    }
+
+    private func publishModelInfo(_ snap: ServingSnapshot) {
+        var info = [Self.info(snap.primary, arm: "primary")]
+        if let canary = snap.canary { info.append(Self.info(canary, arm: "canary")) }
+        metrics.setModelInfo(info)
+    }
+
+    static func info(_ b: ServingBundle, arm: String) -> MetricsRegistry.ModelInfo {
+        .init(arm: arm, version: b.version, fingerprint: b.model.fingerprint, dtype: b.index.dtype.rawValue,
+              items: b.index.count, tasks: b.model.taskNames)
+    }
+
+    static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        var diff = UInt8(x.count == y.count ? 0 : 1)
+        for i in 0..<max(x.count, y.count) { diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0) }
+        return diff == 0
+    }
+}

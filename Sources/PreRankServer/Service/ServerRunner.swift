@@ -1,0 +1,80 @@
+import Dispatch
+import Foundation
+import Logging
+import TwinTower
+
+/// Starts the whole server from a config: logging, the first snapshot (which must load),
+/// OpenBLAS pinned to one thread, the HTTP server, SIGHUP reload and SIGTERM/SIGINT drain.
+public enum ServerRunner {
+    /// Runs until SIGTERM/SIGINT, then drains and calls `exit(0)`. Throws only if start-up fails.
+    public static func run(configPath: String?, modelDir: String?, index: String?, host: String?, port: Int?) throws -> Never {
+        var config = PreRankConfig()
+        if let configPath {
+            do { config = try ConfigLoader.load(path: configPath) } catch { throw RunError(description: error.description) }
+        }
+        let overrides: @Sendable (PreRankConfig) -> PreRankConfig = { c in
+            var c = c
+            if let modelDir { c.model.dir = modelDir }
+            if let index { c.model.index = index }
+            if let host { c.server.host = host }
+            if let port { c.server.port = port }
+            return c
+        }
+        config = overrides(config)
+        let level = config.logging.level, format = config.logging.format
+        LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level, format: format) }
+        let logger = Logger(label: "prerank")
+
+        BLASThreads.set(1)
+        let workers = config.server.workers > 0 ? config.server.workers : ProcessInfo.processInfo.activeProcessorCount
+        logger.info("loading model and index", metadata: ["model": "\(config.model.dir)", "index": "\(config.model.index)"])
+        let snapshot: ServingSnapshot
+        do { snapshot = try ServingSnapshot.load(config: config, parallelism: workers) } catch {
+            throw RunError(description: error.description)
+        }
+        let app = PreRankApp(initial: snapshot, configPath: configPath, overrides: overrides, logger: logger, workers: workers)
+
+        var limits = ServerLimits()
+        limits.maxConnections = config.server.maxConnections
+        limits.maxHeaderBytes = config.server.maxHeaderBytes
+        limits.maxBodyBytes = config.server.maxBodyBytes
+        limits.maxInflatedBodyBytes = max(config.server.maxBodyBytes * 4, config.server.maxBodyBytes)
+        limits.headerTimeout = Double(config.server.headerTimeoutMs) / 1000
+        limits.bodyTimeout = Double(config.server.bodyTimeoutMs) / 1000
+        limits.idleTimeout = Double(config.server.idleTimeoutMs) / 1000
+        var tls: TLSContext?
+        if let t = config.server.tls {
+            do { tls = try TLSContext(certificate: t.cert, privateKey: t.key) } catch { throw RunError(description: error.description) }
+        }
+        let server = HTTPServer(host: config.server.host, port: config.server.port, limits: limits, tls: tls, handler: app)
+        app.transportStats = { [weak server] in server?.stats ?? HTTPServerStats() }
+        let bound: Int
+        do { bound = try server.start() } catch { throw RunError(description: "\(error)") }
+        logger.notice("serving", metadata: ["address": "\(tls == nil ? "http" : "https")://\(config.server.host):\(bound)",
+                                            "model_version": "\(snapshot.primary.version)", "items": "\(snapshot.primary.index.count)",
+                                            "workers": "\(workers)"])
+
+        let signals = DispatchQueue(label: "prerank.signals")
+        for s in [SIGHUP, SIGTERM, SIGINT] { signal(s, SIG_IGN) }
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signals)
+        hup.setEventHandler { app.reload(trigger: "SIGHUP") }
+        hup.resume()
+        let stop: @Sendable () -> Void = {
+            logger.notice("stopping: draining connections")
+            server.shutdown(drainTimeout: 10) {
+                app.shutdown()
+                logger.notice("stopped")
+                exit(0)
+            }
+        }
+        let term = DispatchSource.makeSignalSource(signal: SIGTERM, queue: signals)
+        term.setEventHandler(handler: stop)
+        term.resume()
+        let int = DispatchSource.makeSignalSource(signal: SIGINT, queue: signals)
+        int.setEventHandler(handler: stop)
+        int.resume()
+        withExtendedLifetime((hup, term, int, server, app)) { dispatchMain() }
+    }
+
+    public struct RunError: Error, CustomStringConvertible { public var description: String }
+}

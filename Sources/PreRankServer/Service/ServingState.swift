@@ -1,0 +1,85 @@
+import Foundation
+import TwinTower
+
+/// Everything one request needs, loaded and validated together: config, the primary model and
+/// index, the optional canary, the admin token. Immutable; a reload builds a new one off the
+/// serving path and swaps the reference, so requests in flight finish on the one they started
+/// with and a rejected reload leaves the old one serving.
+public final class ServingSnapshot: Sendable {
+    public let config: PreRankConfig
+    public let options: ScoringOptions
+    public let primary: ServingBundle
+    public let canary: ServingBundle?
+    public let adminToken: String?
+    public let loadedAt: Date
+
+    init(config: PreRankConfig, options: ScoringOptions, primary: ServingBundle, canary: ServingBundle?, adminToken: String?) {
+        self.config = config
+        self.options = options
+        self.primary = primary
+        self.canary = canary
+        self.adminToken = adminToken
+        self.loadedAt = Date()
+    }
+
+    /// Loads and checks config-named model, index, canary and token file.
+    ///
+    /// - parameters:
+    ///   - overrides: `--model` / `--index` from the command line win over the file.
+    public static func load(config: PreRankConfig, parallelism: Int) throws(ReloadError) -> ServingSnapshot {
+        let primary: ServingBundle
+        do {
+            primary = try ServingBundle.load(modelDirectory: config.model.dir, indexPath: config.model.index)
+        } catch {
+            throw ReloadError(key: "model", message: error.description)
+        }
+        var canary: ServingBundle?
+        if let c = config.canary {
+            do {
+                canary = try ServingBundle.load(modelDirectory: c.model.dir, indexPath: c.model.index)
+            } catch {
+                throw ReloadError(key: "canary.model", message: error.description)
+            }
+        }
+        var token: String?
+        if let path = config.server.adminTokenFile {
+            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+                throw ReloadError(key: "server.admin_token_file", message: "cannot read \(path)")
+            }
+            let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard trimmed.count >= 8 else {
+                throw ReloadError(key: "server.admin_token_file", message: "\(path) holds a token shorter than 8 characters")
+            }
+            token = trimmed
+        }
+        return ServingSnapshot(config: config, options: PreRankService.options(from: config, parallelism: parallelism),
+                               primary: primary, canary: canary, adminToken: token)
+    }
+
+    /// The arm serving `request`: the canary for a stable share of request or user ids.
+    func select(_ request: PreRankRequest) -> (ServingBundle, String?) {
+        guard let canary, let c = config.canary else { return (primary, nil) }
+        let key: String?
+        switch c.key {
+        case .requestID: key = request.requestID
+        case .userID:
+            switch request.user["user_id"] {
+            case .string(let s)?: key = s
+            case .integer(let i)?: key = String(i)
+            default: key = nil
+            }
+        }
+        guard let key else { return (primary, "primary") }
+        // FNV-1a of the key, top 53 bits as a fraction: stable across restarts and replicas.
+        let h = FeatureHasher.fnv1a(("arm\u{1F}" + key).utf8)
+        let fraction = Double(h >> 11) / Double(1 << 53)
+        return fraction < c.share ? (canary, "canary") : (primary, "primary")
+    }
+}
+
+/// A reload that was refused; `key` names the config key or file at fault.
+public struct ReloadError: Error, Sendable, CustomStringConvertible {
+    public var key: String
+    public var message: String
+    public var description: String { "\(key): \(message)" }
+}

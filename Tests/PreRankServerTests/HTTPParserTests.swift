@@ -1,0 +1,94 @@
+import Testing
+@testable import PreRankServer
+
+@Suite struct HTTPParserTests {
+    func parse(_ text: String, limits: HTTPParser.Limits = .init()) -> HTTPParser.Outcome {
+        parse(Array(text.utf8), limits: limits)
+    }
+
+    func parse(_ bytes: [UInt8], limits: HTTPParser.Limits = .init()) -> HTTPParser.Outcome {
+        bytes.withUnsafeBufferPointer { HTTPParser(limits: limits).parse($0) }
+    }
+
+    func status(_ o: HTTPParser.Outcome) -> Int? {
+        if case .failure(let s, _) = o { return s }
+        return nil
+    }
+
+    @Test func simplePost() {
+        let text = "POST /prerank?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"
+        guard case .request(let head, let body, let consumed) = parse(text) else { Issue.record("not a request"); return }
+        #expect(head.method == "POST" && head.target == "/prerank?x=1" && head.minorVersion == 1)
+        #expect(body == Array("{}".utf8) && consumed == text.utf8.count)
+    }
+
+    /// Fed one byte at a time, the parser says "incomplete" until the last byte, then frames it.
+    @Test func byteAtATime() {
+        let bytes = Array("POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello".utf8)
+        for n in 0..<bytes.count {
+            if case .request = parse(Array(bytes[0..<n])) { Issue.record("complete after \(n) bytes") }
+            if status(parse(Array(bytes[0..<n]))) != nil { Issue.record("failure after \(n) bytes") }
+        }
+        guard case .request(_, let body, _) = parse(bytes) else { Issue.record("not complete"); return }
+        #expect(body == Array("hello".utf8))
+    }
+
+    @Test func pipelinedRequestsAreTakenInOrder() {
+        var bytes = Array("GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 1\r\n\r\nxGET /c HTTP/1.1\r\n\r\n".utf8)
+        var targets: [String] = []
+        while case .request(let head, _, let consumed) = parse(bytes) {
+            targets.append(head.target)
+            bytes.removeFirst(consumed)
+        }
+        #expect(targets == ["/a", "/b", "/c"] && bytes.isEmpty)
+    }
+
+    @Test func chunkedBodyWithExtensionsAndTrailers() {
+        let text = "POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: y\r\n\r\n"
+        guard case .request(_, let body, let consumed) = parse(text) else { Issue.record("not complete"); return }
+        #expect(String(decoding: body, as: UTF8.self) == "Wikipedia" && consumed == text.utf8.count)
+        // Every prefix is incomplete, never an error.
+        let bytes = Array(text.utf8)
+        for n in 0..<bytes.count { #expect(status(parse(Array(bytes[0..<n]))) == nil) }
+    }
+
+    @Test(arguments: [
+        ("POST /p HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        ("POST /p HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+        ("POST /p HTTP/1.1\r\nContent-Length: -3\r\n\r\n", 400),
+        ("POST /p HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n", 400),
+        ("POST /p HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        ("POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF\r\n", 400),
+        ("POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        ("POST /p HTTP/1.1\r\n\r\n", 411),
+        ("GET /p HTTP/2.0\r\n\r\n", 505),
+        ("GET  /p HTTP/1.1\r\n\r\n", 400),
+        ("get /p HTTP/1.1\r\n\r\n", 400),
+        ("GET /p HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
+        ("GET /p HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", 400),
+        ("GET /p HTTP/1.1\r\nNoColon\r\n\r\n", 400),
+        ("POST /p HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413),
+    ])
+    func malformedRequests(text: String, expected: Int) {
+        #expect(status(parse(text)) == expected)
+    }
+
+    @Test func headerTooLarge() {
+        let big = "GET /p HTTP/1.1\r\nX: " + String(repeating: "a", count: 20000)
+        #expect(status(parse(big, limits: .init(maxHeaderBytes: 16384, maxBodyBytes: 100))) == 431)
+    }
+
+    @Test func bareLineFeedsAreTolerated() {
+        guard case .request(let head, let body, _) = parse("POST /p HTTP/1.1\nContent-Length: 2\n\nhi") else { Issue.record("no"); return }
+        #expect(head.target == "/p" && body == Array("hi".utf8))
+    }
+
+    @Test func gzipRoundTripAndBombLimit() throws {
+        let data = Array(String(repeating: "prerank ", count: 1000).utf8)
+        let z = Gzip.deflate(data)
+        #expect(z.count < data.count / 10)
+        #expect(try Gzip.inflate(z, limit: data.count) == data)
+        #expect(throws: Gzip.Failure.tooLarge) { try Gzip.inflate(z, limit: data.count - 1) }
+        #expect(throws: Gzip.Failure.corrupt) { try Gzip.inflate(Array(z.prefix(10)), limit: 1 << 20) }
+    }
+}
