@@ -97,14 +97,14 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
     const int t = K->t, d = K->d;
     const int64_t row_elems = (int64_t)t * d;
     const float *u = K->user;
-    const int64_t pf = rows ? K->prefetch : 0;
+    const int64_t pf = K->prefetch;
     switch (K->dtype) {
     case PK_F32: {
         const float *v = (const float *)K->vectors;
         const size_t row_bytes = (size_t)row_elems * 4;
         for (int64_t i = 0; i < m; i++) {
             const int64_t c = b0 + i;
-            if (pf && c + pf < n) prefetch_bytes((const char *)(v + (int64_t)rows[c + pf] * row_elems), row_bytes);
+            if (pf && c + pf < n) prefetch_bytes((const char *)(v + (rows ? (int64_t)rows[c + pf] : start + c + pf) * row_elems), row_bytes);
             const int64_t r = rows ? rows[c] : start + c;
             const float *base = v + r * row_elems;
             for (int k = 0; k < t; k++) dots[k * PK_BLOCK + i] = dot_f32(u + k * d, base + k * d, d);
@@ -116,7 +116,7 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
         const size_t row_bytes = (size_t)row_elems * 2;
         for (int64_t i = 0; i < m; i++) {
             const int64_t c = b0 + i;
-            if (pf && c + pf < n) prefetch_bytes((const char *)(v + (int64_t)rows[c + pf] * row_elems), row_bytes);
+            if (pf && c + pf < n) prefetch_bytes((const char *)(v + (rows ? (int64_t)rows[c + pf] : start + c + pf) * row_elems), row_bytes);
             const int64_t r = rows ? rows[c] : start + c;
             const uint16_t *base = v + r * row_elems;
             for (int k = 0; k < t; k++) dots[k * PK_BLOCK + i] = dot_f16(u + k * d, base + k * d, d);
@@ -130,7 +130,7 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
         for (int64_t i = 0; i < m; i++) {
             const int64_t c = b0 + i;
             if (pf && c + pf < n) {
-                const int64_t ra = rows[c + pf];
+                const int64_t ra = rows ? (int64_t)rows[c + pf] : start + c + pf;
                 prefetch_bytes((const char *)(v + ra * row_elems), row_bytes);
                 __builtin_prefetch(s + ra * t, 0, 3);
             }

@@ -46,7 +46,7 @@ typedef struct {
 } pk_fusion;
 
 /// Scratch floats a caller must pass to pk_probabilities / pk_score_filter.
-static inline size_t pk_scratch_floats(int32_t t) { return (size_t)(2 * t + 1) * PK_BLOCK; }
+static inline size_t pk_scratch_floats(int32_t t) { return (size_t)(2 * t + 2) * PK_BLOCK; }
 
 /// Per-task probabilities, candidate-major: out[i·T + k].
 void pk_probabilities(const pk_kernel *kernel, const int32_t *rows, int64_t start, int64_t n,

@@ -177,8 +177,8 @@ public enum ScoringEngine {
     ///   - rows: distinct valid index rows; nil scans every row.
     ///   - relevance: one level per row, or empty.
     public static func rank(index: ItemIndex, chain: LogitChain, fusion: FusionPolicy, user: [Float], rows: [Int32]?,
-                            relevance: [Float] = [], k: Int, threads: Int = 1,
-                            deadline: UInt64? = nil) -> (top: TopK, scored: Int, partial: Bool) {
+                            relevance: [Float] = [], k: Int, threads: Int = 1, deadline: UInt64? = nil,
+                            prefetch: Int = ItemIndex.defaultPrefetch) -> (top: TopK, scored: Int, partial: Bool) {
         precondition(relevance.isEmpty || relevance.count == rows?.count, "relevance needs one level per row")
         let total = rows?.count ?? index.count
         let threads = max(1, min(threads, total / 1024))
@@ -189,7 +189,8 @@ public enum ScoringEngine {
             (rows ?? []).withUnsafeBufferPointer { rowBuffer in
                 relevance.withUnsafeBufferPointer { rel in
                     let work = ScanWork(index: index, chain: chain, fusion: fusion, user: u, rows: rowBuffer,
-                                        relevance: rel, fullScan: rows == nil, deadline: deadline, k: k)
+                                        relevance: rel, fullScan: rows == nil, deadline: deadline, k: k,
+                                        prefetch: prefetch)
                     if threads == 1 {
                         let part = work.scan(0..<total)
                         (top, scored, partial) = (part.top, part.scored, part.partial)
@@ -258,6 +259,7 @@ private struct ScanWork: @unchecked Sendable {
     let fullScan: Bool
     let deadline: UInt64?
     let k: Int
+    let prefetch: Int
 
     func scan(_ range: Range<Int>) -> (top: TopK, scored: Int, partial: Bool) {
         var top = TopK(k: k)
@@ -277,7 +279,7 @@ private struct ScanWork: @unchecked Sendable {
             let rowBase = fullScan ? nil : rows.baseAddress.map { $0 + start }
             let kept = index.scoreAndFilter(user: u, rows: rowBase, start: start, count: n, chain: chain, fusion: fused,
                                             relevance: relevance.isEmpty ? nil : relevance.baseAddress! + start,
-                                            threshold: threshold, scratch: scratch)
+                                            threshold: threshold, scratch: scratch, prefetch: fullScan ? 0 : prefetch)
             for j in 0..<kept {
                 let i = start + Int(scratch.keptIndex[j])
                 let row = fullScan ? Int32(i) : rows[i]
