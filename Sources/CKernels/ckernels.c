@@ -85,6 +85,52 @@ static inline float dot_i8(const float *a, const int8_t *b, int d) {
     return s;
 }
 
+// Four rows against one user vector per pass (faiss fvec_inner_product_batch_4): each user
+// chunk is loaded once for four rows, two accumulators per row hide the FMA latency, and one
+// hadd tree reduces the four rows together instead of four separate horizontal sums.
+#define PK_DEFINE_DOT4(NAME, ELEM, LOAD8, TOF)                                                      \
+    static inline void NAME(const float *u, const ELEM *b0, const ELEM *b1, const ELEM *b2,        \
+                            const ELEM *b3, int d, float *out) {                                   \
+        __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;                         \
+        __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;                                         \
+        int j = 0;                                                                                 \
+        for (; j + 16 <= d; j += 16) {                                                             \
+            const __m256 ua = _mm256_loadu_ps(u + j), ub = _mm256_loadu_ps(u + j + 8);            \
+            a00 = _mm256_fmadd_ps(ua, LOAD8(b0 + j), a00);                                         \
+            a01 = _mm256_fmadd_ps(ub, LOAD8(b0 + j + 8), a01);                                     \
+            a10 = _mm256_fmadd_ps(ua, LOAD8(b1 + j), a10);                                         \
+            a11 = _mm256_fmadd_ps(ub, LOAD8(b1 + j + 8), a11);                                     \
+            a20 = _mm256_fmadd_ps(ua, LOAD8(b2 + j), a20);                                         \
+            a21 = _mm256_fmadd_ps(ub, LOAD8(b2 + j + 8), a21);                                     \
+            a30 = _mm256_fmadd_ps(ua, LOAD8(b3 + j), a30);                                         \
+            a31 = _mm256_fmadd_ps(ub, LOAD8(b3 + j + 8), a31);                                     \
+        }                                                                                          \
+        if (j + 8 <= d) {                                                                          \
+            const __m256 ua = _mm256_loadu_ps(u + j);                                              \
+            a00 = _mm256_fmadd_ps(ua, LOAD8(b0 + j), a00);                                         \
+            a10 = _mm256_fmadd_ps(ua, LOAD8(b1 + j), a10);                                         \
+            a20 = _mm256_fmadd_ps(ua, LOAD8(b2 + j), a20);                                         \
+            a30 = _mm256_fmadd_ps(ua, LOAD8(b3 + j), a30);                                         \
+            j += 8;                                                                                \
+        }                                                                                          \
+        const __m256 h01 = _mm256_hadd_ps(_mm256_add_ps(a00, a01), _mm256_add_ps(a10, a11));      \
+        const __m256 h23 = _mm256_hadd_ps(_mm256_add_ps(a20, a21), _mm256_add_ps(a30, a31));      \
+        const __m256 h = _mm256_hadd_ps(h01, h23);                                                 \
+        _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));    \
+        for (; j < d; j++) {                                                                       \
+            out[0] += u[j] * TOF(b0[j]);                                                           \
+            out[1] += u[j] * TOF(b1[j]);                                                           \
+            out[2] += u[j] * TOF(b2[j]);                                                           \
+            out[3] += u[j] * TOF(b3[j]);                                                           \
+        }                                                                                          \
+    }
+
+#define PK_F32_TOF(x) (x)
+#define PK_I8_TOF(x) ((float)(x))
+PK_DEFINE_DOT4(dot4_f32, float, _mm256_loadu_ps, PK_F32_TOF)
+PK_DEFINE_DOT4(dot4_f16, uint16_t, load_f16, half_to_float)
+PK_DEFINE_DOT4(dot4_i8, int8_t, load_i8, PK_I8_TOF)
+
 static inline void prefetch_bytes(const char *p, size_t bytes) {
     for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
     __builtin_prefetch(p + bytes - 1, 0, 3);
@@ -102,9 +148,19 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
     case PK_F32: {
         const float *v = (const float *)K->vectors;
         const size_t row_bytes = (size_t)row_elems * 4;
-        for (int64_t i = 0; i < m; i++) {
+        int64_t i = 0;
+        for (; i + 4 <= m; i += 4) {
             const int64_t c = b0 + i;
-            if (pf && c + pf < n) prefetch_bytes((const char *)(v + (rows ? (int64_t)rows[c + pf] : start + c + pf) * row_elems), row_bytes);
+            for (int64_t q = 0; q < 4; q++)
+                if (pf && c + q + pf < n) prefetch_bytes((const char *)(v + (rows ? (int64_t)rows[c + q + pf] : start + c + q + pf) * row_elems), row_bytes);
+            const float *p0 = v + (rows ? (int64_t)rows[c] : start + c) * row_elems;
+            const float *p1 = v + (rows ? (int64_t)rows[c + 1] : start + c + 1) * row_elems;
+            const float *p2 = v + (rows ? (int64_t)rows[c + 2] : start + c + 2) * row_elems;
+            const float *p3 = v + (rows ? (int64_t)rows[c + 3] : start + c + 3) * row_elems;
+            for (int k = 0; k < t; k++) dot4_f32(u + k * d, p0 + k * d, p1 + k * d, p2 + k * d, p3 + k * d, d, dots + k * PK_BLOCK + i);
+        }
+        for (; i < m; i++) {
+            const int64_t c = b0 + i;
             const int64_t r = rows ? rows[c] : start + c;
             const float *base = v + r * row_elems;
             for (int k = 0; k < t; k++) dots[k * PK_BLOCK + i] = dot_f32(u + k * d, base + k * d, d);
@@ -114,9 +170,19 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
     case PK_F16: {
         const uint16_t *v = (const uint16_t *)K->vectors;
         const size_t row_bytes = (size_t)row_elems * 2;
-        for (int64_t i = 0; i < m; i++) {
+        int64_t i = 0;
+        for (; i + 4 <= m; i += 4) {
             const int64_t c = b0 + i;
-            if (pf && c + pf < n) prefetch_bytes((const char *)(v + (rows ? (int64_t)rows[c + pf] : start + c + pf) * row_elems), row_bytes);
+            for (int64_t q = 0; q < 4; q++)
+                if (pf && c + q + pf < n) prefetch_bytes((const char *)(v + (rows ? (int64_t)rows[c + q + pf] : start + c + q + pf) * row_elems), row_bytes);
+            const uint16_t *p0 = v + (rows ? (int64_t)rows[c] : start + c) * row_elems;
+            const uint16_t *p1 = v + (rows ? (int64_t)rows[c + 1] : start + c + 1) * row_elems;
+            const uint16_t *p2 = v + (rows ? (int64_t)rows[c + 2] : start + c + 2) * row_elems;
+            const uint16_t *p3 = v + (rows ? (int64_t)rows[c + 3] : start + c + 3) * row_elems;
+            for (int k = 0; k < t; k++) dot4_f16(u + k * d, p0 + k * d, p1 + k * d, p2 + k * d, p3 + k * d, d, dots + k * PK_BLOCK + i);
+        }
+        for (; i < m; i++) {
+            const int64_t c = b0 + i;
             const int64_t r = rows ? rows[c] : start + c;
             const uint16_t *base = v + r * row_elems;
             for (int k = 0; k < t; k++) dots[k * PK_BLOCK + i] = dot_f16(u + k * d, base + k * d, d);
@@ -127,13 +193,29 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
         const int8_t *v = (const int8_t *)K->vectors;
         const float *s = K->scales;
         const size_t row_bytes = (size_t)row_elems;
-        for (int64_t i = 0; i < m; i++) {
+        int64_t i = 0;
+        for (; i + 4 <= m; i += 4) {
             const int64_t c = b0 + i;
-            if (pf && c + pf < n) {
-                const int64_t ra = rows ? (int64_t)rows[c + pf] : start + c + pf;
-                prefetch_bytes((const char *)(v + ra * row_elems), row_bytes);
-                __builtin_prefetch(s + ra * t, 0, 3);
+            for (int64_t q = 0; q < 4; q++)
+                if (pf && c + q + pf < n) {
+                    const int64_t ra = rows ? (int64_t)rows[c + q + pf] : start + c + q + pf;
+                    prefetch_bytes((const char *)(v + ra * row_elems), row_bytes);
+                    __builtin_prefetch(s + ra * t, 0, 3);
+                }
+            const int64_t r0 = rows ? (int64_t)rows[c] : start + c, r1 = rows ? (int64_t)rows[c + 1] : start + c + 1;
+            const int64_t r2 = rows ? (int64_t)rows[c + 2] : start + c + 2, r3 = rows ? (int64_t)rows[c + 3] : start + c + 3;
+            const int8_t *p0 = v + r0 * row_elems, *p1 = v + r1 * row_elems, *p2 = v + r2 * row_elems, *p3 = v + r3 * row_elems;
+            for (int k = 0; k < t; k++) {
+                float *o = dots + k * PK_BLOCK + i;
+                dot4_i8(u + k * d, p0 + k * d, p1 + k * d, p2 + k * d, p3 + k * d, d, o);
+                o[0] *= s[r0 * t + k];
+                o[1] *= s[r1 * t + k];
+                o[2] *= s[r2 * t + k];
+                o[3] *= s[r3 * t + k];
             }
+        }
+        for (; i < m; i++) {
+            const int64_t c = b0 + i;
             const int64_t r = rows ? rows[c] : start + c;
             const int8_t *base = v + r * row_elems;
             for (int k = 0; k < t; k++) dots[k * PK_BLOCK + i] = dot_i8(u + k * d, base + k * d, d) * s[r * t + k];
