@@ -149,7 +149,7 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
         const float *v = (const float *)K->vectors;
         const size_t row_bytes = (size_t)row_elems * 4;
         int64_t i = 0;
-        for (; i + 4 <= m; i += 4) {
+        for (; rows && i + 4 <= m; i += 4) {  // gathered rows: 4 at a time
             const int64_t c = b0 + i;
             for (int64_t q = 0; q < 4; q++)
                 if (pf && c + q + pf < n) prefetch_bytes((const char *)(v + (rows ? (int64_t)rows[c + q + pf] : start + c + q + pf) * row_elems), row_bytes);
@@ -159,8 +159,9 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
             const float *p3 = v + (rows ? (int64_t)rows[c + 3] : start + c + 3) * row_elems;
             for (int k = 0; k < t; k++) dot4_f32(u + k * d, p0 + k * d, p1 + k * d, p2 + k * d, p3 + k * d, d, dots + k * PK_BLOCK + i);
         }
-        for (; i < m; i++) {
+        for (; i < m; i++) {  // contiguous scans row by row (sequential for the hardware prefetcher)
             const int64_t c = b0 + i;
+            if (pf && c + pf < n) prefetch_bytes((const char *)(v + (rows ? (int64_t)rows[c + pf] : start + c + pf) * row_elems), row_bytes);
             const int64_t r = rows ? rows[c] : start + c;
             const float *base = v + r * row_elems;
             for (int k = 0; k < t; k++) dots[k * PK_BLOCK + i] = dot_f32(u + k * d, base + k * d, d);
@@ -171,7 +172,7 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
         const uint16_t *v = (const uint16_t *)K->vectors;
         const size_t row_bytes = (size_t)row_elems * 2;
         int64_t i = 0;
-        for (; i + 4 <= m; i += 4) {
+        for (; rows && i + 4 <= m; i += 4) {  // gathered rows: 4 at a time
             const int64_t c = b0 + i;
             for (int64_t q = 0; q < 4; q++)
                 if (pf && c + q + pf < n) prefetch_bytes((const char *)(v + (rows ? (int64_t)rows[c + q + pf] : start + c + q + pf) * row_elems), row_bytes);
@@ -183,6 +184,7 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
         }
         for (; i < m; i++) {
             const int64_t c = b0 + i;
+            if (pf && c + pf < n) prefetch_bytes((const char *)(v + (rows ? (int64_t)rows[c + pf] : start + c + pf) * row_elems), row_bytes);
             const int64_t r = rows ? rows[c] : start + c;
             const uint16_t *base = v + r * row_elems;
             for (int k = 0; k < t; k++) dots[k * PK_BLOCK + i] = dot_f16(u + k * d, base + k * d, d);
@@ -194,7 +196,7 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
         const float *s = K->scales;
         const size_t row_bytes = (size_t)row_elems;
         int64_t i = 0;
-        for (; i + 4 <= m; i += 4) {
+        for (; rows && i + 4 <= m; i += 4) {  // gathered rows: 4 at a time
             const int64_t c = b0 + i;
             for (int64_t q = 0; q < 4; q++)
                 if (pf && c + q + pf < n) {
@@ -216,6 +218,11 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
         }
         for (; i < m; i++) {
             const int64_t c = b0 + i;
+            if (pf && c + pf < n) {
+                const int64_t ra = rows ? (int64_t)rows[c + pf] : start + c + pf;
+                prefetch_bytes((const char *)(v + ra * row_elems), row_bytes);
+                __builtin_prefetch(s + ra * t, 0, 3);
+            }
             const int64_t r = rows ? rows[c] : start + c;
             const int8_t *base = v + r * row_elems;
             for (int k = 0; k < t; k++) dots[k * PK_BLOCK + i] = dot_i8(u + k * d, base + k * d, d) * s[r * t + k];

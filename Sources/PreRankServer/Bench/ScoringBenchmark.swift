@@ -79,7 +79,7 @@ public enum ScoringBenchmark {
         let world = try BenchWorld.prepare(s, log: log)
         var figures: [BenchFigure] = []
         var rng = SplitMix64(seed: s.seed &+ 1)
-        let users = (0..<4).map { _ in world.scaledUser(using: &rng) }
+        let users = (0..<16).map { _ in world.scaledUser(using: &rng) }
         let fusion = FusionPolicy()
 
         // Candidate sets: a fresh random set per repetition (distinct rows within a set).

@@ -279,7 +279,7 @@ private struct ScanWork: @unchecked Sendable {
             let rowBase = fullScan ? nil : rows.baseAddress.map { $0 + start }
             let kept = index.scoreAndFilter(user: u, rows: rowBase, start: start, count: n, chain: chain, fusion: fused,
                                             relevance: relevance.isEmpty ? nil : relevance.baseAddress! + start,
-                                            threshold: threshold, scratch: scratch, prefetch: fullScan ? 0 : prefetch)
+                                            threshold: threshold, scratch: scratch, prefetch: fullScan ? ItemIndex.scanPrefetch : prefetch)
             for j in 0..<kept {
                 let i = start + Int(scratch.keptIndex[j])
                 let row = fullScan ? Int32(i) : rows[i]
