@@ -20,12 +20,13 @@
 // ---------------------------------------------------------------------------------------------
 // Dot products
 
+/// Horizontal sum in the same order as the 4-row hadd tree of PK_DEFINE_DOT4, so a row's dot
+/// product has the same bits whether it was computed alone or in a group of four (the engine's
+/// results must not depend on where a block or a thread's part begins).
 static inline float hsum8(__m256 v) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    __m128 sh = _mm_movehdup_ps(lo);
-    lo = _mm_add_ps(lo, sh);
-    sh = _mm_movehl_ps(sh, lo);
-    return _mm_cvtss_f32(_mm_add_ss(lo, sh));
+    const __m256 h1 = _mm256_hadd_ps(v, v);
+    const __m256 h2 = _mm256_hadd_ps(h1, h1);
+    return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(h2), _mm256_extractf128_ps(h2, 1)));
 }
 
 static inline float dot_f32(const float *a, const float *b, int d) {

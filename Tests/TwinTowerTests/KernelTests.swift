@@ -113,9 +113,11 @@ import Testing
         }
     }
 
-    /// The contiguous (full-scan) form equals the gathered form on the same rows.
-    @Test func contiguousEqualsGather() throws {
-        let f = try fixture(dtype: .f32, n: 2000, d: 32)
+    /// A row's score has the same bits however it is reached: contiguous scan (row by row),
+    /// gathered (four rows at a time), or at any offset within a call (tails of 1–3 rows).
+    @Test(arguments: [IndexDType.f32, .f16, .i8])
+    func contiguousEqualsGather(dtype: IndexDType) throws {
+        let f = try fixture(dtype: dtype, n: 2000, d: 37)
         let chain = Self.chains(t: 3)[1]
         let fusion = FusedScoring(formula: .additive, alpha: 1, beta: 20, gamma: 0)
         let rows = (100..<1100).map { Int32($0) }
@@ -130,6 +132,17 @@ import Testing
         }
         #expect(ka == 1000 && kb == 1000)
         for j in 0..<1000 { #expect(a.keptScore[j].bitPattern == b.keptScore[j].bitPattern) }
+        for offset in 1...3 {
+            let c = KernelScratch(taskCount: 3, capacity: 1000)
+            let kc = f.user.withUnsafeBufferPointer { u in
+                rows.withUnsafeBufferPointer { r in
+                    f.index.scoreAndFilter(user: u.baseAddress!, rows: r.baseAddress! + offset, start: 0, count: 1000 - offset,
+                                           chain: chain, fusion: fusion, relevance: nil, threshold: -.infinity, scratch: c)
+                }
+            }
+            #expect(kc == 1000 - offset)
+            for j in 0..<kc { #expect(c.keptScore[j].bitPattern == a.keptScore[j + offset].bitPattern) }
+        }
     }
 
     /// The vectorised sigmoid is within a few ulp of libm's, saturates without overflow and
