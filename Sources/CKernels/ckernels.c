@@ -150,7 +150,7 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
         const float *v = (const float *)K->vectors;
         const size_t row_bytes = (size_t)row_elems * 4;
         int64_t i = 0;
-        for (; rows && i + 4 <= m; i += 4) {  // gathered rows: 4 at a time
+        for (; rows && i + 4 <= m; i += 4) {  // F32 is memory-bound: 4 at a time only when gathering
             const int64_t c = b0 + i;
             for (int64_t q = 0; q < 4; q++)
                 if (pf && c + q + pf < n) prefetch_bytes((const char *)(v + (rows ? (int64_t)rows[c + q + pf] : start + c + q + pf) * row_elems), row_bytes);
@@ -173,7 +173,7 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
         const uint16_t *v = (const uint16_t *)K->vectors;
         const size_t row_bytes = (size_t)row_elems * 2;
         int64_t i = 0;
-        for (; rows && i + 4 <= m; i += 4) {  // gathered rows: 4 at a time
+        for (; i + 4 <= m; i += 4) {  // compute-bound dtype: 4 rows at a time, gathered or not
             const int64_t c = b0 + i;
             for (int64_t q = 0; q < 4; q++)
                 if (pf && c + q + pf < n) prefetch_bytes((const char *)(v + (rows ? (int64_t)rows[c + q + pf] : start + c + q + pf) * row_elems), row_bytes);
@@ -197,7 +197,7 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
         const float *s = K->scales;
         const size_t row_bytes = (size_t)row_elems;
         int64_t i = 0;
-        for (; rows && i + 4 <= m; i += 4) {  // gathered rows: 4 at a time
+        for (; i + 4 <= m; i += 4) {  // compute-bound dtype: 4 rows at a time, gathered or not
             const int64_t c = b0 + i;
             for (int64_t q = 0; q < 4; q++)
                 if (pf && c + q + pf < n) {
