@@ -31,7 +31,9 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
 
-        .target(name: "TwinTower", dependencies: ["CBLAS", "COpenSSL"], swiftSettings: kernelFlags),
+        // The fused scoring loop in C (prefetch intrinsics, AVX2/FMA/F16C via target attributes).
+        .target(name: "CKernels"),
+        .target(name: "TwinTower", dependencies: ["CBLAS", "COpenSSL", "CKernels"], swiftSettings: kernelFlags),
         .target(name: "Fusion", swiftSettings: kernelFlags),
         .target(
             name: "Training",

@@ -16,6 +16,8 @@ struct PreRank: ParsableCommand {
             ValidateConfigCommand.self,
             ScoreCommand.self,
             ServeCommand.self,
+            BenchCommand.self,
+            LoadTestCommand.self,
         ]
     )
 }

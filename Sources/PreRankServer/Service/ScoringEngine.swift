@@ -1,9 +1,17 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Dispatch
 import Fusion
 import TwinTower
 
 /// Limits and defaults the engine applies to every request (from config §5).
 public struct ScoringOptions: Sendable, Equatable {
+    /// Active processors: the default split of large requests (whole index, ≥ 50k candidates).
+    public static let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
     public var defaultK: Int
     public var maxK: Int
     public var maxCandidates: Int
@@ -15,7 +23,7 @@ public struct ScoringOptions: Sendable, Equatable {
 
     public init(defaultK: Int = 100, maxK: Int = 1000, maxCandidates: Int = 100_000,
                 fusion: FusionPolicy = FusionPolicy(), allowFusionOverride: Bool = false,
-                parallelThreshold: Int = 50_000, parallelism: Int = 1) {
+                parallelThreshold: Int = 50_000, parallelism: Int = ScoringOptions.cores) {
         self.defaultK = defaultK
         self.maxK = maxK
         self.maxCandidates = maxCandidates
@@ -111,29 +119,78 @@ public enum ScoringEngine {
             candidateCount = candidates.count
             rows.reserveCapacity(candidates.count)
             if request.relevance != nil { relevance.reserveCapacity(candidates.count) }
-            var seen = Set<Int32>(minimumCapacity: candidates.count)
-            for (i, id) in candidates.enumerated() {
-                let r = index.row(of: id)
-                if r < 0 { unknown.append(id); continue }
-                guard seen.insert(r).inserted else { continue }
-                rows.append(r)
-                if let rel = request.relevance { relevance.append(Float(rel[i])) }
+            // Duplicates: a bitmap over index rows (N/8 bytes, one cache-friendly bit test per
+            // candidate) instead of a Set (hashing + growth, ~40 ns per candidate).
+            let words = (index.count + 63) / 64
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { seen in
+                seen.initialize(repeating: 0)
+                for (i, id) in candidates.enumerated() {
+                    let r = index.row(of: id)
+                    if r < 0 { unknown.append(id); continue }
+                    let w = Int(r) >> 6, bit = UInt64(1) << UInt64(r & 63)
+                    if seen[w] & bit != 0 { continue }
+                    seen[w] |= bit
+                    rows.append(r)
+                    if let rel = request.relevance { relevance.append(Float(rel[i])) }
+                }
             }
         } else {
             candidateCount = index.count
         }
 
         t0 = DispatchTime.now().uptimeNanoseconds
-        let total = request.candidates == nil ? index.count : rows.count
-        let threads = total >= options.parallelThreshold ? max(1, options.parallelism) : 1
-        var partial = false
-        var scored = 0
-        var top = TopK(k: k)
+        let threads = (request.candidates == nil ? index.count : rows.count) >= options.parallelThreshold
+            ? max(1, options.parallelism) : 1
+        let scan = rank(index: index, chain: bundle.chain, fusion: fusion, user: user,
+                        rows: request.candidates == nil ? nil : rows, relevance: relevance, k: k,
+                        threads: threads, deadline: deadline)
+        let (top, scored, partial) = (scan.top, scan.scored, scan.partial)
+        t1 = DispatchTime.now().uptimeNanoseconds
+        stages.score = t1 - t0
+
+        // Per-task probabilities of the kept items (recomputed: k ≪ n, cheaper than keeping all).
+        let ranked = top.sorted()
+        let t = index.taskCount
+        var items: [RankedItem] = []
+        items.reserveCapacity(ranked.count)
+        let slots = ranked.map(\.slot)
+        var probs = [Float](repeating: 0, count: slots.count * t)
         user.withUnsafeBufferPointer { u in
-            rows.withUnsafeBufferPointer { rowBuffer in
+            probs.withUnsafeMutableBufferPointer { p in
+                index.probabilities(user: u.baseAddress!, rows: slots, count: slots.count, chain: bundle.chain, into: p.baseAddress!)
+            }
+        }
+        for (i, r) in ranked.enumerated() {
+            items.append(RankedItem(id: r.id, score: r.score, probabilities: Array(probs[(i * t)..<((i + 1) * t)])))
+        }
+        stages.topK = DispatchTime.now().uptimeNanoseconds - t1
+        return ScoringResult(items: items, unknownIDs: unknown, partial: partial, scoredCount: scored,
+                             candidateCount: candidateCount, fusion: fusion, stages: stages)
+    }
+
+    /// The scan behind `score`: fused scoring of candidate `rows` (or the whole index when nil)
+    /// into a top-`k`, split over `threads` contiguous parts (each with its own top-K, merged;
+    /// the order is total, so the result equals the single-thread one exactly).
+    ///
+    /// - parameters:
+    ///   - user: `[T × d]` user-query tower output.
+    ///   - rows: distinct valid index rows; nil scans every row.
+    ///   - relevance: one level per row, or empty.
+    public static func rank(index: ItemIndex, chain: LogitChain, fusion: FusionPolicy, user: [Float], rows: [Int32]?,
+                            relevance: [Float] = [], k: Int, threads: Int = 1, deadline: UInt64? = nil,
+                            prefetch: Int = ItemIndex.defaultPrefetch) -> (top: TopK, scored: Int, partial: Bool) {
+        precondition(relevance.isEmpty || relevance.count == rows?.count, "relevance needs one level per row")
+        let total = rows?.count ?? index.count
+        let threads = max(1, min(threads, total / 1024))
+        var top = TopK(k: k)
+        var scored = 0
+        var partial = false
+        user.withUnsafeBufferPointer { u in
+            (rows ?? []).withUnsafeBufferPointer { rowBuffer in
                 relevance.withUnsafeBufferPointer { rel in
-                    let work = ScanWork(index: index, chain: bundle.chain, fusion: fusion, user: u, rows: rowBuffer,
-                                        relevance: rel, fullScan: request.candidates == nil, deadline: deadline, k: k)
+                    let work = ScanWork(index: index, chain: chain, fusion: fusion, user: u, rows: rowBuffer,
+                                        relevance: rel, fullScan: rows == nil, deadline: deadline, k: k,
+                                        prefetch: prefetch)
                     if threads == 1 {
                         let part = work.scan(0..<total)
                         (top, scored, partial) = (part.top, part.scored, part.partial)
@@ -153,27 +210,7 @@ public enum ScoringEngine {
                 }
             }
         }
-        t1 = DispatchTime.now().uptimeNanoseconds
-        stages.score = t1 - t0
-
-        // Per-task probabilities of the kept items (recomputed: k ≪ n, cheaper than keeping all).
-        let ranked = top.sorted()
-        let t = index.taskCount
-        var items: [RankedItem] = []
-        items.reserveCapacity(ranked.count)
-        var probs = [Float](repeating: 0, count: t)
-        user.withUnsafeBufferPointer { u in
-            for r in ranked {
-                var slot = r.slot
-                probs.withUnsafeMutableBufferPointer { p in
-                    index.probabilities(user: u.baseAddress!, rows: &slot, count: 1, chain: bundle.chain, into: p.baseAddress!)
-                }
-                items.append(RankedItem(id: r.id, score: r.score, probabilities: probs))
-            }
-        }
-        stages.topK = DispatchTime.now().uptimeNanoseconds - t1
-        return ScoringResult(items: items, unknownIDs: unknown, partial: partial, scoredCount: scored,
-                             candidateCount: candidateCount, fusion: fusion, stages: stages)
+        return (top, scored, partial)
     }
 
     /// Config fusion, with the request's overrides when config allows them.
@@ -222,33 +259,33 @@ private struct ScanWork: @unchecked Sendable {
     let fullScan: Bool
     let deadline: UInt64?
     let k: Int
+    let prefetch: Int
 
     func scan(_ range: Range<Int>) -> (top: TopK, scored: Int, partial: Bool) {
         var top = TopK(k: k)
-        let t = index.taskCount
         let block = ScoringEngine.blockSize
-        var probs = [Float](repeating: 0, count: block * t)
         var start = range.lowerBound
         var partial = false
         guard let u = user.baseAddress else { return (top, 0, false) }
-        probs.withUnsafeMutableBufferPointer { pb in
-            guard let p = pb.baseAddress else { return }
-            while start < range.upperBound {
-                if let deadline, DispatchTime.now().uptimeNanoseconds > deadline { partial = true; break }
-                let n = min(block, range.upperBound - start)
-                if fullScan {
-                    index.probabilities(user: u, range: start..<(start + n), chain: chain, into: p)
-                } else if let r = rows.baseAddress {
-                    index.probabilities(user: u, rows: r + start, count: n, chain: chain, into: p)
-                }
-                for i in 0..<n {
-                    let row = fullScan ? Int32(start + i) : rows[start + i]
-                    let rel = relevance.isEmpty ? 0 : relevance[start + i]
-                    let s = fusion.score(ctr: p[i * t], ctcvr: p[i * t + t - 1], relevance: rel)
-                    top.push(Ranked(score: s, id: index.ids[Int(row)], slot: row))
-                }
-                start += n
+        let fused = FusedScoring(formula: fusion.formula == .additive ? .additive : .multiplicative,
+                                 alpha: fusion.alpha, beta: fusion.beta, gamma: fusion.gamma)
+        let scratch = KernelScratch(taskCount: index.taskCount, capacity: block)
+        let ids = index.ids.baseAddress!
+        while start < range.upperBound {
+            if let deadline, DispatchTime.now().uptimeNanoseconds > deadline { partial = true; break }
+            let n = min(block, range.upperBound - start)
+            // Only candidates not below the current K-th score come back (exact: see scoreAndFilter).
+            let threshold = top.threshold.map { $0.score.isNaN ? -Double.infinity : $0.score } ?? -Double.infinity
+            let rowBase = fullScan ? nil : rows.baseAddress.map { $0 + start }
+            let kept = index.scoreAndFilter(user: u, rows: rowBase, start: start, count: n, chain: chain, fusion: fused,
+                                            relevance: relevance.isEmpty ? nil : relevance.baseAddress! + start,
+                                            threshold: threshold, scratch: scratch, prefetch: fullScan ? ItemIndex.scanPrefetch : prefetch)
+            for j in 0..<kept {
+                let i = start + Int(scratch.keptIndex[j])
+                let row = fullScan ? Int32(i) : rows[i]
+                top.push(Ranked(score: scratch.keptScore[j], id: ids[Int(row)], slot: row))
             }
+            start += n
         }
         return (top, start - range.lowerBound, partial)
     }

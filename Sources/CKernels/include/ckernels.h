@@ -1,0 +1,77 @@
+// CKernels: the fused pre-rank scoring loop (gather + T dot products + logit chain + sigmoid +
+// fusion + top-K pre-filter), written once in C so that the inner loop can prefetch rows ahead
+// (`__builtin_prefetch`, which Swift lacks) and use AVX2/FMA/F16C intrinsics directly.
+//
+// Layout (see Sources/TwinTower/Index/ScoringKernel.swift):
+//   user      [T × d]  F32, task k at k·d
+//   vectors   [N × T × d] of dtype (F32 | F16 | I8); row r, task k at (r·T + k)·d
+//   scales    [N × T] F32 (I8 only)
+//   rows      [n] int32 row numbers, or NULL for the contiguous rows start ..< start + n
+// Every SIMD path has a scalar reference beside it (pk_*_scalar), used by the tests.
+#ifndef CKERNELS_H
+#define CKERNELS_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { PK_F32 = 0, PK_F16 = 1, PK_I8 = 2 };
+enum { PK_ADDITIVE = 0, PK_MULTIPLICATIVE = 1 };
+
+/// Candidates are processed this many at a time inside one call (scratch is sized for it).
+#define PK_BLOCK 256
+
+typedef struct {
+    const void *vectors;
+    const float *scales;       // I8 only, else NULL
+    const float *user;         // [T × d]
+    const float *head_bias;    // [T]
+    int32_t dtype;             // PK_F32 | PK_F16 | PK_I8
+    int32_t t;
+    int32_t d;
+    int32_t chain;             // PK_ADDITIVE | PK_MULTIPLICATIVE (logit chain)
+    int32_t logit_residual;    // additive chain: logit_k += logit_{k-1}
+    int32_t clamp;             // r_k = min(r_k, 0) for k > 0
+    int32_t prefetch;          // rows ahead to prefetch when gathering (0 = none)
+    int32_t reserved;
+} pk_kernel;
+
+typedef struct {
+    int32_t formula;           // PK_ADDITIVE: α·ctr + β·ctcvr + γ·rel;  PK_MULTIPLICATIVE: ctr^α · ctcvr^β
+    int32_t reserved;
+    double alpha, beta, gamma;
+} pk_fusion;
+
+/// Scratch floats a caller must pass to pk_probabilities / pk_score_filter.
+static inline size_t pk_scratch_floats(int32_t t) { return (size_t)(2 * t + 2) * PK_BLOCK; }
+
+/// Per-task probabilities, candidate-major: out[i·T + k].
+void pk_probabilities(const pk_kernel *kernel, const int32_t *rows, int64_t start, int64_t n,
+                      float *scratch, float *out);
+
+/// Fused scores of n candidates (fusion.formula), keeping those that are not below `threshold`
+/// (`!(score < threshold)`: ties and NaN are kept; the caller's top-K decides). Writes the kept
+/// candidates' positions (0 ..< n) and scores; returns how many were kept. `relevance` may be
+/// NULL (0 for every candidate).
+int64_t pk_score_filter(const pk_kernel *kernel, const pk_fusion *fusion, const int32_t *rows,
+                        int64_t start, int64_t n, const float *relevance, double threshold,
+                        float *scratch, int32_t *kept_index, double *kept_score);
+
+/// Plain scalar references (no SIMD, libm expf), for tests and the benchmark's naive baseline.
+void pk_probabilities_scalar(const pk_kernel *kernel, const int32_t *rows, int64_t start, int64_t n,
+                             float *out);
+
+/// The vectorised sigmoid used by the SIMD path, n values (tests: accuracy vs libm).
+void pk_sigmoid(const float *x, float *y, int64_t n);
+
+/// Sums `bytes` bytes as 64-bit words with 4 independent AVX2 accumulators: the streaming-read
+/// baseline of the benchmark. Returns a checksum so the read is kept.
+uint64_t pk_stream_read(const void *base, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

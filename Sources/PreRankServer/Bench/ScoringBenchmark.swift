@@ -1,0 +1,467 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Dispatch
+import Foundation
+import Fusion
+import TwinTower
+
+/// `prerank bench`: the scoring kernels and the request stages, each figure beside a baseline
+/// measured in the same run, repetition by repetition (this box is shared and noisy, so ratios
+/// of medians taken side by side are what to compare, not absolute times across runs).
+///
+/// Scenarios (defaults: N = 1M items, T = 3, d = 64, 10k candidates, k = 100):
+///   - `whole`  : the whole index, fused scoring + fusion + top-K, against a streaming read of the
+///                same bytes (vectors, plus scales for I8) and a naive scalar loop.
+///   - `gather` : 10k random candidates of the index (a fresh random set every repetition, so
+///                rows come from memory, not cache), against a streaming read of the same number
+///                of bytes, the kernel without prefetch, and the naive scalar loop.
+///   - `request`: one whole request through `ScoringEngine.score` (user tower, score, top-K),
+///                with parse and encode stand-ins (see `BenchFigure.note`).
+///   - `recall` : recall@k of F16 / I8 against F32 for the same users and candidates.
+public struct BenchSettings: Sendable {
+    public var items = 1_000_000
+    public var tasks = 3
+    public var d = 64
+    public var candidates = 10_000
+    public var k = 100
+    public var dtypes: [IndexDType] = [.f32, .f16, .i8]
+    /// Repetitions of whole-index figures (each reads the whole index).
+    public var repeats = 15
+    /// Repetitions of the gathered-candidate and request figures.
+    public var gatherRepeats = 200
+    /// Where the synthetic model and indexes are written (reused when present).
+    public var directory = "/tmp/prerank-bench"
+    /// Threads for the parallel whole-index figure.
+    public var threads = ScoringOptions.cores
+    /// Run the naive scalar baseline (slow: tens of ns per value).
+    public var naive = true
+    public var seed: UInt64 = 7
+    /// Which of `whole`, `gather`, `request` to run (recall needs whole / gather).
+    public var scenarios: Set<String> = ["whole", "gather", "request"]
+    public init() {}
+}
+
+/// One measured figure.
+public struct BenchFigure: Codable, Sendable {
+    public var scenario: String
+    public var dtype: String
+    public var name: String
+    /// Median and best of the repetitions, milliseconds (0 for pure values such as recall).
+    public var p50Ms: Double
+    public var minMs: Double
+    /// The figure this one is compared with (same scenario and dtype, same run).
+    public var baseline: String?
+    /// `p50Ms / baseline.p50Ms` (< 1: faster than the baseline).
+    public var ratio: Double?
+    /// Bytes read per second at the median, GB/s.
+    public var gbPerS: Double?
+    /// A value that is not a time (recall).
+    public var value: Double?
+    public var note: String?
+}
+
+public struct BenchReport: Codable, Sendable {
+    public var items: Int
+    public var tasks: Int
+    public var d: Int
+    public var candidates: Int
+    public var k: Int
+    public var cores: Int
+    public var figures: [BenchFigure]
+}
+
+public enum ScoringBenchmark {
+    /// Runs every scenario; `log` receives progress lines.
+    public static func run(_ s: BenchSettings, log: (String) -> Void) throws(FormatError) -> BenchReport {
+        let world = try BenchWorld.prepare(s, log: log)
+        var figures: [BenchFigure] = []
+        var rng = SplitMix64(seed: s.seed &+ 1)
+        let users = (0..<16).map { _ in world.scaledUser(using: &rng) }
+        let fusion = FusionPolicy()
+
+        // Candidate sets: a fresh random set per repetition (distinct rows within a set).
+        let sets: [[Int32]] = (0..<s.gatherRepeats).map { _ in
+            var seen = Set<Int32>()
+            var rows: [Int32] = []
+            rows.reserveCapacity(s.candidates)
+            while rows.count < min(s.candidates, s.items) {
+                let r = Int32(truncatingIfNeeded: Int(rng.next() % UInt64(s.items)))
+                if seen.insert(r).inserted { rows.append(r) }
+            }
+            return rows
+        }
+
+        var wholeP50: [IndexDType: Double] = [:]
+        var gatherP50: [IndexDType: Double] = [:]
+        var topWhole: [IndexDType: [[Int64]]] = [:]
+        var topGather: [IndexDType: [[Int64]]] = [:]
+
+        var checksum: UInt64 = 0
+        for dtype in s.dtypes {
+            guard let bundle = world.bundles[dtype] else { continue }
+            let index = bundle.index
+            let chain = bundle.chain
+            let rowBytes = index.vectorBytes / index.count
+            if s.scenarios.contains("whole") {
+            log("bench \(dtype.rawValue): whole index (\(s.repeats) repetitions)")
+
+            // Whole index: stream read vs fused, interleaved; then parallel.
+            var stream: [Double] = [], fused: [Double] = [], parallel: [Double] = []
+            for rep in 0..<s.repeats {
+                let user = users[rep % users.count]
+                stream.append(time { checksum &+= streamAll(index) })
+                fused.append(time { _ = ScoringEngine.rank(index: index, chain: chain, fusion: fusion, user: user, rows: nil, k: s.k) })
+                if s.threads > 1 {
+                    parallel.append(time {
+                        _ = ScoringEngine.rank(index: index, chain: chain, fusion: fusion, user: user, rows: nil, k: s.k, threads: s.threads)
+                    })
+                }
+            }
+            let bytes = Double(index.vectorBytes)
+            let sP50 = median(stream)
+            figures.append(figure("whole", dtype, "stream read (baseline)", stream, bytes: bytes))
+            figures.append(figure("whole", dtype, "fused score+fusion+top-\(s.k), 1 thread", fused, bytes: bytes,
+                                  baseline: "stream read (baseline)", baseP50: sP50))
+            if !parallel.isEmpty {
+                figures.append(figure("whole", dtype, "fused, \(s.threads) threads", parallel, bytes: bytes,
+                                      baseline: "stream read (baseline)", baseP50: sP50))
+            }
+            wholeP50[dtype] = median(fused)
+            if s.naive {
+                var naive: [Double] = []
+                for rep in 0..<max(1, min(3, s.repeats)) {
+                    naive.append(time { _ = naiveRank(index: index, chain: chain, fusion: fusion, user: users[rep % users.count], rows: nil, k: s.k) })
+                }
+                figures.append(figure("whole", dtype, "naive scalar loop", naive, bytes: bytes,
+                                      baseline: "fused score+fusion+top-\(s.k), 1 thread", baseP50: median(fused)))
+            }
+            topWhole[dtype] = users.map { user in
+                ScoringEngine.rank(index: index, chain: chain, fusion: fusion, user: user, rows: nil, k: s.k).top.sorted().map(\.id)
+            }
+
+            }
+            if s.scenarios.contains("gather") {
+            // Gathered candidates.
+            log("bench \(dtype.rawValue): \(s.candidates) random candidates (\(s.gatherRepeats) repetitions)")
+            var gStream: [Double] = [], gFused: [Double] = [], gNoPrefetch: [Double] = [], gNaive: [Double] = []
+            let gatherBytes = rowBytes * s.candidates
+            for rep in 0..<s.gatherRepeats {
+                let user = users[rep % users.count]
+                let rows = sets[rep]
+                // A contiguous stretch of the vectors tensor (plus scales for I8 is as many bytes).
+                let vectorOnly = index.count * index.taskCount * index.d * (dtype == .f32 ? 4 : dtype == .f16 ? 2 : 1)
+                let offset = Int(rng.next() % UInt64(max(1, vectorOnly - gatherBytes - 64))) & ~63
+                gStream.append(time { checksum &+= KernelBaselines.streamRead(index.vectors + offset, bytes: gatherBytes) })
+                gFused.append(time { _ = ScoringEngine.rank(index: index, chain: chain, fusion: fusion, user: user, rows: rows, k: s.k) })
+                let other = sets[(rep + s.gatherRepeats / 2) % sets.count]
+                gNoPrefetch.append(time {
+                    _ = ScoringEngine.rank(index: index, chain: chain, fusion: fusion, user: user, rows: other, k: s.k, prefetch: 0)
+                })
+                if s.naive && rep % 10 == 0 {
+                    let third = sets[(rep + s.gatherRepeats / 3) % sets.count]
+                    gNaive.append(time { _ = naiveRank(index: index, chain: chain, fusion: fusion, user: user, rows: third, k: s.k) })
+                }
+            }
+            let gb = Double(gatherBytes)
+            let fusedName = "fused gather+score+fusion+top-\(s.k), prefetch \(ItemIndex.defaultPrefetch), 1 thread"
+            figures.append(figure("gather", dtype, "stream read of as many bytes (baseline)", gStream, bytes: gb))
+            figures.append(figure("gather", dtype, fusedName, gFused, bytes: gb,
+                                  baseline: "stream read of as many bytes (baseline)", baseP50: median(gStream)))
+            figures.append(figure("gather", dtype, "same, no prefetch", gNoPrefetch, bytes: gb,
+                                  baseline: fusedName, baseP50: median(gFused)))
+            if !gNaive.isEmpty {
+                figures.append(figure("gather", dtype, "naive scalar loop", gNaive, bytes: gb, baseline: fusedName, baseP50: median(gFused)))
+            }
+            gatherP50[dtype] = median(gFused)
+            topGather[dtype] = (0..<users.count).map { i in
+                ScoringEngine.rank(index: index, chain: chain, fusion: fusion, user: users[i], rows: sets[i % sets.count], k: s.k).top.sorted().map(\.id)
+            }
+
+            }
+            // A whole request through the engine, stage by stage.
+            if s.scenarios.contains("request") {
+            log("bench \(dtype.rawValue): requests of \(s.candidates) candidates")
+            figures += requestStages(world: world, bundle: bundle, sets: sets, settings: s, dtype: dtype, using: &rng)
+            }
+            if checksum == 42 { log("") }  // keeps the reads
+        }
+
+        // dtype comparisons and recall against F32.
+        for dtype in s.dtypes where dtype != .f32 {
+            if let f = wholeP50[.f32], let x = wholeP50[dtype] {
+                figures.append(BenchFigure(scenario: "whole", dtype: dtype.rawValue, name: "speed-up vs F32 (p50 ratio)", p50Ms: 0, minMs: 0,
+                                           baseline: "f32 fused, 1 thread", ratio: x / f, value: f / x))
+            }
+            if let f = gatherP50[.f32], let x = gatherP50[dtype] {
+                figures.append(BenchFigure(scenario: "gather", dtype: dtype.rawValue, name: "speed-up vs F32 (p50 ratio)", p50Ms: 0, minMs: 0,
+                                           baseline: "f32 fused gather", ratio: x / f, value: f / x))
+            }
+            if let a = topWhole[.f32], let b = topWhole[dtype] {
+                figures.append(BenchFigure(scenario: "whole", dtype: dtype.rawValue, name: "recall@\(s.k) vs F32", p50Ms: 0, minMs: 0,
+                                           value: recall(a, b), note: "\(users.count) users"))
+            }
+            if let a = topGather[.f32], let b = topGather[dtype] {
+                figures.append(BenchFigure(scenario: "gather", dtype: dtype.rawValue, name: "recall@\(s.k) vs F32", p50Ms: 0, minMs: 0,
+                                           value: recall(a, b), note: "\(users.count) users"))
+            }
+        }
+        return BenchReport(items: s.items, tasks: s.tasks, d: s.d, candidates: s.candidates, k: s.k,
+                           cores: ScoringOptions.cores, figures: figures)
+    }
+
+    // MARK: - Scenarios
+
+    static func requestStages(world: BenchWorld, bundle: ServingBundle, sets: [[Int32]], settings s: BenchSettings,
+                              dtype: IndexDType, using rng: inout SplitMix64) -> [BenchFigure] {
+        var parse: [Double] = [], tower: [Double] = [], score: [Double] = [], topK: [Double] = []
+        var encode: [Double] = [], total: [Double] = []
+        let options = ScoringOptions(defaultK: s.k, maxK: max(s.k, 1000), maxCandidates: max(100_000, s.candidates), parallelism: 1)
+        let reps = max(1, s.gatherRepeats / 2)
+        for rep in 0..<reps {
+            let ids = sets[rep % sets.count].map { bundle.index.ids[Int($0)] }
+            var request = world.randomRequest(using: &rng)
+            request.candidates = ids
+            let body = BenchBody.json(request)
+            var decoded: BenchBody?
+            parse.append(time { decoded = try? JSONDecoder().decode(BenchBody.self, from: body) })
+            precondition(decoded?.candidates.count == ids.count)
+            var result: ScoringResult?
+            total.append(time { result = try? ScoringEngine.score(request, bundle: bundle, options: options) })
+            guard let result else { continue }
+            tower.append(Double(result.stages.userTower) / 1e6)
+            score.append(Double(result.stages.score) / 1e6)
+            topK.append(Double(result.stages.topK) / 1e6)
+            var out = ""
+            encode.append(time { out = BenchBody.response(result, modelVersion: bundle.version) })
+            precondition(!out.isEmpty)
+        }
+        let note = "stand-in (JSONDecoder / String building): the streaming codec is not on main yet"
+        return [
+            figure("request", dtype, "parse body (\(s.candidates) ids)", parse, note: note),
+            figure("request", dtype, "user tower", tower),
+            figure("request", dtype, "score (dedup + fused kernel + fusion + top-K filter)", score),
+            figure("request", dtype, "top-K sort + probabilities of kept", topK),
+            figure("request", dtype, "encode response (k = \(s.k))", encode, note: note),
+            figure("request", dtype, "ScoringEngine.score total", total),
+        ]
+    }
+
+    /// The naive loop: scalar dots (plain C, no SIMD), libm sigmoid, Swift fusion, a push of
+    /// every candidate into the top-K.
+    static func naiveRank(index: ItemIndex, chain: LogitChain, fusion: FusionPolicy, user: [Float], rows: [Int32]?, k: Int) -> TopK {
+        var top = TopK(k: k)
+        let t = index.taskCount
+        let n = rows?.count ?? index.count
+        let block = 1024
+        var probs = [Float](repeating: 0, count: block * t)
+        user.withUnsafeBufferPointer { u in
+            probs.withUnsafeMutableBufferPointer { p in
+                var start = 0
+                while start < n {
+                    let m = min(block, n - start)
+                    if let rows {
+                        rows.withUnsafeBufferPointer { r in
+                            index.scalarProbabilitiesC(user: u.baseAddress!, rows: r.baseAddress! + start, start: 0, count: m,
+                                                       chain: chain, into: p.baseAddress!)
+                        }
+                    } else {
+                        index.scalarProbabilitiesC(user: u.baseAddress!, rows: nil, start: start, count: m, chain: chain, into: p.baseAddress!)
+                    }
+                    for i in 0..<m {
+                        let row = rows?[start + i] ?? Int32(start + i)
+                        top.push(Ranked(score: fusion.score(ctr: p[i * t], ctcvr: p[i * t + t - 1]), id: index.ids[Int(row)], slot: row))
+                    }
+                    start += m
+                }
+            }
+        }
+        return top
+    }
+
+    static func streamAll(_ index: ItemIndex) -> UInt64 {
+        let n = index.count * index.taskCount * index.d
+        let vectorBytes = n * (index.dtype == .f32 ? 4 : index.dtype == .f16 ? 2 : 1)
+        var sum = KernelBaselines.streamRead(index.vectors, bytes: vectorBytes)
+        if let scales = index.scales {
+            sum &+= KernelBaselines.streamRead(UnsafeRawPointer(scales), bytes: index.vectorBytes - vectorBytes)
+        }
+        return sum
+    }
+
+    /// Mean over users of |top_a ∩ top_b| / |top_a|.
+    public static func recall(_ a: [[Int64]], _ b: [[Int64]]) -> Double {
+        var total = 0.0
+        for (x, y) in zip(a, b) {
+            let s = Set(y)
+            total += Double(x.filter { s.contains($0) }.count) / Double(max(1, x.count))
+        }
+        return total / Double(max(1, min(a.count, b.count)))
+    }
+
+    // MARK: - Helpers
+
+    @inline(__always)
+    static func time(_ body: () -> Void) -> Double {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        body()
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+    }
+
+    static func median(_ xs: [Double]) -> Double {
+        guard !xs.isEmpty else { return 0 }
+        let s = xs.sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    static func figure(_ scenario: String, _ dtype: IndexDType, _ name: String, _ times: [Double], bytes: Double? = nil,
+                       baseline: String? = nil, baseP50: Double? = nil, note: String? = nil) -> BenchFigure {
+        let p50 = median(times)
+        return BenchFigure(scenario: scenario, dtype: dtype.rawValue, name: name, p50Ms: p50, minMs: times.min() ?? 0,
+                           baseline: baseline, ratio: baseP50.map { $0 > 0 ? p50 / $0 : 0 },
+                           gbPerS: bytes.map { p50 > 0 ? $0 / (p50 * 1e6) : 0 }, value: nil, note: note)
+    }
+}
+
+/// The synthetic world of the benchmark: a random ResFlow model (T tasks, d) and its index in
+/// each dtype, written once under `directory` and reused.
+public final class BenchWorld: @unchecked Sendable {
+    public let model: Model
+    public let bundles: [IndexDType: ServingBundle]
+    let settings: BenchSettings
+
+    init(model: Model, bundles: [IndexDType: ServingBundle], settings: BenchSettings) {
+        self.model = model
+        self.bundles = bundles
+        self.settings = settings
+    }
+
+    public static func spec(tasks: Int, d: Int) -> ModelSpec {
+        let names = ["ctr", "atcr", "ctcvr"]
+        let labels = ["click", "cart", "order"]
+        let taskSpecs = (0..<tasks).map { k in
+            tasks == 3 ? TaskSpec(name: names[k], label: labels[k]) : TaskSpec(name: "task\(k)", label: "label\(k)")
+        }
+        return ModelSpec(version: "bench-\(tasks)x\(d)", tasks: taskSpecs,
+                         architecture: Architecture(hidden: [128, 64], d: d, fr: true, lr: true, clamp: false, chain: .additive),
+                         features: [
+                            FeatureSpec(name: "user_id", side: .user, kind: .categorical, buckets: 100_003, dim: 16),
+                            FeatureSpec(name: "query_terms", side: .user, kind: .multi, buckets: 50_021, dim: 16),
+                            FeatureSpec(name: "age", side: .user, kind: .dense),
+                            FeatureSpec(name: "item_id", side: .item, kind: .categorical, buckets: 1009, dim: 16),
+                         ])
+    }
+
+    /// Loads the world from `directory`, writing what is missing first.
+    public static func prepare(_ s: BenchSettings, log: (String) -> Void) throws(FormatError) -> BenchWorld {
+        let dir = "\(s.directory)/n\(s.items)-t\(s.tasks)-d\(s.d)-s\(s.seed)"
+        let modelDir = "\(dir)/model"
+        var model: Model
+        if let m = try? ModelStore.load(directory: modelDir) {
+            model = m
+        } else {
+            log("writing the bench model to \(modelDir)")
+            var rng = SplitMix64(seed: s.seed)
+            model = try ModelStore.save(ModelStore.random(spec: spec(tasks: s.tasks, d: s.d), using: &rng), directory: modelDir)
+        }
+        var bundles: [IndexDType: ServingBundle] = [:]
+        var vectors: [Float]? = nil
+        for dtype in s.dtypes {
+            let path = "\(dir)/index-\(dtype.rawValue).safetensors"
+            if let index = try? ItemIndex(path: path, model: model, populate: true), index.count == s.items {
+                bundles[dtype] = try ServingBundle(model: model, index: index)
+                continue
+            }
+            if vectors == nil {
+                log("generating \(s.items) × \(s.tasks) × \(s.d) item vectors")
+                vectors = gaussianVectors(count: s.items * s.tasks * s.d, sigma: itemSigma, seed: s.seed &+ 99)
+            }
+            log("writing \(path)")
+            _ = try IndexBuilder.write(ids: (0..<s.items).map { Int64($0) * 3 + 1000 }, vectors: vectors!,
+                                       taskNames: model.taskNames, d: s.d, dtype: dtype, fingerprint: model.fingerprint,
+                                       modelVersion: model.spec.version, output: path)
+            let index = try ItemIndex(path: path, model: model, populate: true)
+            bundles[dtype] = try ServingBundle(model: model, index: index)
+        }
+        return BenchWorld(model: model, bundles: bundles, settings: s)
+    }
+
+    /// Item components are N(0, σ²) with this σ.
+    static let itemSigma: Float = 0.35
+
+    static func gaussianVectors(count: Int, sigma: Float, seed: UInt64) -> [Float] {
+        var out = [Float](repeating: 0, count: count)
+        var rng = SplitMix64(seed: seed)
+        out.withUnsafeMutableBufferPointer { o in
+            var i = 0
+            while i < count {
+                let u1 = max(Double(rng.next() >> 11) / Double(1 << 53), 1e-300)
+                let u2 = Double(rng.next() >> 11) / Double(1 << 53)
+                let r = (-2 * log(u1)).squareRoot()
+                o[i] = Float(r * cos(2 * .pi * u2)) * sigma
+                if i + 1 < count { o[i + 1] = Float(r * sin(2 * .pi * u2)) * sigma }
+                i += 2
+            }
+        }
+        return out
+    }
+
+    /// A user tower output for a random request, rescaled so that each task's logit has
+    /// standard deviation 1 over items (random weights give arbitrary scales; ranking quality
+    /// figures such as recall need logits that spread the items).
+    func scaledUser(using rng: inout SplitMix64) -> [Float] {
+        let request = randomRequest(using: &rng)
+        var row = FeatureRow()
+        for (name, v) in request.user { row.values[name] = v }
+        for (name, v) in request.query { row.values[name] = v }
+        var u = (try? model.userTower.embed(model.encoder(.user).encode(row))) ?? []
+        if u.count != settings.tasks * settings.d {
+            u = Self.gaussianVectors(count: settings.tasks * settings.d, sigma: 1, seed: rng.next())
+        }
+        let d = settings.d
+        for k in 0..<settings.tasks {
+            var norm: Float = 0
+            for j in 0..<d { norm += u[k * d + j] * u[k * d + j] }
+            let scale = norm > 0 ? 1 / (norm.squareRoot() * Self.itemSigma) : 0
+            for j in 0..<d { u[k * d + j] *= scale }
+        }
+        return u
+    }
+
+    func randomRequest(using rng: inout SplitMix64) -> PreRankRequest {
+        let terms = (0..<Int(rng.next() % 4 + 1)).map { _ in FeatureValue.string("t\(rng.next() % 5000)") }
+        return PreRankRequest(requestID: "bench-\(rng.next() % 1_000_000)",
+                              user: ["user_id": .string("u\(rng.next() % 1_000_000)"),
+                                     "age": .number(Double(rng.next() % 60 + 16))],
+                              query: ["query_terms": .array(terms)],
+                              k: settings.k)
+    }
+}
+
+/// The body shapes the parse/encode stand-ins use.
+struct BenchBody: Codable {
+    var request_id: String
+    var user: [String: String]
+    var query: [String: [String]]
+    var candidates: [Int64]
+    var k: Int
+
+    static func json(_ r: PreRankRequest) -> Data {
+        var s = "{\"request_id\":\"\(r.requestID ?? "")\",\"user\":{\"user_id\":\"u1\"},\"query\":{\"query_terms\":[\"a\",\"b\"]},\"candidates\":["
+        s += (r.candidates ?? []).map(String.init).joined(separator: ",")
+        s += "],\"k\":\(r.k ?? 100)}"
+        return Data(s.utf8)
+    }
+
+    static func response(_ result: ScoringResult, modelVersion: String) -> String {
+        var s = "{\"model_version\":\"\(modelVersion)\",\"partial\":\(result.partial),\"items\":["
+        for (i, item) in result.items.enumerated() {
+            if i > 0 { s += "," }
+            s += "{\"id\":\(item.id),\"score\":\(item.score),\"ctr\":\(item.probabilities.first ?? 0),\"ctcvr\":\(item.probabilities.last ?? 0)}"
+        }
+        s += "],\"unknown_ids\":[" + result.unknownIDs.map(String.init).joined(separator: ",") + "]}"
+        return s
+    }
+}
