@@ -11,6 +11,8 @@ struct PreRank: AsyncParsableCommand {
             BuildIndexCommand.self,
             InspectCommand.self,
             InitModelCommand.self,
+            EvalCommand.self,
+            TuneFusionCommand.self,
         ]
     )
 }
