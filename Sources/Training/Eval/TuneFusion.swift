@@ -125,9 +125,11 @@ public enum TuneFusion {
         return Lists(data).weightedRecall(fusion, k: k, scratch: &scratch)
     }
 
-    /// Searches one grid. The best point maximises WR@K; exact ties (common: additive weights
-    /// that differ by a common factor rank identically) go to the larger α, then the smaller β,
-    /// then the smaller γ — so α = 1, β = 20 is preferred to α = 0.5, β = 10.
+    /// Searches one grid. The best point maximises WR@K. Exact ties are common (weights that
+    /// differ by a common factor rank identically; WR@K moves in steps of whole orders): they go
+    /// to the point whose 3×3 α × β neighbourhood has the higher mean WR@K (a plateau rather than
+    /// a lone peak), then to the larger α, the smaller β, the smaller γ — so α = 1, β = 20 is
+    /// preferred to α = 0.5, β = 10.
     public static func search(_ lists: Lists, grid: FusionGrid, k: Int, progress: ((Int, Int) -> Void)? = nil) -> FusionGridResult {
         precondition(k >= 1)
         let na = grid.alphas.count, nb = grid.betas.count, ng = grid.gammas.count
@@ -143,11 +145,27 @@ public enum TuneFusion {
                 }
             }
         }
+        // Mean WR@K of a point's 3×3 neighbourhood in the α × β plane (same γ): the tie-break
+        // that prefers a plateau over an isolated peak.
+        func neighbourhood(_ a: Int, _ b: Int, _ g: Int) -> Double {
+            var sum = 0.0, count = 0.0
+            for da in -1...1 {
+                for db in -1...1 {
+                    let x = a + da, y = b + db
+                    guard x >= 0, x < na, y >= 0, y < nb, let v = wr[(g * na + x) * nb + y] else { continue }
+                    sum += v
+                    count += 1
+                }
+            }
+            return count > 0 ? sum / count : 0
+        }
         var best = (alpha: 0, beta: 0, gamma: 0)
         var bestWR: Double? = nil
-        func better(_ v: Double, _ a: Int, _ b: Int, _ g: Int) -> Bool {
+        var bestPlateau = 0.0
+        func better(_ v: Double, _ plateau: Double, _ a: Int, _ b: Int, _ g: Int) -> Bool {
             guard let current = bestWR else { return true }
             if v != current { return v > current }
+            if plateau != bestPlateau { return plateau > bestPlateau }
             let (ca, cb, cg) = (grid.alphas[best.alpha], grid.betas[best.beta], grid.gammas[best.gamma])
             let (xa, xb, xg) = (grid.alphas[a], grid.betas[b], grid.gammas[g])
             if xa != ca { return xa > ca }
@@ -157,8 +175,11 @@ public enum TuneFusion {
         for g in 0..<ng {
             for a in 0..<na {
                 for b in 0..<nb {
-                    if let v = wr[(g * na + a) * nb + b], better(v, a, b, g) {
+                    guard let v = wr[(g * na + a) * nb + b] else { continue }
+                    let plateau = neighbourhood(a, b, g)
+                    if better(v, plateau, a, b, g) {
                         bestWR = v
+                        bestPlateau = plateau
                         best = (a, b, g)
                     }
                 }
@@ -205,7 +226,7 @@ public enum TuneFusion {
                 }
                 out.append("best WR@\(k) per γ: " + perGamma.joined(separator: ", "))
             }
-            out.append("best \(grid.formula.rawValue): \(FusionText.describe(res.best))  WR@\(k) = \(res.bestWR.map { String(format: "%.6f", $0) } ?? "n/a")")
+            out.append("best \(FusionText.describe(res.best))  WR@\(k) = \(res.bestWR.map { String(format: "%.6f", $0) } ?? "n/a")")
             out.append("config lines:")
             out.append(FusionText.configYAML(res.best))
         }

@@ -13,8 +13,8 @@ struct TuneFusionCommand: ParsableCommand {
               additive        α·CTR + β·CTCVR + γ·relevance   (γ searched only with a relevance column)
               multiplicative  CTR^α · CTCVR^β
             Default grids: additive α 0,0.25,..,1, β 0,1,2,5,10,20,50,100,200, γ 0,0.005,0.01,0.02,0.05,0.1;
-            multiplicative α, β 0,0.2,..,2. Ties go to the larger α, then the smaller β and γ (additive
-            weights that differ by a common factor rank the same). The best point's WR@K is exactly
+            multiplicative α, β 0,0.2,..,2. Ties go to the point with the better 3x3 neighbourhood
+            (a plateau), then the larger α, the smaller β and γ. The best point's WR@K is exactly
             what `prerank eval --fusion ...` reports for it. --svg writes a heat map per formula.
             """
     )
