@@ -2,7 +2,7 @@ import Foundation
 import Fusion
 
 /// Hand-written SVG heat maps of WR@K over the α × β grid, one panel per formula (additive at its
-/// best γ), on one shared colour scale: α down, β across, the value in every cell, the best cell
+/// best γ), each on its own colour scale (10th percentile to maximum): α down, β across, the value in every cell, the best cell
 /// outlined, a colour legend per panel. Plain SVG 1.1 text, no dependencies; opens in a browser.
 public enum FusionHeatMap {
     static let cellW = 74.0, cellH = 30.0
@@ -36,11 +36,6 @@ public enum FusionHeatMap {
     /// The SVG document.
     public static func svg(_ results: [FusionGridResult], subtitle: String = "") -> String {
         guard let k = results.first?.k else { return "<svg xmlns=\"http://www.w3.org/2000/svg\"/>" }
-        let all = results.flatMap { res in
-            (0..<res.grid.alphas.count).flatMap { a in (0..<res.grid.betas.count).compactMap { res.wr(alpha: a, beta: $0, gamma: res.bestIndex.gamma) } }
-        }
-        let lo = all.min() ?? 0, hi = all.max() ?? 1
-        let span = hi > lo ? hi - lo : 1
         let panelW = results.map { left + Double($0.grid.betas.count) * cellW + legendGap + legendW + right }.max() ?? 400
         let width = max(panelW, 560)
         var y = 64.0
@@ -53,7 +48,16 @@ public enum FusionHeatMap {
             let grid = res.grid
             let na = grid.alphas.count, nb = grid.betas.count
             let g = res.bestIndex.gamma
-            let x0 = left, y0 = y + top - 40
+            let x0 = left, y0 = y + top - 16
+            // Per-panel colour scale from the 10th percentile to the maximum: one poor corner
+            // (α = β = 0 ranks by id) would otherwise flatten everything else into one colour.
+            // Cells below the low end take the darkest colour; the legend marks it "≤".
+            let values = (0..<na).flatMap { a in (0..<nb).compactMap { res.wr(alpha: a, beta: $0, gamma: g) } }.sorted()
+            let hi = values.last ?? 1
+            var lo = values.isEmpty ? 0 : values[values.count / 10]
+            if lo >= hi { lo = values.first ?? 0 }
+            let clipped = (values.first ?? lo) < lo
+            let span = hi > lo ? hi - lo : 1
             var title: String
             switch grid.formula {
             case .additive:
@@ -106,9 +110,10 @@ public enum FusionHeatMap {
                 let t = Double(i) / 4
                 let ty = y0 + lh * (1 - t)
                 body.append("<line x1=\"\(n(lx + legendW))\" y1=\"\(n(ty))\" x2=\"\(n(lx + legendW + 4))\" y2=\"\(n(ty))\" stroke=\"#000\" stroke-width=\"1\"/>")
-                body.append("<text x=\"\(n(lx + legendW + 7))\" y=\"\(n(ty + 4))\" font-size=\"10\">\(String(format: "%.4f", lo + t * (hi - lo)))</text>")
+                let prefix = i == 0 && clipped ? "≤ " : ""
+                body.append("<text x=\"\(n(lx + legendW + 7))\" y=\"\(n(ty + 4))\" font-size=\"10\">\(prefix)\(String(format: "%.4f", lo + t * (hi - lo)))</text>")
             }
-            body.append("<text x=\"\(n(lx))\" y=\"\(n(y0 - 6))\" font-size=\"11\">WR@\(k)</text>")
+            body.append("<text x=\"\(n(lx))\" y=\"\(n(y0 - 14))\" font-size=\"11\">WR@\(k)</text>")
             body.append("</g>")
             y = y0 + max(Double(na) * cellH, lh) + bottom
         }

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Fusion
 
@@ -66,6 +67,12 @@ public struct FusionGridResult: Sendable, Equatable {
 /// runs over those alone (the others add 0 to both sums). Each point's WR@K goes through
 /// `Metrics.capturedWeight`, the function eval uses, over the same requests in the same order:
 /// the reported best is exactly what `prerank eval` reports at those weights.
+/// Hands a buffer to `concurrentPerform` workers that write disjoint elements.
+private struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
 public enum TuneFusion {
     /// Requests with orders, gathered contiguously for fast re-fusion.
     public struct Lists: Sendable {
@@ -130,18 +137,24 @@ public enum TuneFusion {
     /// to the point whose 3×3 α × β neighbourhood has the higher mean WR@K (a plateau rather than
     /// a lone peak), then to the larger α, the smaller β, the smaller γ — so α = 1, β = 20 is
     /// preferred to α = 0.5, β = 10.
-    public static func search(_ lists: Lists, grid: FusionGrid, k: Int, progress: ((Int, Int) -> Void)? = nil) -> FusionGridResult {
+    ///
+    /// Grid points run on `parallelism` threads (default: one per core).
+    public static func search(_ lists: Lists, grid: FusionGrid, k: Int, parallelism: Int? = nil) -> FusionGridResult {
         precondition(k >= 1)
         let na = grid.alphas.count, nb = grid.betas.count, ng = grid.gammas.count
+        // Grid points are independent: split them over the cores, one scratch buffer per worker.
         var wr = [Double?](repeating: nil, count: na * nb * ng)
-        var scratch: [Double] = []
-        var done = 0
-        for g in 0..<ng {
-            for a in 0..<na {
-                for b in 0..<nb {
-                    wr[(g * na + a) * nb + b] = lists.weightedRecall(grid.policy(alpha: a, beta: b, gamma: g), k: k, scratch: &scratch)
-                    done += 1
-                    progress?(done, grid.pointCount)
+        let workers = max(1, min(parallelism ?? ProcessInfo.processInfo.activeProcessorCount, wr.count))
+        let total = wr.count
+        wr.withUnsafeMutableBufferPointer { out in
+            let results = UncheckedBox(out)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                var scratch: [Double] = []
+                var p = w
+                while p < total {
+                    let b = p % nb, a = (p / nb) % na, g = p / (nb * na)
+                    results.value[p] = lists.weightedRecall(grid.policy(alpha: a, beta: b, gamma: g), k: k, scratch: &scratch)
+                    p += workers
                 }
             }
         }
