@@ -18,6 +18,8 @@ struct PreRank: ParsableCommand {
             ServeCommand.self,
             BenchCommand.self,
             LoadTestCommand.self,
+            EvalCommand.self,
+            TuneFusionCommand.self,
         ]
     )
 }
