@@ -16,6 +16,7 @@ struct PreRank: ParsableCommand {
             ValidateConfigCommand.self,
             ScoreCommand.self,
             ServeCommand.self,
+            TrainCommand.self,
             BenchCommand.self,
             LoadTestCommand.self,
             EvalCommand.self,

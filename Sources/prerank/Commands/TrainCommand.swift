@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import Training
+import TwinTower
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train both towers of every task jointly and write a model directory.",
+        discussion: """
+            Weighted BCE per task through the logit chain, Adam for towers and heads, lazy Adam with
+            L2 for touched embedding rows. The CSV is streamed each epoch (memory: the model plus a
+            shuffle buffer). A held-out share of request ids gives validation AUC per epoch; the best
+            epoch is kept and training stops after --patience epochs without improvement.
+            """
+    )
+
+    @Option(help: "features.yaml (tasks and features).") var features: String
+    @Option(help: "Training CSV (request_id, features, label columns).") var data: String
+    @Option(help: "Output model directory.") var out: String
+    @Option(help: "resflow, nse, nse+fr, nse+lr or esmm.") var arch: String = "resflow"
+    @Flag(help: "Clamp residual logits at 0 for k > 0 (probabilities never increase).") var clamp = false
+    @Option(help: "Positive weights per task, e.g. ctr=1,ctcvr=500.") var posWeight: String = ""
+    @Option(help: "Epochs at most.") var epochs: Int = 4
+    @Option(help: "Mini-batch size.") var batch: Int = 512
+    @Option(help: "Adam learning rate.") var lr: Float = 0.002
+    @Option(help: "Random seed (same seed and data: same weights).") var seed: UInt64 = 1
+    @Option(help: "Hidden widths, comma-separated.") var hidden: String = "64,32"
+    @Option(help: "Output width d.") var d: Int = 32
+    @Option(help: "Share of request ids held out for validation.") var validationFraction: Double = 0.1
+    @Option(help: "Epochs without validation improvement before stopping.") var patience: Int = 2
+    @Flag(help: "Skip and count malformed rows instead of stopping.") var skipBadRows = false
+    @Option(help: "Model version string.") var version: String?
+
+    func run() throws {
+        let widths = try hidden.split(separator: ",").map { part -> Int in
+            guard let w = Int(part.trimmingCharacters(in: .whitespaces)), w >= 1 else { throw CLIError("--hidden must be positive integers") }
+            return w
+        }
+        guard d >= 1, epochs >= 1, batch >= 1, lr > 0, lr.isFinite else { throw CLIError("--d, --epochs, --batch must be ≥ 1 and --lr > 0") }
+        guard (0..<1).contains(validationFraction) else { throw CLIError("--validation-fraction must be in [0, 1)") }
+        guard let architecture = Architecture.named(arch, hidden: widths, d: d, clamp: clamp) else {
+            throw CLIError("--arch must be resflow, nse, nse+fr, nse+lr or esmm, not \(arch)")
+        }
+        var config = TrainingConfig(architecture: architecture)
+        config.epochs = epochs
+        config.batch = batch
+        config.learningRate = lr
+        config.embeddingLearningRate = lr
+        config.seed = seed
+        config.validationFraction = validationFraction
+        config.patience = patience
+        config.skipBadRows = skipBadRows
+        config.version = version ?? "\(arch)\(clamp ? "+clamp" : "")-seed\(seed)"
+        for part in posWeight.split(separator: ",") where !part.isEmpty {
+            let kv = part.split(separator: "=")
+            guard kv.count == 2, let w = Float(kv[1]), w > 0 else { throw CLIError("--pos-weight takes task=weight pairs, got \(part)") }
+            config.positiveWeights[String(kv[0])] = w
+        }
+        do {
+            let file = try FeaturesFile.load(path: features)
+            for name in config.positiveWeights.keys where !file.tasks.contains(where: { $0.name == name }) {
+                throw CLIError("--pos-weight names task \(name), which features.yaml does not have")
+            }
+            let started = Date()
+            let (model, report) = try Trainer.train(features: file, data: data, config: config) { epoch, rows, total, loss, rate in
+                let remaining = rate > 0 ? Double(max(total - rows, 0)) / rate : 0
+                Progress.line(String(format: "train: epoch %d  %d/%d rows  loss %.4f  %.0f rows/s  ETA %.0fs", epoch, rows, total, loss, rate, remaining))
+            }
+            for e in report.epochs {
+                let aucs = model.taskNames.map { "\($0) \(String(format: "%.4f", e.validationAUC[$0] ?? 0))" }.joined(separator: ", ")
+                Progress.line(String(format: "train: epoch %d: loss %.4f, %.0f rows/s, validation AUC %@", e.epoch, e.trainLoss, e.samplesPerSecond, aucs), final: true)
+            }
+            var described = model
+            let last = report.epochs.first { $0.epoch == report.bestEpoch }
+            var metrics: [String: JSONValue] = [:]
+            for name in model.taskNames {
+                metrics[name] = .object(["auc": .number(last?.validationAUC[name] ?? 0), "logloss": .number(last?.validationLogLoss[name] ?? 0)])
+            }
+            described.spec.training = .object([
+                "data": .string(data), "rows": .number(Double(report.trainRows)), "validation_rows": .number(Double(report.validationRows)),
+                "skipped_rows": .number(Double(report.skippedRows)), "seed": .number(Double(seed)), "arch": .string(arch),
+                "clamp": .bool(clamp), "epochs_run": .number(Double(report.epochs.count)), "best_epoch": .number(Double(report.bestEpoch)),
+                "validation": .object(metrics),
+            ])
+            let saved = try ModelStore.save(described, directory: out)
+            let skippedNote = report.skippedRows > 0 ? ", \(report.skippedRows) bad rows skipped" : ""
+            Progress.line(String(format: "train: wrote %@ (best epoch %d, %.0f s%@, fingerprint %@)", out, report.bestEpoch,
+                                 Date().timeIntervalSince(started), skippedNote, String(saved.fingerprint.prefix(12))), final: true)
+        } catch let e as FormatError {
+            throw CLIError(e.description)
+        }
+    }
+}
