@@ -128,6 +128,7 @@ final class Connection: @unchecked Sendable {
             if let head, head.expectContinue, !sentContinue {
                 sentContinue = true
                 enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+                flush()
             }
             if buffer.isEmpty {
                 requestStarted = nil

@@ -1,0 +1,365 @@
+"""The running server, driven by clients no one here wrote: http.client, raw sockets, curl.
+
+Each answer is compared with `prerank score` (same body, same config): the server must add
+transport, not change answers.
+"""
+import gzip
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import run
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def write_config(path, world, port, extra=""):
+    path.write_text(f"""server:
+  host: 127.0.0.1
+  port: {port}
+  max_body_bytes: 200000
+  header_timeout_ms: 600
+  body_timeout_ms: 600
+  idle_timeout_ms: 3000
+  admin_token_file: {world / 'token'}
+model:
+  dir: {world / 'model'}
+  index: {world / 'index.st'}
+fusion:
+  formula: additive
+  alpha: 1.0
+  beta: 20.0
+  gamma: 0.1
+  allow_request_override: true
+logging:
+  level: info
+  format: json
+{extra}""")
+
+
+@pytest.fixture(scope="module")
+def world(prerank, tmp_path_factory):
+    w = tmp_path_factory.mktemp("world")
+    run(prerank, "generate", "--out", w / "data", "--users", 300, "--items", 3000, "--requests", 200, "--candidates", 20,
+        "--seed", 5, "--quiet")
+    run(prerank, "init-model", "--features", w / "data" / "features.yaml", "--out", w / "model", "--hidden", "16,8", "--d", 8)
+    run(prerank, "build-index", "--model", w / "model", "--items", w / "data" / "items.csv", "--out", w / "index.st")
+    (w / "token").write_text(TOKEN + "\n")
+    return w
+
+
+class Server:
+    def __init__(self, prerank, config, port):
+        self.port = port
+        self.config = config
+        self.log = open(str(config) + ".log", "w")
+        self.proc = subprocess.Popen([prerank, "serve", "--config", str(config)], stdout=self.log, stderr=self.log)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/readyz")
+                if c.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("server did not become ready: " + open(str(config) + ".log").read())
+
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+
+    def request(self, method, path, body=None, headers=None):
+        c = self.conn()
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r, data
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            return self.proc.wait(timeout=20)
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def server(prerank, world, tmp_path_factory):
+    port = free_port()
+    config = tmp_path_factory.mktemp("cfg") / "prerank.yaml"
+    write_config(config, world, port)
+    s = Server(prerank, config, port)
+    yield s
+    assert s.stop() == 0
+
+
+def bodies(world):
+    ids = [int(l.split(",")[0]) for l in (world / "data" / "items.csv").read_text().splitlines()[1:60]]
+    return [
+        {"request_id": "a", "user": {"user_id": "u42", "segment": "vip", "age": 31},
+         "query": {"query_terms": ["shirt", "x"], "query_category": "c5"}, "candidates": ids + [7, 8], "k": 10, "debug": True},
+        {"request_id": "b", "user": {"user_id": 17}, "candidates": ids[:20], "relevance": [i % 4 for i in range(20)], "k": 5},
+        {"request_id": "c", "user": {"user_id": "u1"}, "k": 20, "fusion": {"beta": 5}},
+        {"user": {}, "candidates": ids[:3]},
+    ]
+
+
+def test_answers_equal_prerank_score(prerank, world, server, tmp_path):
+    for body in bodies(world):
+        r, data = server.request("POST", "/prerank", json.dumps(body), {"Content-Type": "application/json"})
+        assert r.status == 200, data
+        got = json.loads(data)
+        path = tmp_path / "req.json"
+        path.write_text(json.dumps(body))
+        expected = json.loads(run(prerank, "score", "--model", world / "model", "--index", world / "index.st",
+                                  "--request", path, "--config", server.config).stdout)
+        for a in (got, expected):
+            a.pop("took_ms")
+        assert got == expected
+
+
+@pytest.mark.parametrize("body,status,field", [
+    (b"{not json", 400, None),
+    (b'{"candidates": [1, "x"]}', 400, "candidates[1]"),
+    (b'{"candidates": [1.5]}', 400, "candidates[0]"),
+    (b'{"user": {"age": "old"}}', 400, "user.age"),
+    (b'{"k": 0}', 400, "k"),
+    (b'{"candidates": [1, 2], "relevance": [1]}', 400, "relevance"),
+    (b'{"candidates": [1], "relevance": [9]}', 400, "relevance[0]"),
+    (b'{"fusion": {"alpha": NaN}}', 400, None),
+    (b'{"user": {"user_id": 1.5}}', 400, "user.user_id"),
+    (b'', 400, None),
+])
+def test_bad_bodies_get_json_errors_naming_the_field(server, body, status, field):
+    r, data = server.request("POST", "/prerank", body, {"Content-Type": "application/json"})
+    assert r.status == status, data
+    err = json.loads(data)["error"]
+    assert err["code"] and err["message"]
+    if field:
+        assert err["field"] == field
+
+
+def test_routes_methods_and_media_types(server):
+    r, data = server.request("GET", "/nope")
+    assert r.status == 404 and json.loads(data)["error"]["code"]
+    r, data = server.request("GET", "/prerank")
+    assert r.status == 405 and r.getheader("Allow") == "POST"
+    r, data = server.request("POST", "/prerank", b"a=1", {"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 415
+    r, data = server.request("POST", "/prerank", b"x" * 300000, {"Content-Type": "application/json"})
+    assert r.status == 413
+    r, data = server.request("GET", "/healthz")
+    assert r.status == 200
+    r, data = server.request("GET", "/v1/model")
+    info = json.loads(data)
+    assert info["model"]["tasks"] == ["ctr", "atcr", "ctcvr"] and info["model"]["index"]["items"] == 3000
+    assert info["fusion"]["beta"] == 20.0
+
+
+def raw(port, payload, read_timeout=5.0):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(read_timeout)
+    s.sendall(payload)
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    return out
+
+
+def test_length_required_and_smuggling_refused(server):
+    assert raw(server.port, b"POST /prerank HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 411")
+    assert raw(server.port, b"POST /prerank HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}").startswith(b"HTTP/1.1 400")
+    assert raw(server.port, b"POST /prerank HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").startswith(b"HTTP/1.1 501")
+
+
+def test_keep_alive_and_pipelining_in_order(server):
+    c = server.conn()
+    for i in range(3):
+        c.request("GET", "/healthz")
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200 and r.getheader("Connection") is None
+    sock = c.sock
+    c.request("GET", "/readyz")
+    c.getresponse().read()
+    assert c.sock is sock, "the connection was not reused"
+    c.close()
+    body = b'{"request_id":"p%d","user":{},"candidates":[1],"k":1}'
+    payload = b"".join(
+        b"POST /prerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body % i) + body % i
+        for i in range(3)) + b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"
+    out = raw(server.port, payload)
+    ids = [json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])["request_id"]
+           for part in out.split(b"HTTP/1.1 200 OK")[1:4]]
+    assert ids == ["p0", "p1", "p2"]
+    assert out.count(b"HTTP/1.1 200 OK") == 4
+
+
+def test_body_split_across_writes_and_chunked(server):
+    s = socket.create_connection(("127.0.0.1", server.port))
+    body = b'{"request_id":"split","user":{},"candidates":[1],"k":1}'
+    s.sendall(b"POST /prerank HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10])
+    time.sleep(0.2)
+    s.sendall(body[10:])
+    s.settimeout(5)
+    assert b'"request_id":"split"' in s.recv(65536)
+    s.close()
+    chunked = b"POST /prerank HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    chunked += b"10\r\n" + body[:16] + b"\r\n" + b"%x\r\n" % (len(body) - 16) + body[16:] + b"\r\n0\r\n\r\n"
+    out = raw(server.port, chunked)
+    assert out.startswith(b"HTTP/1.1 200") and b'"request_id":"split"' in out
+
+
+def test_expect_100_continue(server):
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.settimeout(5)
+    body = b'{"user":{},"candidates":[1]}'
+    s.sendall(b"POST /prerank HTTP/1.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+    assert s.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+    s.sendall(body)
+    assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    s.close()
+
+
+def test_slow_loris_is_closed_after_the_header_timeout(server):
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(b"POST /prerank HTTP/1.1\r\nContent-Le")
+    s.settimeout(5)
+    started = time.time()
+    data = s.recv(65536)
+    elapsed = time.time() - started
+    # Answered (408) or closed within the 0.6 s header timeout, with slack for a busy machine.
+    assert elapsed < 4 and (data == b"" or data.startswith(b"HTTP/1.1 408"))
+    s.close()
+
+
+def test_gzip_both_ways(server, world):
+    body = json.dumps(bodies(world)[0]).encode()
+    c = server.conn()
+    c.request("POST", "/prerank", gzip.compress(body),
+              {"Content-Type": "application/json", "Content-Encoding": "gzip", "Accept-Encoding": "gzip"})
+    r = c.getresponse()
+    data = r.read()
+    assert r.status == 200 and r.getheader("Content-Encoding") == "gzip"
+    assert json.loads(gzip.decompress(data))["request_id"] == "a"
+    bomb = gzip.compress(b"{" + b" " * 5_000_000 + b"}")
+    c.request("POST", "/prerank", bomb, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    r = c.getresponse()
+    r.read()
+    assert r.status == 413
+    c.close()
+
+
+def test_metrics_expose_the_documented_names(server):
+    r, data = server.request("GET", "/metrics")
+    text = data.decode()
+    for name in ["prerank_requests_total", "prerank_request_duration_seconds_bucket", "prerank_stage_duration_seconds_bucket",
+                 "prerank_candidates_per_request_bucket", "prerank_partial_responses_total", "prerank_shed_total",
+                 "prerank_reloads_total", "prerank_model_info", "prerank_http_connections_open"]:
+        assert name in text, name
+    assert 'stage="user_tower"' in text and 'route="/prerank",code="200"' in text
+
+
+def test_reload_good_bad_and_unauthorised(prerank, world, tmp_path):
+    port = free_port()
+    config = tmp_path / "prerank.yaml"
+    write_config(config, world, port)
+    s = Server(prerank, config, port)
+    try:
+        r, _ = s.request("POST", "/admin/reload", b"", {"Authorization": "Bearer wrong-token-xx"})
+        assert r.status == 401
+        r, _ = s.request("POST", "/admin/reload", b"")
+        assert r.status == 401
+        # Good: new fusion weights apply.
+        config.write_text(config.read_text().replace("beta: 20.0", "beta: 7.5"))
+        r, data = s.request("POST", "/admin/reload", b"", {"Authorization": "Bearer " + TOKEN})
+        assert r.status == 200, data
+        assert json.loads(s.request("GET", "/v1/model")[1])["fusion"]["beta"] == 7.5
+        # Bad config: refused with the key named, old config keeps serving.
+        good = config.read_text()
+        config.write_text(good + "bogus_key: 1\n")
+        r, data = s.request("POST", "/admin/reload", b"", {"Authorization": "Bearer " + TOKEN})
+        assert r.status == 422 and "bogus_key" in data.decode()
+        # Bad model: an index for another model is refused.
+        other = tmp_path / "other"
+        run(prerank, "init-model", "--features", world / "data" / "features.yaml", "--out", other, "--hidden", "16,8", "--d", 8, "--seed", 3)
+        config.write_text(good.replace(str(world / "model"), str(other)))
+        r, data = s.request("POST", "/admin/reload", b"", {"Authorization": "Bearer " + TOKEN})
+        assert r.status == 422 and "fingerprint" in data.decode()
+        r, data = s.request("POST", "/prerank", json.dumps({"user": {}, "candidates": [1]}), {"Content-Type": "application/json"})
+        assert r.status == 200 and json.loads(s.request("GET", "/v1/model")[1])["fusion"]["beta"] == 7.5
+        # SIGHUP applies a good config.
+        config.write_text(good.replace("beta: 7.5", "beta: 3.0"))
+        s.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while time.time() < deadline and json.loads(s.request("GET", "/v1/model")[1])["fusion"]["beta"] != 3.0:
+            time.sleep(0.1)
+        assert json.loads(s.request("GET", "/v1/model")[1])["fusion"]["beta"] == 3.0
+        metrics = s.request("GET", "/metrics")[1].decode()
+        assert 'prerank_reloads_total{result="ok"} 2' in metrics
+        assert 'prerank_reloads_total{result="rejected"} 2' in metrics
+        assert 'prerank_reloads_total{result="unauthorized"} 2' in metrics
+    finally:
+        assert s.stop() == 0
+
+
+def test_sigterm_drains_and_exits_zero(prerank, world, tmp_path):
+    port = free_port()
+    config = tmp_path / "prerank.yaml"
+    write_config(config, world, port)
+    s = Server(prerank, config, port)
+    c = s.conn()
+    c.request("GET", "/healthz")
+    c.getresponse().read()
+    assert s.stop() == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
+def test_tls_with_a_self_signed_certificate(prerank, world, tmp_path):
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    port = free_port()
+    config = tmp_path / "prerank.yaml"
+    write_config(config, world, port, extra=f"")
+    text = config.read_text().replace("  admin_token_file:", f"  tls:\n    cert: {cert}\n    key: {key}\n  admin_token_file:")
+    config.write_text(text)
+    log = open(tmp_path / "log", "w")
+    proc = subprocess.Popen([prerank, "serve", "--config", config], stdout=log, stderr=log)
+    try:
+        out = None
+        for _ in range(100):
+            p = subprocess.run(["curl", "-sk", "--max-time", "5", f"https://127.0.0.1:{port}/prerank", "-H", "Content-Type: application/json",
+                                "-d", '{"request_id":"tls","user":{},"candidates":[1],"k":1}'], capture_output=True, text=True)
+            if p.returncode == 0 and p.stdout:
+                out = p.stdout
+                break
+            time.sleep(0.1)
+        assert out is not None and json.loads(out)["request_id"] == "tls"
+        plain = subprocess.run(["curl", "-s", "--max-time", "3", f"http://127.0.0.1:{port}/healthz"], capture_output=True)
+        assert plain.stdout == b""  # plain HTTP to a TLS port gets no HTTP answer
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
