@@ -5,7 +5,7 @@ import statistics
 import sys
 
 out = sys.argv[1]
-archs = ["nse", "nse+fr", "nse+lr", "resflow", "resflow+clamp", "esmm"]
+archs = ["nse", "nse+fr", "nse+lr", "resflow", "esmm"]
 print("| model | CTR AUC | CTCVR AUC | CTCVR log-loss | WR@10 additive (1, 20) | WR@10 multiplicative (0.2, 1) |")
 print("|---|---|---|---|---|---|")
 
