@@ -216,7 +216,7 @@ public enum ScoringBenchmark {
 
     static func requestStages(world: BenchWorld, bundle: ServingBundle, sets: [[Int32]], settings s: BenchSettings,
                               dtype: IndexDType, using rng: inout SplitMix64) -> [BenchFigure] {
-        var parse: [Double] = [], tower: [Double] = [], score: [Double] = [], topK: [Double] = []
+        var parse: [Double] = [], parseBaseline: [Double] = [], tower: [Double] = [], score: [Double] = [], topK: [Double] = []
         var encode: [Double] = [], total: [Double] = []
         let options = ScoringOptions(defaultK: s.k, maxK: max(s.k, 1000), maxCandidates: max(100_000, s.candidates), parallelism: 1)
         let reps = max(1, s.gatherRepeats / 2)
@@ -225,26 +225,37 @@ public enum ScoringBenchmark {
             var request = world.randomRequest(using: &rng)
             request.candidates = ids
             let body = BenchBody.json(request)
-            var decoded: BenchBody?
-            parse.append(time { decoded = try? JSONDecoder().decode(BenchBody.self, from: body) })
-            precondition(decoded?.candidates.count == ids.count)
+            let bytes = Array(body)
+            var decoded: PreRankRequest?
+            parse.append(time { decoded = try? RequestDecoder.decode(bytes) })
+            precondition(decoded?.candidates?.count == ids.count)
+            var baseline: BenchBody?
+            parseBaseline.append(time { baseline = try? JSONDecoder().decode(BenchBody.self, from: body) })
+            precondition(baseline?.candidates.count == ids.count)
             var result: ScoringResult?
             total.append(time { result = try? ScoringEngine.score(request, bundle: bundle, options: options) })
             guard let result else { continue }
             tower.append(Double(result.stages.userTower) / 1e6)
             score.append(Double(result.stages.score) / 1e6)
             topK.append(Double(result.stages.topK) / 1e6)
-            var out = ""
-            encode.append(time { out = BenchBody.response(result, modelVersion: bundle.version) })
-            precondition(!out.isEmpty)
+            var out: [UInt8] = []
+            let names = bundle.model.taskNames
+            encode.append(time {
+                let response = PreRankResponse(requestID: request.requestID, modelVersion: bundle.version, partial: result.partial,
+                                               tookMs: 1, items: result.items.map { ScoredItem($0, taskNames: nil) },
+                                               unknownIDs: result.unknownIDs)
+                out = ResponseEncoder.encode(response)
+            })
+            precondition(!out.isEmpty && names.count > 0)
         }
-        let note = "stand-in (JSONDecoder / String building): the streaming codec is not on main yet"
+        let note = "RequestDecoder (strict streaming decoder); baseline: Foundation JSONDecoder"
         return [
             figure("request", dtype, "parse body (\(s.candidates) ids)", parse, note: note),
+            figure("request", dtype, "parse body with JSONDecoder (baseline)", parseBaseline),
             figure("request", dtype, "user tower", tower),
             figure("request", dtype, "score (dedup + fused kernel + fusion + top-K filter)", score),
             figure("request", dtype, "top-K sort + probabilities of kept", topK),
-            figure("request", dtype, "encode response (k = \(s.k))", encode, note: note),
+            figure("request", dtype, "encode response (k = \(s.k))", encode, note: "ResponseEncoder"),
             figure("request", dtype, "ScoringEngine.score total", total),
         ]
     }
@@ -440,7 +451,7 @@ public final class BenchWorld: @unchecked Sendable {
     }
 }
 
-/// The body shapes the parse/encode stand-ins use.
+/// The body shape of the JSONDecoder baseline for parsing.
 struct BenchBody: Codable {
     var request_id: String
     var user: [String: String]
@@ -453,15 +464,5 @@ struct BenchBody: Codable {
         s += (r.candidates ?? []).map(String.init).joined(separator: ",")
         s += "],\"k\":\(r.k ?? 100)}"
         return Data(s.utf8)
-    }
-
-    static func response(_ result: ScoringResult, modelVersion: String) -> String {
-        var s = "{\"model_version\":\"\(modelVersion)\",\"partial\":\(result.partial),\"items\":["
-        for (i, item) in result.items.enumerated() {
-            if i > 0 { s += "," }
-            s += "{\"id\":\(item.id),\"score\":\(item.score),\"ctr\":\(item.probabilities.first ?? 0),\"ctcvr\":\(item.probabilities.last ?? 0)}"
-        }
-        s += "],\"unknown_ids\":[" + result.unknownIDs.map(String.init).joined(separator: ",") + "]}"
-        return s
     }
 }
