@@ -81,18 +81,4 @@ public struct RequestSource: Sendable {
 }
 
 /// A JSON string literal for `s` (quotes, backslashes and control characters escaped).
-func jsonQuote(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-        }
-    }
-    return out + "\""
-}
+func jsonQuote(_ s: String) -> String { JSONString.quote(s) }

@@ -1,3 +1,5 @@
+import TwinTower
+
 /// An error answered to a client: HTTP status plus the SPEC's JSON body
 /// `{"error": {"code": "...", "message": "...", "field": "candidates[3]"}}`.
 public struct APIError: Error, Sendable, Equatable {
@@ -43,22 +45,5 @@ public struct APIError: Error, Sendable, Equatable {
 /// Minimal JSON text helpers shared by the encoders.
 public enum JSONText {
     /// A JSON string literal for `s`, escaping quotes, backslashes and control characters.
-    public static func quote(_ s: String) -> String {
-        var out = "\""
-        out.reserveCapacity(s.utf8.count + 2)
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    public static func quote(_ s: String) -> String { JSONString.quote(s) }
 }

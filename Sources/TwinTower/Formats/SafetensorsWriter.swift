@@ -105,9 +105,10 @@ public enum SafetensorsWriter {
     }
 }
 
-/// JSON string quoting for headers and metadata.
-enum JSONString {
-    static func quote(_ s: String) -> String {
+/// JSON string literals (RFC 8259 escapes for quotes, backslashes and control characters): the
+/// one implementation every JSON writer in prerank uses.
+public enum JSONString {
+    public static func quote(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {
