@@ -1,0 +1,71 @@
+"""`prerank train` from the outside: determinism, bad rows, and a model the rest of prerank loads."""
+import json
+
+import pytest
+
+from conftest import run
+
+
+@pytest.fixture(scope="module")
+def world(prerank, tmp_path_factory):
+    w = tmp_path_factory.mktemp("trainworld")
+    run(prerank, "generate", "--out", w, "--users", 200, "--items", 500, "--requests", 150, "--candidates", 20, "--seed", 9, "--quiet")
+    return w
+
+
+def train(prerank, world, out, data=None, *extra, check=True):
+    return run(prerank, "train", "--features", world / "features.yaml", "--data", data or (world / "train.csv"), "--out", out,
+               "--epochs", 2, "--hidden", "16,8", "--d", 8, "--batch", 128, *extra, check=check)
+
+
+def test_same_seed_same_weights_and_loadable(prerank, world, tmp_path):
+    train(prerank, world, tmp_path / "a", None, "--seed", "4")
+    train(prerank, world, tmp_path / "b", None, "--seed", "4")
+    train(prerank, world, tmp_path / "c", None, "--seed", "5")
+    a = (tmp_path / "a" / "weights.safetensors").read_bytes()
+    assert a == (tmp_path / "b" / "weights.safetensors").read_bytes()
+    assert a != (tmp_path / "c" / "weights.safetensors").read_bytes()
+    spec = json.loads((tmp_path / "a" / "model.json").read_text())
+    assert spec["architecture"]["fr"] and spec["architecture"]["lr"]
+    assert set(spec["training"]["validation"]) == {"ctr", "atcr", "ctcvr"}
+    info = json.loads(run(prerank, "inspect", tmp_path / "a", "--json").stdout)
+    assert info["tasks"] == ["ctr", "atcr", "ctcvr"]
+    run(prerank, "build-index", "--model", tmp_path / "a", "--items", world / "items.csv", "--out", tmp_path / "a.idx")
+    report = json.loads(run(prerank, "eval", "--model", tmp_path / "a", "--index", tmp_path / "a.idx", "--data",
+                            world / "test.csv", "--json", "--k", 5).stdout)
+    assert 0 <= report["tasks"]["ctr"]["auc"] <= 1 and report["rows"] > 0
+
+
+@pytest.mark.parametrize("arch", ["nse", "nse+fr", "nse+lr", "esmm"])
+def test_every_architecture_trains(prerank, world, tmp_path, arch):
+    train(prerank, world, tmp_path / arch, None, "--arch", arch, "--clamp", "--pos-weight", "ctr=1,ctcvr=50")
+    spec = json.loads((tmp_path / arch / "model.json").read_text())
+    assert spec["architecture"]["clamp"] is True
+    assert spec["architecture"]["chain"] == ("multiplicative" if arch == "esmm" else "additive")
+
+
+def test_bad_rows_stop_with_the_line_or_are_skipped_and_counted(prerank, world, tmp_path):
+    lines = (world / "train.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    click, order = header.index("click"), header.index("order")
+    rows = [l.split(",") for l in lines[1:200]]
+    rows[4][click] = "2"                       # line 6: label not 0/1
+    rows[9][click], rows[9][order] = "0", "1"  # line 11: order without click
+    rows[14] = rows[14][:-2]                   # line 16: wrong column count
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
+    p = train(prerank, world, tmp_path / "m", bad, check=False)
+    # The first pass (dense statistics) meets the short row first; the error names its line.
+    assert p.returncode == 1
+    assert p.stderr.splitlines()[-1].startswith("Error: ") and "line 16" in p.stderr.splitlines()[-1]
+    rows[14] = lines[15].split(",")            # repair it: now the label error on line 6 stops training
+    bad.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
+    p = train(prerank, world, tmp_path / "m", bad, check=False)
+    assert p.returncode == 1 and "line 6" in p.stderr.splitlines()[-1]
+    rows[14] = rows[14][:-2]
+    bad.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
+    p = train(prerank, world, tmp_path / "m", bad, "--skip-bad-rows")
+    spec = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert spec["training"]["skipped_rows"] == 3
+    p = train(prerank, world, tmp_path / "x", None, "--arch", "transformer", check=False)
+    assert p.returncode != 0 and "--arch" in p.stderr
