@@ -363,3 +363,66 @@ def test_tls_with_a_self_signed_certificate(prerank, world, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+
+
+@pytest.fixture(scope="module")
+def big_world(prerank, tmp_path_factory):
+    """A 200k-item index: a whole-index request takes several milliseconds to score."""
+    w = tmp_path_factory.mktemp("bigworld")
+    run(prerank, "generate", "--out", w / "data", "--users", 50, "--items", 200000, "--requests", 20, "--candidates", 5,
+        "--seed", 3, "--quiet")
+    run(prerank, "init-model", "--features", w / "data" / "features.yaml", "--out", w / "model", "--hidden", "16", "--d", 64)
+    run(prerank, "build-index", "--model", w / "model", "--items", w / "data" / "items.csv", "--out", w / "index.st")
+    (w / "token").write_text(TOKEN + "\n")
+    return w
+
+
+def test_budget_partial_answers_and_504(prerank, big_world, tmp_path):
+    port = free_port()
+    config = tmp_path / "prerank.yaml"
+    write_config(config, big_world, port, extra="budget_ms: 2\nserver:\n  workers: 1\n")
+    text = config.read_text()
+    # one server section: merge the extra keys into it
+    text = text.replace("server:\n  workers: 1\n", "").replace("server:\n", "server:\n  workers: 1\n", 1)
+    config.write_text(text)
+    s = Server(prerank, config, port)
+    try:
+        partial = 0
+        for _ in range(5):
+            r, data = s.request("POST", "/prerank", json.dumps({"user": {"user_id": "u1"}, "k": 10}), {"Content-Type": "application/json"})
+            if r.status == 200:
+                answer = json.loads(data)
+                if answer["partial"]:
+                    partial += 1
+                    assert 0 < len(answer["items"]) <= 10
+                    scores = [i["score"] for i in answer["items"]]
+                    assert scores == sorted(scores, reverse=True)
+            else:
+                assert r.status == 504 and json.loads(data)["error"]["code"] == "budget_expired"
+        assert partial > 0, "a 2 ms budget never cut a 200k-item scan short"
+        metrics = s.request("GET", "/metrics")[1].decode()
+        assert "prerank_partial_responses_total 0" not in metrics
+    finally:
+        assert s.stop() == 0
+
+
+def test_overload_is_shed_with_503_and_retry_after(prerank, big_world, tmp_path):
+    import concurrent.futures
+    port = free_port()
+    config = tmp_path / "prerank.yaml"
+    write_config(config, big_world, port)
+    config.write_text(config.read_text().replace("server:\n", "server:\n  workers: 1\n  queue_depth: 0\n", 1))
+    s = Server(prerank, config, port)
+    try:
+        def one(_):
+            r, data = s.request("POST", "/prerank", json.dumps({"user": {"user_id": "u1"}, "k": 10}), {"Content-Type": "application/json"})
+            return r.status, r.getheader("Retry-After")
+        with concurrent.futures.ThreadPoolExecutor(16) as ex:
+            results = list(ex.map(one, range(48)))
+        statuses = [st for st, _ in results]
+        assert 200 in statuses and 503 in statuses, statuses
+        assert all(ra == "1" for st, ra in results if st == 503)
+        metrics = s.request("GET", "/metrics")[1].decode()
+        assert "prerank_shed_total 0" not in metrics
+    finally:
+        assert s.stop() == 0
