@@ -32,3 +32,32 @@ for arch in archs:
         m = json.load(open(os.path.join(out, f"{arch}-{seed}.mult.json")))
         rows["wrm"].append(m["lists"]["wr@10"])
     print(f"| {arch} | {ms(rows['ctr'])} | {ms(rows['ctcvr'])} | {ms(rows['ll'])} | {ms(rows['wr'])} | {ms(rows['wrm'])} |")
+
+
+def auc(scores, labels):
+    import numpy as np
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    s = scores[order]
+    i = 0
+    while i < len(s):  # average ranks over ties
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    pos = labels > 0
+    n1, n0 = pos.sum(), (~pos).sum()
+    return (ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+import csv
+truth = {"click": [], "order": [], "truth_click": [], "truth_order": []}
+with open(os.path.join(out, "data", "test.csv")) as f:
+    for row in csv.DictReader(f):
+        for k in truth:
+            truth[k].append(float(row[k]))
+print(f"| truth (generator's probabilities) | {auc(truth['truth_click'], truth['click']):.4f} | "
+      f"{auc(truth['truth_order'], truth['order']):.4f} | | | |")
+print(f"\n{int(sum(truth['order']))} orders and {int(sum(truth['click']))} clicks in {len(truth['click'])} test impressions.")

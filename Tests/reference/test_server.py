@@ -426,3 +426,61 @@ def test_overload_is_shed_with_503_and_retry_after(prerank, big_world, tmp_path)
         assert "prerank_shed_total 0" not in metrics
     finally:
         assert s.stop() == 0
+
+
+def test_canary_arm_and_request_log_survive_reload_and_sigterm(prerank, world, tmp_path):
+    import glob
+    other = tmp_path / "canary"
+    run(prerank, "init-model", "--features", world / "data" / "features.yaml", "--out", other, "--hidden", "16,8", "--d", 8,
+        "--seed", 11)
+    run(prerank, "build-index", "--model", other, "--items", world / "data" / "items.csv", "--out", tmp_path / "canary.st")
+    logs = tmp_path / "logs"
+    port = free_port()
+    config = tmp_path / "prerank.yaml"
+    write_config(config, world, port, extra=f"""request_log:
+  dir: {logs}
+  sample_rate: 1.0
+  max_file_bytes: 4096
+  max_files: 1000
+canary:
+  model:
+    dir: {other}
+    index: {tmp_path / 'canary.st'}
+  share: 0.5
+  key: request_id
+""")
+    s = Server(prerank, config, port)
+    arms = {}
+    sent = 0
+    try:
+        for i in range(60):
+            body = {"request_id": f"req-{i}", "user": {"user_id": f"u{i}"}, "candidates": [1, 2, 3], "k": 2}
+            r, data = s.request("POST", "/prerank", json.dumps(body), {"Content-Type": "application/json"})
+            assert r.status == 200
+            answer = json.loads(data)
+            arms[answer["request_id"]] = answer["arm"]
+            sent += 1
+            if i == 30:
+                r, _ = s.request("POST", "/admin/reload", b"", {"Authorization": "Bearer " + TOKEN})
+                assert r.status == 200
+        # Stable: the same request id goes to the same arm.
+        r, data = s.request("POST", "/prerank", json.dumps({"request_id": "req-7", "user": {}, "candidates": [1]}),
+                            {"Content-Type": "application/json"})
+        assert json.loads(data)["arm"] == arms["req-7"]
+        sent += 1
+        assert set(arms.values()) == {"primary", "canary"}
+        metrics = s.request("GET", "/metrics")[1].decode()
+        assert 'arm="canary"' in metrics and 'arm="primary"' in metrics
+        info = json.loads(s.request("GET", "/v1/model")[1])
+        assert info["canary"]["share"] == 0.5
+    finally:
+        assert s.stop() == 0
+    lines = []
+    for path in sorted(glob.glob(str(logs / "*"))):
+        data = open(path, "rb").read()
+        if path.endswith(".gz"):
+            data = gzip.decompress(data)
+        lines += [json.loads(l) for l in data.decode().splitlines() if l.strip()]
+    assert len(lines) == sent, "every sampled request is logged exactly once across rotation, reload and SIGTERM"
+    assert {l["request_id"] for l in lines} == {f"req-{i}" for i in range(60)}
+    assert any(p.endswith(".gz") for p in glob.glob(str(logs / "*"))), "finished files are gzip-compressed"
