@@ -36,19 +36,35 @@ struct Optimiser {
         var g = [Float](repeating: 0, count: tasks)
         let scale = 1 / Float(b)
         let u = (0..<tasks).map { ua.final(task: $0) }, v = (0..<tasks).map { ia.final(task: $0) }
+        var gr = [Float](repeating: 0, count: b * tasks)  // dL/dr_k per example
         for i in 0..<b {
             for k in 0..<tasks {
-                var s: Float = 0
-                for j in 0..<d { s += u[k][i * d + j] * v[k][i * d + j] }
-                dots[k] = s
+                dots[k] = u[k].withUnsafeBufferPointer { uk in
+                    v[k].withUnsafeBufferPointer { vk in
+                        var s: Float = 0
+                        for j in 0..<d { s += uk[i * d + j] * vk[i * d + j] }
+                        return s
+                    }
+                }
             }
             loss += ChainLoss.gradient(chain: chain, dots: dots, labels: rows[i].labels, posWeight: posWeight, grad: &g)
-            for k in 0..<tasks {
-                let gk = g[k] * scale
-                gHead[k] += gk
-                for j in 0..<d {
-                    gu[k][i * d + j] = gk * v[k][i * d + j]
-                    gv[k][i * d + j] = gk * u[k][i * d + j]
+            for k in 0..<tasks { gr[i * tasks + k] = g[k] * scale }
+        }
+        for k in 0..<tasks {
+            gu[k].withUnsafeMutableBufferPointer { guk in
+                gv[k].withUnsafeMutableBufferPointer { gvk in
+                    u[k].withUnsafeBufferPointer { uk in
+                        v[k].withUnsafeBufferPointer { vk in
+                            for i in 0..<b {
+                                let gk = gr[i * tasks + k]
+                                gHead[k] += gk
+                                for j in 0..<d {
+                                    guk[i * d + j] = gk * vk[i * d + j]
+                                    gvk[i * d + j] = gk * uk[i * d + j]
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
