@@ -74,18 +74,7 @@ final class RequestLogFiles: @unchecked Sendable {
     private func write(_ buffer: inout [UInt8], lines: inout Int) {
         guard !buffer.isEmpty else { return }
         defer { buffer.removeAll(keepingCapacity: true); lines = 0 }
-        let ok = buffer.withUnsafeBytes { raw -> Bool in
-            var off = 0
-            while off < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return false
-                }
-                off += n
-            }
-            return true
-        }
+        let ok = RequestLogGzip.writeAll(fd, buffer)
         if ok {
             currentBytes += buffer.count
             metrics.recordRequestLog(written: lines)
@@ -296,7 +285,7 @@ public enum RequestLogGzip {
         guard fsync(outFD) == 0 else { throw Error("fsync \(destination): \(String(cString: strerror(errno)))") }
     }
 
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { raw in
             var off = 0
             while off < raw.count {
