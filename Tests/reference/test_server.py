@@ -484,3 +484,18 @@ canary:
     assert len(lines) == sent, "every sampled request is logged exactly once across rotation, reload and SIGTERM"
     assert {l["request_id"] for l in lines} == {f"req-{i}" for i in range(60)}
     assert any(p.endswith(".gz") for p in glob.glob(str(logs / "*"))), "finished files are gzip-compressed"
+
+
+def test_loadtest_against_the_server(prerank, server, world, tmp_path):
+    """`prerank loadtest` end to end: open-loop rate achieved, HdrHistogram percentiles, no errors,
+    remote hosts refused."""
+    out = run(prerank, "loadtest", "--url", f"http://127.0.0.1:{server.port}/prerank", "--model", world / "model",
+              "--index", world / "index.st", "--candidates", 200, "--bodies", 20, "--rate", 50, "--duration", 2,
+              "--warmup", 0.2, "--json").stdout
+    step = json.loads(out)["steps"][0]
+    assert step["scheduled"] == 100 and step["completed"] == 100 and step["errors"] == {}
+    assert abs(step["achievedRate"] - 50) <= 5
+    assert 0 < step["p50Ms"] <= step["p99Ms"] <= step["p999Ms"] <= step["maxMs"]
+    p = run(prerank, "loadtest", "--url", "http://10.1.2.3:8080/prerank", "--requests", tmp_path / "none.jsonl",
+            "--duration", 1, check=False)
+    assert p.returncode != 0 and "allow-remote" in p.stderr
