@@ -11,7 +11,7 @@ public enum IndexBuilder {
     }
 
     /// Items are pushed through the item towers this many at a time (one sgemm per block).
-    static let batch = 1024
+    public static let batch = 1024
 
     /// - parameters:
     ///   - progress: called with the number of items encoded so far, about every batch.

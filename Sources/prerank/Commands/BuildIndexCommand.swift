@@ -27,7 +27,7 @@ struct BuildIndexCommand: ParsableCommand {
         do {
             let model = try ModelStore.load(directory: model)
             let summary = try IndexBuilder.build(model: model, catalog: items, dtype: dtype, output: out) { done in
-                if done % 65_536 < IndexBuilderBatch.size || done < IndexBuilderBatch.size {
+                if done % 65_536 < IndexBuilder.batch || done < IndexBuilder.batch {
                     Progress.line("build-index: \(done) items encoded")
                 }
             }
@@ -43,4 +43,3 @@ struct BuildIndexCommand: ParsableCommand {
     }
 }
 
-enum IndexBuilderBatch { static let size = 1024 }
