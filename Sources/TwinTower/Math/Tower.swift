@@ -87,16 +87,23 @@ public struct Tower: Sendable, Equatable {
             for l in 0..<blocks {
                 let (inDim, outDim) = shapes[k][l]
                 let (w, b) = weights[k][l]
-                var y = [S](repeating: 0, count: batch * outDim)
-                for r in 0..<batch { for j in 0..<outDim { y[r * outDim + j] = b[j] } }
-                if inDim > 0 {
-                    y.withUnsafeMutableBufferPointer { yb in
+                let count = batch * outDim
+                // The elementwise work runs on raw buffers: Array subscripts here (bias fill, ReLU,
+                // residual) cost as much as the GEMM at training batch sizes (perf, docs/TRAINING.md).
+                var preResidual: [S] = []
+                let y = [S](unsafeUninitializedCapacity: count) { yb, initialised in
+                    let out = yb.baseAddress!
+                    b.withUnsafeBufferPointer { bias in
+                        for r in 0..<batch { (out + r * outDim).initialize(from: bias.baseAddress!, count: outDim) }
+                    }
+                    initialised = count
+                    if inDim > 0 {
                         w.withUnsafeBufferPointer { wb in
                             func apply(_ input: UnsafePointer<S>) {
                                 if batch == 1 {
-                                    S.gemv(n: outDim, k: inDim, w: wb.baseAddress!, x: input, y: yb.baseAddress!)
+                                    S.gemv(n: outDim, k: inDim, w: wb.baseAddress!, x: input, y: out)
                                 } else {
-                                    S.gemmNT(m: batch, n: outDim, k: inDim, a: input, b: wb.baseAddress!, c: yb.baseAddress!)
+                                    S.gemmNT(m: batch, n: outDim, k: inDim, a: input, b: wb.baseAddress!, c: out)
                                 }
                             }
                             if l == 0 {
@@ -106,16 +113,17 @@ public struct Tower: Sendable, Equatable {
                             }
                         }
                     }
-                }
-                if l < blocks - 1 {
-                    for i in y.indices where y[i] < 0 { y[i] = 0 }
-                    if keepPreResidual { relus[k].append(y) }
+                    guard l < blocks - 1 else { return }
+                    for i in 0..<count where out[i] < 0 { out[i] = 0 }
+                    if keepPreResidual { preResidual = Array(UnsafeBufferPointer(start: out, count: count)) }
                     if featureResidual && k > 0 {
                         outputs[k - 1][l].withUnsafeBufferPointer { prev in
-                            for i in y.indices { y[i] += prev[i] }
+                            let p = prev.baseAddress!
+                            for i in 0..<count { out[i] += p[i] }
                         }
                     }
                 }
+                if keepPreResidual && l < blocks - 1 { relus[k].append(preResidual) }
                 outputs[k].append(y)
             }
         }
