@@ -55,14 +55,19 @@ def test_bad_rows_stop_with_the_line_or_are_skipped_and_counted(prerank, world, 
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
     p = train(prerank, world, tmp_path / "m", bad, check=False)
-    # The first pass (dense statistics) meets the short row first; the error names its line.
+    # Rows are validated in one pass, in file order: the first bad line stops training.
     assert p.returncode == 1
-    assert p.stderr.splitlines()[-1].startswith("Error: ") and "line 16" in p.stderr.splitlines()[-1]
-    rows[14] = lines[15].split(",")            # repair it: now the label error on line 6 stops training
+    assert p.stderr.splitlines()[-1].startswith("Error: ") and "line 6: label click must be 0 or 1" in p.stderr.splitlines()[-1]
+    rows[4] = lines[5].split(",")              # repair line 6: now the order without a click on line 11 stops it
     bad.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
     p = train(prerank, world, tmp_path / "m", bad, check=False)
-    assert p.returncode == 1 and "line 6" in p.stderr.splitlines()[-1]
-    rows[14] = rows[14][:-2]
+    assert p.returncode == 1 and "line 11: " in p.stderr.splitlines()[-1] and "=1 without " in p.stderr.splitlines()[-1]
+    rows[9] = lines[10].split(",")             # repair line 11: the short row on line 16 is next
+    bad.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
+    p = train(prerank, world, tmp_path / "m", bad, check=False)
+    assert p.returncode == 1 and "line 16" in p.stderr.splitlines()[-1] and "columns" in p.stderr.splitlines()[-1]
+    rows[4][click] = "2"
+    rows[9][click], rows[9][order] = "0", "1"
     bad.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
     p = train(prerank, world, tmp_path / "m", bad, "--skip-bad-rows")
     spec = json.loads((tmp_path / "m" / "model.json").read_text())

@@ -1,32 +1,110 @@
+import Dispatch
 import Foundation
 import TwinTower
 
-/// One training step over a mini-batch: forward both towers (`Tower.forward`), chain loss,
-/// backward, Adam updates. Owns the optimiser state for every parameter.
-struct Optimiser {
-    var user: [[AdamState]]
-    var item: [[(w: AdamState, b: AdamState)]]
-    var userBias: [[AdamState]]
-    var head: AdamState
-    var embeddings: [String: AdamState]
-    var t = 0
+/// One side (user-query or item) of a training step: Adam for its tower's weights and biases,
+/// lazy Adam for its embedding tables, the scratch for the batch's sparse table gradients, and,
+/// during a step, the tower and tables themselves.
+///
+/// The two sides share nothing but the loss, so a step runs them on two threads. A class, and
+/// `@unchecked Sendable`, because during a step each instance is touched by its own thread only
+/// (and between steps by the caller only), which the compiler cannot see.
+final class SideTrainer: @unchecked Sendable {
+    let layout: SideLayout
+    private var weights: [[AdamState]]
+    private var biases: [[AdamState]]
+    /// Per categorical/multi field, `layout.embeddings` order.
+    private var tableStates: [AdamState]
+    private var tableGradients: [SparseTableGradient]
+    /// Moved in from the model for a step (so this thread holds the only reference) and out after.
+    var tower = Tower(layers: [], featureResidual: false)
+    var tables: [[Float]] = []
+    private(set) var activations: Tower.Activations?
 
-    init(model: Model) {
-        user = model.userTower.layers.map { $0.map { AdamState(count: $0.weight.count) } }
-        userBias = model.userTower.layers.map { $0.map { AdamState(count: $0.bias.count) } }
-        item = model.itemTower.layers.map { $0.map { (AdamState(count: $0.weight.count), AdamState(count: $0.bias.count)) } }
-        head = AdamState(count: model.headBias.count)
-        embeddings = model.embeddings.mapValues { AdamState(count: $0.count) }
+    init(tower: Tower, layout: SideLayout) {
+        self.layout = layout
+        weights = tower.layers.map { $0.map { AdamState(count: $0.weight.count) } }
+        biases = tower.layers.map { $0.map { AdamState(count: $0.bias.count) } }
+        tableStates = layout.embeddings.map { AdamState(count: $0.buckets * $0.dim) }
+        tableGradients = layout.embeddings.map { SparseTableGradient(buckets: $0.buckets, dim: $0.dim) }
     }
 
-    /// Returns the batch's summed loss.
-    mutating func step(model: inout Model, batch rows: [TrainingRowReader.Row], posWeight: [Float], config: TrainingConfig) -> Float {
+    /// `x` `[B × width]` → activations (kept for the backward pass).
+    func forward(_ x: [Float], batch: Int) {
+        activations = x.withUnsafeBufferPointer { tower.forward($0, batch: batch, keepPreResidual: true) }
+    }
+
+    /// Backward through the tower from dL/du (`gradFinal[k]` `[B × d]`), then every update of
+    /// this side: Adam on the tower, lazy Adam (with L2) on the embedding rows the batch touched.
+    func backwardAndUpdate(x: [Float], gradFinal: [[Float]], batch: Batch, data: EncodedRows, assembler: BatchAssembler,
+                           t: Int, config: TrainingConfig) {
+        guard let acts = activations else { preconditionFailure("backward before forward") }
+        activations = nil
+        var grads = TowerGradients(zerosLike: tower)
+        let gx = TowerBackward.run(tower: tower, x: x, batch: batch.count, acts: acts, gradFinal: gradFinal, into: &grads)
+        for k in 0..<tower.taskCount {
+            for l in 0..<tower.blockCount {
+                weights[k][l].step(&tower.layers[k][l].weight, grad: grads.weight[k][l], lr: config.learningRate, t: t)
+                biases[k][l].step(&tower.layers[k][l].bias, grad: grads.bias[k][l], lr: config.learningRate, t: t)
+            }
+        }
+        assembler.scatter(batch, side: layout.side, from: data, gx: gx, into: &tableGradients)
+        for f in tableGradients.indices where !tableGradients[f].touched.isEmpty {
+            tableStates[f].stepRows(&tables[f], rows: tableGradients[f].touched, grads: tableGradients[f].grads,
+                                    dim: layout.embeddings[f].dim, lr: config.embeddingLearningRate, l2: config.embeddingL2, t: t)
+            tableGradients[f].reset()
+        }
+    }
+
+    /// Moves this side's tower and embedding tables out of `model` (which is left without them).
+    func take(from model: inout Model) {
+        if layout.side == .user {
+            tower = model.userTower
+            model.userTower = Tower(layers: [], featureResidual: false)
+        } else {
+            tower = model.itemTower
+            model.itemTower = Tower(layers: [], featureResidual: false)
+        }
+        tables = layout.embeddings.map { model.embeddings.removeValue(forKey: $0.name) ?? [] }
+    }
+
+    /// Moves them back.
+    func put(into model: inout Model) {
+        if layout.side == .user { model.userTower = tower } else { model.itemTower = tower }
+        for (field, table) in zip(layout.embeddings, tables) { model.embeddings[field.name] = table }
+        tower = Tower(layers: [], featureResidual: false)
+        tables = []
+    }
+}
+
+/// One training step over a mini-batch: forward both towers (`Tower.forward`, the same code as
+/// serving), chain loss, backward, Adam updates. Owns the optimiser state for every parameter.
+struct Optimiser {
+    let user: SideTrainer
+    let item: SideTrainer
+    var head: AdamState
+    var t = 0
+
+    init(model: Model, assembler: BatchAssembler) {
+        user = SideTrainer(tower: model.userTower, layout: assembler.user)
+        item = SideTrainer(tower: model.itemTower, layout: assembler.item)
+        head = AdamState(count: model.headBias.count)
+    }
+
+    /// Returns the batch's summed loss. The two sides run on two threads: forward, then
+    /// backward and updates.
+    mutating func step(model: inout Model, batch: Batch, data: EncodedRows, assembler: BatchAssembler,
+                       posWeight: [Float], config: TrainingConfig) -> Float {
         t += 1
-        let b = rows.count
+        let b = batch.count
         let tasks = model.spec.tasks.count, d = model.d
-        let xu = rows.flatMap(\.user.x), xi = rows.flatMap(\.item.x)
-        let ua = xu.withUnsafeBufferPointer { model.userTower.forward($0, batch: b, keepPreResidual: true) }
-        let ia = xi.withUnsafeBufferPointer { model.itemTower.forward($0, batch: b, keepPreResidual: true) }
+        let sides = [user, item], inputs = [batch.xu, batch.xi]
+        for side in sides { side.take(from: &model) }
+        defer { for side in sides { side.put(into: &model) } }
+        DispatchQueue.concurrentPerform(iterations: 2) { s in sides[s].forward(inputs[s], batch: b) }
+        guard let ua = user.activations, let ia = item.activations else { preconditionFailure("both towers ran") }
+
+        // Chain loss; dL/du_k = g_k · v_k and dL/dv_k = g_k · u_k with g_k = dL/dr_k.
         let chain = model.chain
         var gu = [[Float]](repeating: [Float](repeating: 0, count: b * d), count: tasks)
         var gv = gu
@@ -34,6 +112,7 @@ struct Optimiser {
         var loss: Float = 0
         var dots = [Float](repeating: 0, count: tasks)
         var g = [Float](repeating: 0, count: tasks)
+        var labels = [Float](repeating: 0, count: tasks)
         let scale = 1 / Float(b)
         let u = (0..<tasks).map { ua.final(task: $0) }, v = (0..<tasks).map { ia.final(task: $0) }
         var gr = [Float](repeating: 0, count: b * tasks)  // dL/dr_k per example
@@ -46,8 +125,9 @@ struct Optimiser {
                         return s
                     }
                 }
+                labels[k] = batch.labels[i * tasks + k]
             }
-            loss += ChainLoss.gradient(chain: chain, dots: dots, labels: rows[i].labels, posWeight: posWeight, grad: &g)
+            loss += ChainLoss.gradient(chain: chain, dots: dots, labels: labels, posWeight: posWeight, grad: &g)
             for k in 0..<tasks { gr[i * tasks + k] = g[k] * scale }
         }
         for k in 0..<tasks {
@@ -68,52 +148,14 @@ struct Optimiser {
                 }
             }
         }
-        var userGrads = TowerGradients(zerosLike: model.userTower)
-        var itemGrads = TowerGradients(zerosLike: model.itemTower)
-        let gxu = TowerBackward.run(tower: model.userTower, x: xu, batch: b, acts: ua, gradFinal: gu, into: &userGrads)
-        let gxi = TowerBackward.run(tower: model.itemTower, x: xi, batch: b, acts: ia, gradFinal: gv, into: &itemGrads)
 
-        let lr = config.learningRate
-        for k in 0..<tasks {
-            for l in 0..<model.userTower.blockCount {
-                user[k][l].step(&model.userTower.layers[k][l].weight, grad: userGrads.weight[k][l], lr: lr, t: t)
-                userBias[k][l].step(&model.userTower.layers[k][l].bias, grad: userGrads.bias[k][l], lr: lr, t: t)
-                item[k][l].w.step(&model.itemTower.layers[k][l].weight, grad: itemGrads.weight[k][l], lr: lr, t: t)
-                item[k][l].b.step(&model.itemTower.layers[k][l].bias, grad: itemGrads.bias[k][l], lr: lr, t: t)
-            }
+        let gradFinal = [gu, gv], step = t
+        DispatchQueue.concurrentPerform(iterations: 2) { s in
+            sides[s].backwardAndUpdate(x: inputs[s], gradFinal: gradFinal[s], batch: batch, data: data, assembler: assembler,
+                                       t: step, config: config)
         }
-        head.step(&model.headBias, grad: gHead, lr: lr, t: t)
-        updateEmbeddings(model: &model, side: .user, rows: rows.map(\.user), gx: gxu, config: config)
-        updateEmbeddings(model: &model, side: .item, rows: rows.map(\.item), gx: gxi, config: config)
+        head.step(&model.headBias, grad: gHead, lr: config.learningRate, t: t)
         return loss
-    }
-
-    private mutating func updateEmbeddings(model: inout Model, side: Side, rows: [EncodedSide], gx: [Float], config: TrainingConfig) {
-        let encoder = model.encoder(side)
-        let width = encoder.width
-        var f = 0
-        for field in encoder.fields where field.spec.kind != .dense {
-            let dim = field.spec.dim ?? 0
-            var grads: [Int32: [Float]] = [:]
-            for (i, r) in rows.enumerated() {
-                let ids = r.rows[f]
-                guard !ids.isEmpty else { continue }
-                let share = 1 / Float(ids.count)
-                for id in ids {
-                    var acc = grads[id] ?? [Float](repeating: 0, count: dim)
-                    for j in 0..<dim { acc[j] += gx[i * width + field.offset + j] * share }
-                    grads[id] = acc
-                }
-            }
-            let name = field.spec.name
-            if !grads.isEmpty, var table = model.embeddings[name], var state = embeddings[name] {
-                model.embeddings[name] = []  // keep the table uniquely referenced while updating
-                state.stepRows(&table, rows: grads, dim: dim, lr: config.embeddingLearningRate, l2: config.embeddingL2, t: t)
-                model.embeddings[name] = table
-                embeddings[name] = state
-            }
-            f += 1
-        }
     }
 }
 
@@ -127,10 +169,10 @@ struct Evaluation {
         labels = Array(repeating: [], count: tasks)
     }
 
-    mutating func add(model: Model, rows: [TrainingRowReader.Row]) {
-        guard !rows.isEmpty else { return }
-        let b = rows.count, tasks = model.spec.tasks.count, d = model.d
-        let xu = rows.flatMap(\.user.x), xi = rows.flatMap(\.item.x)
+    mutating func add(model: Model, batch: Batch) {
+        guard batch.count > 0 else { return }
+        let b = batch.count, tasks = model.spec.tasks.count, d = model.d
+        let xu = batch.xu, xi = batch.xi
         let ua = xu.withUnsafeBufferPointer { model.userTower.forward($0, batch: b) }
         let ia = xi.withUnsafeBufferPointer { model.itemTower.forward($0, batch: b) }
         let u = (0..<tasks).map { ua.final(task: $0) }, v = (0..<tasks).map { ia.final(task: $0) }
@@ -140,7 +182,7 @@ struct Evaluation {
             let p = chain.probabilities(dots: dots)
             for k in 0..<tasks {
                 probabilities[k].append(Double(p[k]))
-                labels[k].append(Double(rows[i].labels[k]))
+                labels[k].append(Double(batch.labels[i * tasks + k]))
             }
         }
     }

@@ -9,7 +9,8 @@ public struct TrainingConfig: Sendable {
     public var learningRate: Float = 0.002
     /// Embedding tables learn slower and decay: id fields overfit within 1–2 epochs otherwise.
     public var embeddingLearningRate: Float = 0.002
-    public var embeddingL2: Float = 1e-4
+    public var embeddingL2: Float = TrainingConfig.defaultEmbeddingL2
+    public static let defaultEmbeddingL2: Float = 1e-4
     /// Positive-example weight per task name (the paper used up to 500 for CTCVR).
     public var positiveWeights: [String: Float] = [:]
     public var seed: UInt64 = 1
@@ -53,62 +54,49 @@ public enum Trainer {
         var model = ModelStore.random(spec: spec, using: &rng)
         // Embedding init small (the tower init assumes unit-scale inputs).
         for (name, table) in model.embeddings { model.embeddings[name] = table.map { $0 * 0.1 } }
-        for k in model.headBias.indices { model.headBias[k] = -2 }
 
-        // Pass 1: dense statistics and row count.
-        let stats = try denseStatistics(path: data, model: model, skipBadRows: config.skipBadRows)
-        model.denseMean = stats.mean
-        model.denseStd = stats.std
+        // One pass over the CSV: validate, hash, split, dense statistics (see TrainingRows.swift).
+        // The encoded rows stay mapped after their files are removed.
+        let cache = try TemporaryDirectory(prefix: "prerank-train")
+        defer { cache.remove() }
         let validationCut = UInt64(config.validationFraction * Double(UInt64.max))
-        func isValidation(_ key: UInt64) -> Bool { SplitMix64.mix(key ^ 0x5EED) < validationCut }
+        let rows = try TrainingRowReader(path: data, spec: spec, skipBadRows: config.skipBadRows)
+            .read(into: cache.path) { SplitMix64.mix($0 ^ 0x5EED) < validationCut }
+        model.denseMean = rows.denseMean
+        model.denseStd = rows.denseStd
+        model.headBias = initialHeads(architecture: config.architecture, positives: rows.positives, rows: rows.train.count)
+        let assembler = BatchAssembler(spec: spec, denseMean: rows.denseMean, denseStd: rows.denseStd)
 
-        var optimiser = Optimiser(model: model)
+        var optimiser = Optimiser(model: model, assembler: assembler)
         let posWeight = model.spec.tasks.map { config.positiveWeights[$0.name] ?? 1 }
         var best: (auc: Double, model: Model, epoch: Int)? = nil
         var reports: [EpochReport] = []
         var sinceBest = 0
-        var trainRows = 0, validationRows = 0, skipped = 0
+        let trainRows = rows.train.count, validationRows = rows.validation.count
+        var order = Array(0..<trainRows)
         for epoch in 1...max(1, config.epochs) {
             let started = Date()
-            var reader = try TrainingRowReader(path: data, model: model, skipBadRows: config.skipBadRows)
-            var buffer: [TrainingRowReader.Row] = []
-            var lossSum = 0.0, seen = 0
+            // A fresh permutation of every training row each epoch (deterministic by seed).
             var shuffle = SplitMix64(seed: config.seed &+ UInt64(epoch))
-            func drain(keep: Int) {
-                buffer.shuffle(using: &shuffle)
-                while buffer.count > keep {
-                    let n = min(config.batch, buffer.count - keep)
-                    let batch = Array(buffer.suffix(n))
-                    buffer.removeLast(n)
-                    lossSum += Double(optimiser.step(model: &model, batch: batch, posWeight: posWeight, config: config))
-                    seen += n
-                    if seen % (config.batch * 32) < n {
-                        progress?(epoch, seen, stats.rows, lossSum / Double(seen), Double(seen) / Date().timeIntervalSince(started))
-                    }
+            order.shuffle(using: &shuffle)
+            var lossSum = 0.0, seen = 0
+            while seen < trainRows {
+                let n = min(config.batch, trainRows - seen)
+                let batch = assembler.assemble(Array(order[seen..<(seen + n)]), from: rows.train, embeddings: model.embeddings)
+                lossSum += Double(optimiser.step(model: &model, batch: batch, data: rows.train, assembler: assembler,
+                                                 posWeight: posWeight, config: config))
+                seen += n
+                if seen % (config.batch * 32) < n {
+                    progress?(epoch, seen, trainRows, lossSum / Double(seen), Double(seen) / Date().timeIntervalSince(started))
                 }
             }
+            let rate = Double(seen) / max(Date().timeIntervalSince(started), 1e-9)
             var validation = Evaluation(tasks: model.spec.tasks.count)
             var v = 0
-            while let row = try reader.next() {
-                if isValidation(row.requestKey) { v += 1; continue }
-                buffer.append(row)
-                if buffer.count >= config.shuffleBuffer { drain(keep: config.shuffleBuffer / 2) }
-            }
-            drain(keep: 0)
-            skipped = reader.skipped
-            trainRows = seen
-            validationRows = v
-            let rate = Double(seen) / max(Date().timeIntervalSince(started), 1e-9)
-            // Validation pass (streamed again: memory stays bounded).
-            if v > 0 {
-                var vr = try TrainingRowReader(path: data, model: model, skipBadRows: true)
-                var chunk: [TrainingRowReader.Row] = []
-                while let row = try vr.next() {
-                    guard isValidation(row.requestKey) else { continue }
-                    chunk.append(row)
-                    if chunk.count == 4096 { validation.add(model: model, rows: chunk); chunk.removeAll(keepingCapacity: true) }
-                }
-                validation.add(model: model, rows: chunk)
+            while v < validationRows {
+                let n = min(4096, validationRows - v)
+                validation.add(model: model, batch: assembler.assemble(Array(v..<(v + n)), from: rows.validation, embeddings: model.embeddings))
+                v += n
             }
             let names = model.spec.tasks.map(\.name)
             let aucs = validation.aucs()
@@ -117,70 +105,36 @@ public enum Trainer {
                                      validationLogLoss: Dictionary(uniqueKeysWithValues: zip(names, validation.logLosses())),
                                      samplesPerSecond: rate)
             reports.append(report)
-            progress?(epoch, seen, stats.rows, report.trainLoss, rate)
+            progress?(epoch, seen, trainRows, report.trainLoss, rate)
             let score = aucs.isEmpty ? -report.trainLoss : aucs.reduce(0, +) / Double(aucs.count)
-            if best == nil || score > best!.auc || v == 0 {
-                best = (score, model, epoch)
-                sinceBest = 0
-            } else {
+            if let b = best, validationRows > 0, score <= b.auc {
                 sinceBest += 1
                 if sinceBest >= config.patience { break }
+            } else {
+                best = (score, model, epoch)
+                sinceBest = 0
             }
         }
         var final = best?.model ?? model
         final.fingerprint = ""
         return (final, TrainingReport(epochs: reports, bestEpoch: best?.epoch ?? reports.count, trainRows: trainRows,
-                                      validationRows: validationRows, skippedRows: skipped))
+                                      validationRows: validationRows, skippedRows: rows.skipped))
     }
 
-    struct DenseStats { var mean: [Side: [Float]]; var std: [Side: [Float]]; var rows: Int }
-
-    /// Mean and standard deviation of each dense field (missing values skipped; a constant
-    /// field gets std 1 so it encodes as 0 offsets rather than dividing by zero).
-    static func denseStatistics(path: String, model: Model, skipBadRows: Bool) throws(FormatError) -> DenseStats {
-        var reader = try CSVReader(path: path)
-        let columns = reader.columns
-        var sums: [Side: [(Double, Double, Int)]] = [:]
-        var cols: [Side: [Int?]] = [:]
-        for side in Side.allCases {
-            let dense = model.spec.fields(of: side).filter { $0.kind == .dense }
-            sums[side] = Array(repeating: (0, 0, 0), count: dense.count)
-            cols[side] = dense.map { columns[$0.name] }
-        }
-        var rows = 0
-        while let cells = try reader.next() {
-            rows += 1
-            guard cells.count == reader.header.count else {
-                if skipBadRows { continue }
-                throw FormatError(path, "line \(reader.line): \(cells.count) columns, header has \(reader.header.count)")
-            }
-            for side in Side.allCases {
-                for (i, c) in (cols[side] ?? []).enumerated() {
-                    guard let c else { continue }
-                    let t = cells[c].trimmingSpaces()
-                    if t.isEmpty { continue }
-                    guard let v = Double(t), v.isFinite else {
-                        if skipBadRows { continue }
-                        throw FormatError(path, "line \(reader.line): \"\(cells[c])\" is not a finite number (column \(reader.header[c]))")
-                    }
-                    sums[side]![i].0 += v
-                    sums[side]![i].1 += v * v
-                    sums[side]![i].2 += 1
-                }
+    /// Head biases `c_k` that make the untrained chain predict each task's base rate, so the first
+    /// batches do not spend themselves learning a constant (CTCVR is ~0.2 %: logit −6).
+    ///
+    /// With rates `p_k` (smoothed): additive with the logit residual `c_k = logit p_k − logit p_{k−1}`;
+    /// additive without it `c_k = logit p_k`; multiplicative `c_k = logit(p_k / p_{k−1})`.
+    static func initialHeads(architecture: Architecture, positives: [Int], rows: Int) -> [Float] {
+        let rates = positives.map { (Double($0) + 1) / (Double(rows) + 2) }
+        func logit(_ p: Double) -> Double { log(p / (1 - p)) }
+        return rates.indices.map { k in
+            let previous = k > 0 ? rates[k - 1] : 1
+            switch architecture.chain {
+            case .multiplicative: return Float(logit(min(rates[k] / previous, 1 - 1e-6)))
+            case .additive: return Float(architecture.lr && k > 0 ? logit(rates[k]) - logit(previous) : logit(rates[k]))
             }
         }
-        guard rows > 0 else { throw FormatError(path, "no training rows") }
-        var mean: [Side: [Float]] = [:], std: [Side: [Float]] = [:]
-        for side in Side.allCases {
-            mean[side] = sums[side]!.map { $0.2 > 0 ? Float($0.0 / Double($0.2)) : 0 }
-            std[side] = sums[side]!.map { s in
-                guard s.2 > 1 else { return 1 }
-                let m = s.0 / Double(s.2)
-                let variance = max(s.1 / Double(s.2) - m * m, 0)
-                let sd = variance.squareRoot()
-                return sd > 1e-6 ? Float(sd) : 1
-            }
-        }
-        return DenseStats(mean: mean, std: std, rows: rows)
     }
 }

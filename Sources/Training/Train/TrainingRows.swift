@@ -1,117 +1,182 @@
+import Foundation
 import TwinTower
 
-/// One side of one encoded training row: the tower input and, per embedding field, the rows
-/// that fed it (for the sparse embedding update).
-struct EncodedSide {
-    var x: [Float]
-    /// For each categorical/multi field (in encoder order): its embedding rows; the gradient of
-    /// the field's block is spread over them equally (the block is their mean).
-    var rows: [[Int32]]
+/// The training CSV (SPEC §3) after one streaming pass: rows encoded for training and for
+/// validation, dense statistics, and what was skipped.
+struct TrainingData {
+    var train: EncodedRows
+    var validation: EncodedRows
+    /// `dense.<side>.mean` / `.std` over every row read (a constant field gets std 1).
+    var denseMean: [Side: [Float]]
+    var denseStd: [Side: [Float]]
+    var skipped: Int
+    /// Positives per task among the training rows (reported, and used to set the heads' start).
+    var positives: [Int]
 }
 
-/// Streams a training CSV (SPEC §3) as encoded rows: user side, item side, labels.
+/// Reads a training CSV once: validates every row, hashes categorical values, splits rows by
+/// request id into training and validation, and accumulates dense statistics.
 ///
-/// Unknown columns are ignored; a missing feature column encodes as missing values. Bad rows
-/// (wrong column count, labels not 0/1, a later task's label without an earlier one's,
-/// non-numeric dense values) stop with the line number, or are skipped and counted.
+/// Unknown columns are ignored and a feature column that is absent encodes as missing values, so
+/// any writer of the SPEC's files works, not only `prerank generate`. Bad rows (wrong column
+/// count, labels not 0/1, a later task's label without an earlier one's, non-numeric dense
+/// values) stop with the line number, or are skipped and counted.
 struct TrainingRowReader {
     let path: String
-    let model: Model
+    let spec: ModelSpec
     let skipBadRows: Bool
-    private var reader: CSVReader
-    private let userEncoder: FeatureEncoder
-    private let itemEncoder: FeatureEncoder
-    private let userColumns: [Int?]
-    private let itemColumns: [Int?]
-    private let labelColumns: [Int]
-    private let requestColumn: Int?
-    private(set) var skipped = 0
+    let user: SideLayout
+    let item: SideLayout
 
-    init(path: String, model: Model, skipBadRows: Bool) throws(FormatError) {
+    init(path: String, spec: ModelSpec, skipBadRows: Bool) {
         self.path = path
-        self.model = model
+        self.spec = spec
         self.skipBadRows = skipBadRows
-        reader = try CSVReader(path: path)
+        user = SideLayout(side: .user, spec: spec)
+        item = SideLayout(side: .item, spec: spec)
+    }
+
+    /// - parameters:
+    ///   - directory: where the encoded rows are written (a temporary directory).
+    ///   - isValidation: the split, by hash of `request_id` (or of the line number without one).
+    func read(into directory: String, isValidation: (UInt64) -> Bool) throws(FormatError) -> TrainingData {
+        var reader = try CSVReader(path: path)
         let columns = reader.columns
-        userEncoder = model.encoder(.user)
-        itemEncoder = model.encoder(.item)
-        userColumns = userEncoder.fields.map { columns[$0.spec.name] }
-        itemColumns = itemEncoder.fields.map { columns[$0.spec.name] }
-        var labels: [Int] = []
-        for task in model.spec.tasks {
+        var labelColumns: [Int] = []
+        for task in spec.tasks {
             guard let c = columns[task.label] else { throw FormatError(path, "no label column \(task.label) for task \(task.name)") }
-            labels.append(c)
+            labelColumns.append(c)
         }
-        labelColumns = labels
-        requestColumn = columns["request_id"]
-    }
+        let requestColumn = columns["request_id"]
+        let sides = [user, item]
+        // Column of each field, side by side, in spec order (nil: absent, encodes as missing).
+        let fieldColumns = sides.map { $0.fields.map { columns[$0.name] } }
+        let seeds = sides.map { $0.fields.map { FeatureHasher.fieldSeed($0.name) } }
 
-    struct Row {
-        var user: EncodedSide
-        var item: EncodedSide
-        var labels: [Float]
-        var requestKey: UInt64
-        var line: Int
-    }
-
-    mutating func next() throws(FormatError) -> Row? {
-        while let cells = try reader.next() {
-            let line = reader.line
-            do {
-                return try parse(cells, line: line)
-            } catch {
-                if skipBadRows { skipped += 1; continue }
-                throw error
+        var train = try EncodedRowsWriter(directory: directory, name: "train")
+        var validation: EncodedRowsWriter
+        do { validation = try EncodedRowsWriter(directory: directory, name: "validation") } catch {
+            train.abandon()
+            throw error
+        }
+        var sums = sides.map { [(sum: Double, squares: Double, n: Int)](repeating: (0, 0, 0), count: $0.dense.count) }
+        var positives = [Int](repeating: 0, count: spec.tasks.count)
+        var skipped = 0
+        var record: [UInt32] = []
+        var dense: [[Float]] = sides.map { [Float](repeating: .nan, count: $0.dense.count) }
+        do throws(FormatError) {
+            while let cells = try reader.next() {
+                let line = reader.line
+                do throws(FormatError) {
+                    guard cells.count == reader.header.count else {
+                        throw FormatError(path, "line \(line): \(cells.count) columns, header has \(reader.header.count)")
+                    }
+                    record.removeAll(keepingCapacity: true)
+                    record.append(try labels(cells, columns: labelColumns, line: line))
+                    for s in sides.indices {
+                        try denseValues(cells, side: sides[s], columns: fieldColumns[s], line: line, into: &dense[s])
+                        for v in dense[s] { record.append(v.bitPattern) }
+                    }
+                    for s in sides.indices {
+                        appendBuckets(cells, side: sides[s], columns: fieldColumns[s], seeds: seeds[s], to: &record)
+                    }
+                } catch {
+                    if skipBadRows { skipped += 1; continue }
+                    throw error
+                }
+                // The row is valid: it counts.
+                for s in sides.indices {
+                    for (i, v) in dense[s].enumerated() where !v.isNaN {
+                        sums[s][i].sum += Double(v)
+                        sums[s][i].squares += Double(v) * Double(v)
+                        sums[s][i].n += 1
+                    }
+                }
+                let key = requestColumn.map { FeatureHasher.fnv1a(cells[$0].utf8) } ?? UInt64(line)
+                if isValidation(key) {
+                    try validation.append(record)
+                } else {
+                    for k in positives.indices where record[0] & (1 << UInt32(k)) != 0 { positives[k] += 1 }
+                    try train.append(record)
+                }
+            }
+        } catch {
+            train.abandon()
+            validation.abandon()
+            throw error
+        }
+        guard train.count + validation.count > 0 else {
+            train.abandon()
+            validation.abandon()
+            throw FormatError(path, "no training rows")
+        }
+        var mean: [Side: [Float]] = [:], std: [Side: [Float]] = [:]
+        for (s, side) in sides.enumerated() {
+            mean[side.side] = sums[s].map { $0.n > 0 ? Float($0.sum / Double($0.n)) : 0 }
+            std[side.side] = sums[s].map { v in
+                guard v.n > 1 else { return 1 }
+                let m = v.sum / Double(v.n)
+                let sd = max(v.squares / Double(v.n) - m * m, 0).squareRoot()
+                return sd > 1e-6 ? Float(sd) : 1
             }
         }
-        return nil
+        return TrainingData(train: try train.finish(), validation: try validation.finish(),
+                            denseMean: mean, denseStd: std, skipped: skipped, positives: positives)
     }
 
-    private func parse(_ cells: [String], line: Int) throws(FormatError) -> Row {
-        guard cells.count == reader.header.count else {
-            throw FormatError(path, "line \(line): \(cells.count) columns, header has \(reader.header.count)")
-        }
-        var labels: [Float] = []
-        for (k, c) in labelColumns.enumerated() {
+    /// The labels as a bitmask; each must be 0 or 1 and never 1 after a 0 along the chain.
+    private func labels(_ cells: [String], columns: [Int], line: Int) throws(FormatError) -> UInt32 {
+        var bits: UInt32 = 0
+        for (k, c) in columns.enumerated() {
             switch cells[c].trimmingSpaces() {
-            case "0": labels.append(0)
-            case "1": labels.append(1)
-            default: throw FormatError(path, "line \(line): label \(model.spec.tasks[k].label) must be 0 or 1, is \"\(cells[c])\"")
+            case "0": break
+            case "1":
+                if k > 0 && bits & (1 << UInt32(k - 1)) == 0 {
+                    throw FormatError(path, "line \(line): \(spec.tasks[k].label)=1 without \(spec.tasks[k - 1].label)=1")
+                }
+                bits |= 1 << UInt32(k)
+            default: throw FormatError(path, "line \(line): label \(spec.tasks[k].label) must be 0 or 1, is \"\(cells[c])\"")
             }
         }
-        for k in 1..<max(labels.count, 1) where labels[k] > labels[k - 1] {
-            throw FormatError(path, "line \(line): \(model.spec.tasks[k].label)=1 without \(model.spec.tasks[k - 1].label)=1")
-        }
-        let user = try encode(cells, encoder: userEncoder, columns: userColumns, line: line)
-        let item = try encode(cells, encoder: itemEncoder, columns: itemColumns, line: line)
-        let key = requestColumn.map { FeatureHasher.fnv1a(cells[$0].utf8) } ?? UInt64(line)
-        return Row(user: user, item: item, labels: labels, requestKey: key, line: line)
+        return bits
     }
 
-    private func encode(_ cells: [String], encoder: FeatureEncoder, columns: [Int?], line: Int) throws(FormatError) -> EncodedSide {
-        var row = FeatureRow()
-        for (field, column) in zip(encoder.fields, columns) {
+    private func denseValues(_ cells: [String], side: SideLayout, columns: [Int?], line: Int,
+                             into out: inout [Float]) throws(FormatError) {
+        var i = 0
+        for (field, column) in zip(side.fields, columns) where field.kind == .dense {
+            defer { i += 1 }
+            out[i] = .nan
             guard let column else { continue }
-            do {
-                row[field.spec.name] = try CSVFeatures.value(cells[column], kind: field.spec.kind, column: field.spec.name, line: line)
-            } catch {
-                throw FormatError(path, "line \(line): \(error.message) (column \(field.spec.name))")
+            let t = cells[column].trimmingSpaces()
+            if t.isEmpty { continue }
+            guard let v = Double(t), v.isFinite, Float(v).isFinite else {
+                throw FormatError(path, "line \(line): \"\(cells[column])\" is not a finite number (column \(field.name))")
             }
+            out[i] = Float(v)
         }
-        let x: [Float]
-        do { x = try encoder.encode(row) } catch { throw FormatError(path, "line \(line): \(error.description)") }
-        var rows: [[Int32]] = []
-        for field in encoder.fields where field.spec.kind != .dense {
-            var ids: [Int32] = []
-            switch row[field.spec.name] {
-            case .array(let values)?:
-                for v in values { if let b = try? encoder.bucket(of: field, value: v, path: "") { ids.append(Int32(b)) } }
-            case let v?:
-                if let b = try? encoder.bucket(of: field, value: v, path: "") { ids.append(Int32(b)) }
-            case nil: break
+    }
+
+    /// Count and bucket ids of each categorical/multi field (SPEC §3 hashing; `|` separates the
+    /// values of a multi cell; an empty value is missing).
+    private func appendBuckets(_ cells: [String], side: SideLayout, columns: [Int?], seeds: [UInt64], to record: inout [UInt32]) {
+        for (f, field) in side.fields.enumerated() where field.kind != .dense {
+            let buckets = field.buckets ?? 1
+            let countAt = record.count
+            record.append(0)
+            guard let column = columns[f] else { continue }
+            let cell = cells[column]
+            if field.kind == .categorical {
+                if !cell.isEmpty {
+                    record.append(UInt32(FeatureHasher.bucket(seed: seeds[f], value: cell, buckets: buckets)))
+                }
+            } else {
+                for part in cell.utf8.split(separator: UInt8(ascii: "|"), omittingEmptySubsequences: true) {
+                    let h = FeatureHasher.fnv1a(part, seed: seeds[f])
+                    record.append(UInt32(h % UInt64(buckets)))
+                }
             }
-            rows.append(ids)
+            record[countAt] = UInt32(record.count - countAt - 1)
         }
-        return EncodedSide(x: x, rows: rows)
     }
 }

@@ -92,10 +92,10 @@ public struct FeatureEncoder: Sendable {
             var v: Float = 0
             switch value {
             case nil, .null?: v = 0
-            case .integer(let i)?: v = (Float(i) - denseMean[field.denseIndex]) / denseStd[field.denseIndex]
+            case .integer(let i)?: v = Self.normalise(Float(i), mean: denseMean[field.denseIndex], std: denseStd[field.denseIndex])
             case .number(let d)?:
                 guard d.isFinite else { throw FeatureError(field: path, message: "a dense value must be a finite number") }
-                v = (Float(d) - denseMean[field.denseIndex]) / denseStd[field.denseIndex]
+                v = Self.normalise(Float(d), mean: denseMean[field.denseIndex], std: denseStd[field.denseIndex])
             case .string?:
                 throw FeatureError(field: path, message: "a dense value must be a number, not a string")
             case .bool?:
@@ -103,7 +103,7 @@ public struct FeatureEncoder: Sendable {
             case .array?:
                 throw FeatureError(field: path, message: "a dense value must be a number, not an array")
             }
-            x[field.offset] = v.isFinite ? v : 0
+            x[field.offset] = v
         case .categorical, .multi:
             let dim = spec.dim ?? 0
             let block = UnsafeMutableBufferPointer(rebasing: x[field.offset..<(field.offset + dim)])
@@ -121,17 +121,36 @@ public struct FeatureEncoder: Sendable {
             } else if let r = try bucket(of: field, value: value, path: path) {
                 rows.append(r)
             }
-            guard !rows.isEmpty else { return }
             table.withUnsafeBufferPointer { t in
-                for r in rows {
-                    let base = r * dim
-                    for j in 0..<dim { block[j] += t[base + j] }
-                }
-            }
-            if rows.count > 1 {
-                let scale = 1 / Float(rows.count)
-                for j in 0..<dim { block[j] *= scale }
+                rows.withUnsafeBufferPointer { Self.addMean(of: $0, table: t, dim: dim, into: block.baseAddress!) }
             }
         }
+    }
+
+    /// A categorical or multi block: adds the mean of the table rows `rows` into `block` (`dim`
+    /// floats, zero on entry; left zero when `rows` is empty). Training's batch assembly calls
+    /// this too, so both sides of the model read embeddings alike.
+    ///
+    /// Shapes: `table` `[buckets × dim]` row-major; every row in `rows` is `< buckets`.
+    @inlinable
+    public static func addMean<R: Collection>(of rows: R, table: UnsafeBufferPointer<Float>, dim: Int,
+                                              into block: UnsafeMutablePointer<Float>) where R.Element: BinaryInteger {
+        guard !rows.isEmpty, let t = table.baseAddress else { return }
+        for r in rows {
+            let row = t + Int(r) * dim
+            for j in 0..<dim { block[j] += row[j] }
+        }
+        if rows.count > 1 {
+            let scale = 1 / Float(rows.count)
+            for j in 0..<dim { block[j] *= scale }
+        }
+    }
+
+    /// A dense value as the tower sees it: `(v − mean) / std`, and 0 for a missing (NaN) or
+    /// non-finite result.
+    @inlinable
+    public static func normalise(_ v: Float, mean: Float, std: Float) -> Float {
+        let z = (v - mean) / std
+        return z.isFinite ? z : 0
     }
 }

@@ -24,6 +24,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Epochs at most.") var epochs: Int = 4
     @Option(help: "Mini-batch size.") var batch: Int = 512
     @Option(help: "Adam learning rate.") var lr: Float = 0.002
+    @Option(help: "Learning rate of the embedding tables (default: --lr).") var embeddingLr: Float?
+    @Option(help: "L2 on the embedding rows a batch touches (hashed id tables memorise without it).") var embeddingL2: Float = TrainingConfig.defaultEmbeddingL2
     @Option(help: "Random seed (same seed and data: same weights).") var seed: UInt64 = 1
     @Option(help: "Hidden widths, comma-separated.") var hidden: String = "64,32"
     @Option(help: "Output width d.") var d: Int = 32
@@ -38,6 +40,8 @@ struct TrainCommand: ParsableCommand {
             return w
         }
         guard d >= 1, epochs >= 1, batch >= 1, lr > 0, lr.isFinite else { throw CLIError("--d, --epochs, --batch must be ≥ 1 and --lr > 0") }
+        guard (embeddingLr ?? lr) > 0, (embeddingLr ?? lr).isFinite else { throw CLIError("--embedding-lr must be > 0") }
+        guard embeddingL2 >= 0, embeddingL2.isFinite else { throw CLIError("--embedding-l2 must be ≥ 0") }
         guard (0..<1).contains(validationFraction) else { throw CLIError("--validation-fraction must be in [0, 1)") }
         guard let architecture = Architecture.named(arch, hidden: widths, d: d, clamp: clamp) else {
             throw CLIError("--arch must be resflow, nse, nse+fr, nse+lr or esmm, not \(arch)")
@@ -46,7 +50,8 @@ struct TrainCommand: ParsableCommand {
         config.epochs = epochs
         config.batch = batch
         config.learningRate = lr
-        config.embeddingLearningRate = lr
+        config.embeddingLearningRate = embeddingLr ?? lr
+        config.embeddingL2 = embeddingL2
         config.seed = seed
         config.validationFraction = validationFraction
         config.patience = patience
