@@ -18,6 +18,7 @@ struct PreRank: ParsableCommand {
             ServeCommand.self,
             TrainCommand.self,
             BenchCommand.self,
+            BenchTrainCommand.self,
             LoadTestCommand.self,
             EvalCommand.self,
             TuneFusionCommand.self,

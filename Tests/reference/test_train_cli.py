@@ -22,8 +22,11 @@ def test_same_seed_same_weights_and_loadable(prerank, world, tmp_path):
     train(prerank, world, tmp_path / "a", None, "--seed", "4")
     train(prerank, world, tmp_path / "b", None, "--seed", "4")
     train(prerank, world, tmp_path / "c", None, "--seed", "5")
+    train(prerank, world, tmp_path / "serial", None, "--seed", "4", "--threads", "1")
     a = (tmp_path / "a" / "weights.safetensors").read_bytes()
     assert a == (tmp_path / "b" / "weights.safetensors").read_bytes()
+    # The user and item sides on one thread or two: the same arithmetic, the same weights.
+    assert a == (tmp_path / "serial" / "weights.safetensors").read_bytes()
     assert a != (tmp_path / "c" / "weights.safetensors").read_bytes()
     spec = json.loads((tmp_path / "a" / "model.json").read_text())
     assert spec["architecture"]["fr"] and spec["architecture"]["lr"]
@@ -74,3 +77,13 @@ def test_bad_rows_stop_with_the_line_or_are_skipped_and_counted(prerank, world, 
     assert spec["training"]["skipped_rows"] == 3
     p = train(prerank, world, tmp_path / "x", None, "--arch", "transformer", check=False)
     assert p.returncode != 0 and "--arch" in p.stderr
+
+
+def test_bench_train_reports_both_thread_counts(prerank, world):
+    report = json.loads(run(prerank, "bench-train", "--features", world / "features.yaml", "--data", world / "train.csv",
+                            "--hidden", "16,8", "--d", 8, "--batch", 64, "--rows", 600, "--repeats", 1, "--json").stdout)
+    assert report["rows"] > 0 and report["rowsPerRepeat"] == min(600, report["rows"])
+    assert report["encodeRowsPerSecond"] > 0
+    assert report["stepRowsPerSecondOneThread"] > 0 and report["stepRowsPerSecondTwoThreads"] > 0
+    p = run(prerank, "bench-train", "--features", world / "features.yaml", "--data", world / "nope.csv", check=False)
+    assert p.returncode == 1 and p.stderr.splitlines()[-1].startswith("Error: ") and "nope.csv" in p.stderr

@@ -84,8 +84,11 @@ struct Optimiser {
     let item: SideTrainer
     var head: AdamState
     var t = 0
+    /// 2: sides on two threads; 1: one after the other.
+    let threads: Int
 
-    init(model: Model, assembler: BatchAssembler) {
+    init(model: Model, assembler: BatchAssembler, threads: Int = 2) {
+        self.threads = threads
         user = SideTrainer(tower: model.userTower, layout: assembler.user)
         item = SideTrainer(tower: model.itemTower, layout: assembler.item)
         head = AdamState(count: model.headBias.count)
@@ -101,7 +104,7 @@ struct Optimiser {
         let sides = [user, item], inputs = [batch.xu, batch.xi]
         for side in sides { side.take(from: &model) }
         defer { for side in sides { side.put(into: &model) } }
-        DispatchQueue.concurrentPerform(iterations: 2) { s in sides[s].forward(inputs[s], batch: b) }
+        runSides { s in sides[s].forward(inputs[s], batch: b) }
         guard let ua = user.activations, let ia = item.activations else { preconditionFailure("both towers ran") }
 
         // Chain loss; dL/du_k = g_k · v_k and dL/dv_k = g_k · u_k with g_k = dL/dr_k.
@@ -150,12 +153,22 @@ struct Optimiser {
         }
 
         let gradFinal = [gu, gv], step = t
-        DispatchQueue.concurrentPerform(iterations: 2) { s in
+        runSides { s in
             sides[s].backwardAndUpdate(x: inputs[s], gradFinal: gradFinal[s], batch: batch, data: data, assembler: assembler,
                                        t: step, config: config)
         }
         head.step(&model.headBias, grad: gHead, lr: config.learningRate, t: t)
         return loss
+    }
+
+    /// `body(0)` (user side) and `body(1)` (item side), on two threads or one after the other.
+    private func runSides(_ body: @Sendable (Int) -> Void) {
+        if threads >= 2 {
+            DispatchQueue.concurrentPerform(iterations: 2, execute: body)
+        } else {
+            body(0)
+            body(1)
+        }
     }
 }
 

@@ -18,6 +18,9 @@ public struct TrainingConfig: Sendable {
     public var patience = 2
     public var shuffleBuffer = 16384
     public var skipBadRows = false
+    /// 2: the user and item sides of each step run on two threads; 1: one after the other
+    /// (same weights either way).
+    public var threads = 2
     public var version = "trained"
 
     public init(architecture: Architecture) { self.architecture = architecture }
@@ -48,77 +51,34 @@ public enum Trainer {
 
     public static func train(features: FeaturesFile, data: String, config: TrainingConfig,
                              progress: ProgressHandler? = nil) throws(FormatError) -> (Model, TrainingReport) {
-        BLASThreads.set(1)
-        let spec = ModelSpec(version: config.version, tasks: features.tasks, architecture: config.architecture, features: features.features)
-        var rng = SplitMix64(seed: config.seed)
-        var model = ModelStore.random(spec: spec, using: &rng)
-        // Embedding init small (the tower init assumes unit-scale inputs).
-        for (name, table) in model.embeddings { model.embeddings[name] = table.map { $0 * 0.1 } }
-
-        // One pass over the CSV: validate, hash, split, dense statistics (see TrainingRows.swift).
-        // The encoded rows stay mapped after their files are removed.
-        let cache = try TemporaryDirectory(prefix: "prerank-train")
-        defer { cache.remove() }
-        let validationCut = UInt64(config.validationFraction * Double(UInt64.max))
-        let rows = try TrainingRowReader(path: data, spec: spec, skipBadRows: config.skipBadRows)
-            .read(into: cache.path) { SplitMix64.mix($0 ^ 0x5EED) < validationCut }
-        model.denseMean = rows.denseMean
-        model.denseStd = rows.denseStd
-        model.headBias = initialHeads(architecture: config.architecture, positives: rows.positives, rows: rows.train.count)
-        let assembler = BatchAssembler(spec: spec, denseMean: rows.denseMean, denseStd: rows.denseStd)
-
-        var optimiser = Optimiser(model: model, assembler: assembler)
-        let posWeight = model.spec.tasks.map { config.positiveWeights[$0.name] ?? 1 }
+        var session = try TrainingSession(features: features, data: data, config: config)
         var best: (auc: Double, model: Model, epoch: Int)? = nil
         var reports: [EpochReport] = []
         var sinceBest = 0
-        let trainRows = rows.train.count, validationRows = rows.validation.count
-        var order = Array(0..<trainRows)
         for epoch in 1...max(1, config.epochs) {
-            let started = Date()
-            // A fresh permutation of every training row each epoch (deterministic by seed).
-            var shuffle = SplitMix64(seed: config.seed &+ UInt64(epoch))
-            order.shuffle(using: &shuffle)
-            var lossSum = 0.0, seen = 0
-            while seen < trainRows {
-                let n = min(config.batch, trainRows - seen)
-                let batch = assembler.assemble(Array(order[seen..<(seen + n)]), from: rows.train, embeddings: model.embeddings)
-                lossSum += Double(optimiser.step(model: &model, batch: batch, data: rows.train, assembler: assembler,
-                                                 posWeight: posWeight, config: config))
-                seen += n
-                if seen % (config.batch * 32) < n {
-                    progress?(epoch, seen, trainRows, lossSum / Double(seen), Double(seen) / Date().timeIntervalSince(started))
-                }
-            }
-            let rate = Double(seen) / max(Date().timeIntervalSince(started), 1e-9)
-            var validation = Evaluation(tasks: model.spec.tasks.count)
-            var v = 0
-            while v < validationRows {
-                let n = min(4096, validationRows - v)
-                validation.add(model: model, batch: assembler.assemble(Array(v..<(v + n)), from: rows.validation, embeddings: model.embeddings))
-                v += n
-            }
-            let names = model.spec.tasks.map(\.name)
+            let (loss, rate) = session.runEpoch(epoch, progress: progress)
+            let validation = session.validate()
+            let names = session.model.taskNames
             let aucs = validation.aucs()
-            let report = EpochReport(epoch: epoch, trainLoss: lossSum / Double(max(seen, 1)),
+            let report = EpochReport(epoch: epoch, trainLoss: loss,
                                      validationAUC: Dictionary(uniqueKeysWithValues: zip(names, aucs)),
                                      validationLogLoss: Dictionary(uniqueKeysWithValues: zip(names, validation.logLosses())),
                                      samplesPerSecond: rate)
             reports.append(report)
-            progress?(epoch, seen, trainRows, report.trainLoss, rate)
+            progress?(epoch, session.trainRows, session.trainRows, report.trainLoss, rate)
             let score = aucs.isEmpty ? -report.trainLoss : aucs.reduce(0, +) / Double(aucs.count)
-            if let b = best, validationRows > 0, score <= b.auc {
+            if let b = best, session.validationRows > 0, score <= b.auc {
                 sinceBest += 1
                 if sinceBest >= config.patience { break }
             } else {
-                best = (score, model, epoch)
+                best = (score, session.model, epoch)
                 sinceBest = 0
             }
         }
-        var final = best?.model ?? model
+        var final = best?.model ?? session.model
         final.fingerprint = ""
-        return (final, TrainingReport(epochs: reports, bestEpoch: best?.epoch ?? reports.count, trainRows: trainRows,
-                                      validationRows: validationRows, skippedRows: rows.skipped))
+        return (final, TrainingReport(epochs: reports, bestEpoch: best?.epoch ?? reports.count, trainRows: session.trainRows,
+                                      validationRows: session.validationRows, skippedRows: session.rows.skipped))
     }
 
     /// Head biases `c_k` that make the untrained chain predict each task's base rate, so the first
@@ -136,5 +96,83 @@ public enum Trainer {
             case .additive: return Float(architecture.lr && k > 0 ? logit(rates[k]) - logit(previous) : logit(rates[k]))
             }
         }
+    }
+}
+
+/// A model being trained on encoded rows: what `Trainer` runs epoch by epoch, and what the
+/// training benchmark times.
+struct TrainingSession {
+    let config: TrainingConfig
+    let rows: TrainingData
+    let assembler: BatchAssembler
+    private(set) var model: Model
+    private var optimiser: Optimiser
+    private let posWeight: [Float]
+    private var order: [Int]
+    var trainRows: Int { rows.train.count }
+    var validationRows: Int { rows.validation.count }
+
+    /// Reads and encodes `data` once (validating every row) and initialises the model.
+    init(features: FeaturesFile, data: String, config: TrainingConfig) throws(FormatError) {
+        BLASThreads.set(1)
+        let spec = ModelSpec(version: config.version, tasks: features.tasks, architecture: config.architecture, features: features.features)
+        // One pass over the CSV: validate, hash, split, dense statistics (see TrainingRows.swift).
+        // The encoded rows stay mapped after their files are removed.
+        let cache = try TemporaryDirectory(prefix: "prerank-train")
+        defer { cache.remove() }
+        let validationCut = UInt64(config.validationFraction * Double(UInt64.max))
+        let rows = try TrainingRowReader(path: data, spec: spec, skipBadRows: config.skipBadRows)
+            .read(into: cache.path) { SplitMix64.mix($0 ^ 0x5EED) < validationCut }
+        self.init(spec: spec, rows: rows, config: config)
+    }
+
+    init(spec: ModelSpec, rows: TrainingData, config: TrainingConfig) {
+        var rng = SplitMix64(seed: config.seed)
+        var model = ModelStore.random(spec: spec, using: &rng)
+        // Embedding init small (the tower init assumes unit-scale inputs).
+        for (name, table) in model.embeddings { model.embeddings[name] = table.map { $0 * 0.1 } }
+        model.denseMean = rows.denseMean
+        model.denseStd = rows.denseStd
+        model.headBias = Trainer.initialHeads(architecture: config.architecture, positives: rows.positives, rows: rows.train.count)
+        self.config = config
+        self.rows = rows
+        self.model = model
+        assembler = BatchAssembler(spec: spec, denseMean: rows.denseMean, denseStd: rows.denseStd)
+        optimiser = Optimiser(model: model, assembler: assembler, threads: config.threads)
+        posWeight = spec.tasks.map { config.positiveWeights[$0.name] ?? 1 }
+        order = Array(0..<rows.train.count)
+    }
+
+    /// One pass over a fresh permutation of every training row (deterministic by seed and epoch),
+    /// at most `limit` rows. Returns the mean training loss and the rate in rows per second.
+    mutating func runEpoch(_ epoch: Int, limit: Int = .max, progress: Trainer.ProgressHandler? = nil) -> (loss: Double, rate: Double) {
+        let started = Date()
+        var shuffle = SplitMix64(seed: config.seed &+ UInt64(epoch))
+        order.shuffle(using: &shuffle)
+        let total = min(trainRows, limit)
+        var lossSum = 0.0, seen = 0
+        while seen < total {
+            let n = min(config.batch, total - seen)
+            let batch = assembler.assemble(Array(order[seen..<(seen + n)]), from: rows.train, embeddings: model.embeddings)
+            lossSum += Double(optimiser.step(model: &model, batch: batch, data: rows.train, assembler: assembler,
+                                             posWeight: posWeight, config: config))
+            seen += n
+            if seen % (config.batch * 32) < n {
+                progress?(epoch, seen, total, lossSum / Double(seen), Double(seen) / Date().timeIntervalSince(started))
+            }
+        }
+        return (lossSum / Double(max(seen, 1)), Double(seen) / max(Date().timeIntervalSince(started), 1e-9))
+    }
+
+    /// Probabilities of the current model on the validation rows.
+    func validate() -> Evaluation {
+        var validation = Evaluation(tasks: model.spec.tasks.count)
+        var v = 0
+        while v < validationRows {
+            let n = min(4096, validationRows - v)
+            validation.add(model: model, batch: assembler.assemble(Array(v..<(v + n)), from: rows.validation, embeddings: model.embeddings))
+            v += n
+        }
+        return validation
     }
 }

@@ -32,6 +32,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Share of request ids held out for validation.") var validationFraction: Double = 0.1
     @Option(help: "Epochs without validation improvement before stopping.") var patience: Int = 2
     @Flag(help: "Skip and count malformed rows instead of stopping.") var skipBadRows = false
+    @Option(help: "Threads: 2 runs the user and item sides of each step at once, 1 one after the other (same weights).")
+    var threads: Int = 2
     @Option(help: "Model version string.") var version: String?
 
     func run() throws {
@@ -42,6 +44,7 @@ struct TrainCommand: ParsableCommand {
         guard d >= 1, epochs >= 1, batch >= 1, lr > 0, lr.isFinite else { throw CLIError("--d, --epochs, --batch must be ≥ 1 and --lr > 0") }
         guard (embeddingLr ?? lr) > 0, (embeddingLr ?? lr).isFinite else { throw CLIError("--embedding-lr must be > 0") }
         guard embeddingL2 >= 0, embeddingL2.isFinite else { throw CLIError("--embedding-l2 must be ≥ 0") }
+        guard threads == 1 || threads == 2 else { throw CLIError("--threads must be 1 or 2") }
         guard (0..<1).contains(validationFraction) else { throw CLIError("--validation-fraction must be in [0, 1)") }
         guard let architecture = Architecture.named(arch, hidden: widths, d: d, clamp: clamp) else {
             throw CLIError("--arch must be resflow, nse, nse+fr, nse+lr or esmm, not \(arch)")
@@ -56,6 +59,7 @@ struct TrainCommand: ParsableCommand {
         config.validationFraction = validationFraction
         config.patience = patience
         config.skipBadRows = skipBadRows
+        config.threads = threads
         config.version = version ?? "\(arch)\(clamp ? "+clamp" : "")-seed\(seed)"
         for part in posWeight.split(separator: ",") where !part.isEmpty {
             let kv = part.split(separator: "=")
