@@ -499,3 +499,23 @@ def test_loadtest_against_the_server(prerank, server, world, tmp_path):
     p = run(prerank, "loadtest", "--url", "http://10.1.2.3:8080/prerank", "--requests", tmp_path / "none.jsonl",
             "--duration", 1, check=False)
     assert p.returncode != 0 and "allow-remote" in p.stderr
+
+
+def test_half_closed_client_gets_every_pipelined_answer(server):
+    body = b'{"request_id":"h%d","user":{},"candidates":[1],"k":1}'
+    payload = b"".join(
+        b"POST /prerank HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body % i) + body % i
+        for i in range(3))
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(payload)
+    s.shutdown(socket.SHUT_WR)  # no more requests; the answers must still all come back
+    s.settimeout(5)
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    assert out.count(b"HTTP/1.1 200 OK") == 3
+    assert [b'"request_id":"h%d"' % i in out for i in range(3)] == [True] * 3

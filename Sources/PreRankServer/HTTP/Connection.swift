@@ -97,11 +97,9 @@ final class Connection: @unchecked Sendable {
         if gotEOF {
             peerClosed = true
             pauseReading()
-            if !inFlight && outputOffset >= output.count {
-                // Answer whatever complete requests are buffered, then close.
-                process()
-                if !inFlight { closeAfterFlush = true; flush() }
-            }
+            // Answer whatever complete requests are buffered, then close (see `process`); with
+            // a request in flight, `finish` carries on from there.
+            process()
             return
         }
         process()
@@ -125,6 +123,13 @@ final class Connection: @unchecked Sendable {
         let outcome = buffer.withUnsafeBufferPointer { parser.parse($0) }
         switch outcome {
         case .incomplete(let head):
+            if peerClosed {
+                // A half-closed client sends nothing more: every complete request it pipelined
+                // has been answered, and a partial one never will be. Close once the answers are out.
+                closeAfterFlush = true
+                flush()
+                return
+            }
             if let head, head.expectContinue, !sentContinue {
                 sentContinue = true
                 enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
@@ -191,8 +196,10 @@ final class Connection: @unchecked Sendable {
         guard !closed else { return }
         inFlight = false
         // The framing of this request was sound (the parser accepted it), so even an error answer
-        // may keep the connection; only the client, a drain or EOF end it.
-        let keep = keepAlive && !draining && !peerClosed
+        // may keep the connection; only the client or a drain end it. After the client's EOF
+        // (a half-close) the requests it pipelined before it are still answered: `process()`
+        // closes once none is left.
+        let keep = keepAlive && !draining
         enqueue(Self.serialize(response, keepAlive: keep, minor: minor, isHead: isHead))
         if !keep { closeAfterFlush = true }
         flush()
