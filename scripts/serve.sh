@@ -10,7 +10,7 @@ swift build -c release --product prerank
 BIN="$(swift build -c release --show-bin-path)/prerank"
 
 if [ ! -f demo/model/model.json ] || [ ! -f demo/index.safetensors ]; then
-    echo "serve: no demo model yet; making one (generate -> train -> build-index, about a minute)" >&2
+    echo "serve: no demo model yet; making one (generate -> train -> build-index, about 20 seconds)" >&2
     scripts/make-demo.sh "$BIN"
 fi
 
