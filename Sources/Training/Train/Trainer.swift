@@ -114,19 +114,25 @@ struct TrainingSession {
 
     /// Reads and encodes `data` once (validating every row) and initialises the model.
     init(features: FeaturesFile, data: String, config: TrainingConfig) throws(FormatError) {
-        BLASThreads.set(1)
+        let (spec, rows) = try Self.encode(features: features, data: data, config: config)
+        self.init(spec: spec, rows: rows, config: config)
+    }
+
+    /// The model spec for `features` and one pass over the CSV: validate, hash, split by
+    /// `config.validationFraction`, dense statistics (see TrainingRows.swift). The encoded rows
+    /// stay mapped after their files are removed.
+    static func encode(features: FeaturesFile, data: String, config: TrainingConfig) throws(FormatError) -> (ModelSpec, TrainingData) {
         let spec = ModelSpec(version: config.version, tasks: features.tasks, architecture: config.architecture, features: features.features)
-        // One pass over the CSV: validate, hash, split, dense statistics (see TrainingRows.swift).
-        // The encoded rows stay mapped after their files are removed.
         let cache = try TemporaryDirectory(prefix: "prerank-train")
         defer { cache.remove() }
         let validationCut = UInt64(config.validationFraction * Double(UInt64.max))
         let rows = try TrainingRowReader(path: data, spec: spec, skipBadRows: config.skipBadRows)
             .read(into: cache.path) { SplitMix64.mix($0 ^ 0x5EED) < validationCut }
-        self.init(spec: spec, rows: rows, config: config)
+        return (spec, rows)
     }
 
     init(spec: ModelSpec, rows: TrainingData, config: TrainingConfig) {
+        BLASThreads.set(1)
         var rng = SplitMix64(seed: config.seed)
         var model = ModelStore.random(spec: spec, using: &rng)
         // Embedding init small (the tower init assumes unit-scale inputs).

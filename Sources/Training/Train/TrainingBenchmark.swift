@@ -21,20 +21,17 @@ public struct TrainingBenchmarkReport: Sendable, Codable {
 public enum TrainingBenchmark {
     public static func run(features: FeaturesFile, data: String, config: TrainingConfig, rowsPerRepeat: Int,
                            repeats: Int, log: (String) -> Void) throws(FormatError) -> TrainingBenchmarkReport {
-        BLASThreads.set(1)
-        let spec = ModelSpec(version: config.version, tasks: features.tasks, architecture: config.architecture, features: features.features)
-        let cache = try TemporaryDirectory(prefix: "prerank-bench-train")
-        defer { cache.remove() }
+        var all = config
+        all.validationFraction = 0  // every row is timed
         let started = Date()
-        let rows = try TrainingRowReader(path: data, spec: spec, skipBadRows: config.skipBadRows)
-            .read(into: cache.path) { _ in false }
+        let (spec, rows) = try TrainingSession.encode(features: features, data: data, config: all)
         let encodeRate = Double(rows.train.count) / max(Date().timeIntervalSince(started), 1e-9)
         log(String(format: "encode: %d rows, %.0f rows/s", rows.train.count, encodeRate))
 
         var best = [1: 0.0, 2: 0.0]
         for r in 1...max(1, repeats) {
             for threads in [1, 2] {
-                var c = config
+                var c = all
                 c.threads = threads
                 var session = TrainingSession(spec: spec, rows: rows, config: c)
                 _ = session.runEpoch(0, limit: 4 * config.batch)  // warm-up: first touches of tables and mapping
