@@ -132,9 +132,77 @@ PK_DEFINE_DOT4(dot4_f32, float, _mm256_loadu_ps, PK_F32_TOF)
 PK_DEFINE_DOT4(dot4_f16, uint16_t, load_f16, half_to_float)
 PK_DEFINE_DOT4(dot4_i8, int8_t, load_i8, PK_I8_TOF)
 
+// Integer I8 dots. `vpmaddubsw` multiplies unsigned by signed bytes, so each product u·v is
+// formed as |v| · (u·sign(v)): |v| ≤ 128 read as unsigned (|-128| = 0x80 = 128), |u| ≤ 127 so
+// u·sign(v) cannot overflow; two adjacent products sum to at most 2·128·127 = 32512 < 2^15, so
+// the 16-bit pair sums never saturate; `vpmaddwd` by 1 widens them to 32-bit lanes. The sum is
+// exact (|Σ| ≤ d·128·127 < 2^31 for d < 132k), so it equals pk_dot_i8i8_scalar bit for bit.
+static inline __m256i mul_i8_sum32(__m256i u, __m256i v) {
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(u, v));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+static inline __m256i mul_i8_sum32_16(const int8_t *u, const int8_t *v) {  // 16 bytes, upper lane 0
+    const __m128i a = _mm_loadu_si128((const __m128i *)u), b = _mm_loadu_si128((const __m128i *)v);
+    const __m128i p = _mm_madd_epi16(_mm_maddubs_epi16(_mm_abs_epi8(b), _mm_sign_epi8(a, b)), _mm_set1_epi16(1));
+    return _mm256_inserti128_si256(_mm256_setzero_si256(), p, 0);
+}
+
+/// Σ u_j q_j for four int8 rows against the int8 user vector u; out[r] exact.
+static inline void dot4_i8i8(const int8_t *u, const int8_t *b0, const int8_t *b1, const int8_t *b2, const int8_t *b3,
+                             int d, int32_t *out) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    int j = 0;
+    for (; j + 32 <= d; j += 32) {
+        const __m256i uu = _mm256_loadu_si256((const __m256i *)(u + j));
+        a0 = _mm256_add_epi32(a0, mul_i8_sum32(uu, _mm256_loadu_si256((const __m256i *)(b0 + j))));
+        a1 = _mm256_add_epi32(a1, mul_i8_sum32(uu, _mm256_loadu_si256((const __m256i *)(b1 + j))));
+        a2 = _mm256_add_epi32(a2, mul_i8_sum32(uu, _mm256_loadu_si256((const __m256i *)(b2 + j))));
+        a3 = _mm256_add_epi32(a3, mul_i8_sum32(uu, _mm256_loadu_si256((const __m256i *)(b3 + j))));
+    }
+    if (j + 16 <= d) {
+        a0 = _mm256_add_epi32(a0, mul_i8_sum32_16(u + j, b0 + j));
+        a1 = _mm256_add_epi32(a1, mul_i8_sum32_16(u + j, b1 + j));
+        a2 = _mm256_add_epi32(a2, mul_i8_sum32_16(u + j, b2 + j));
+        a3 = _mm256_add_epi32(a3, mul_i8_sum32_16(u + j, b3 + j));
+        j += 16;
+    }
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
+    _mm_storeu_si128((__m128i *)out, _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+    for (; j < d; j++) {
+        out[0] += (int32_t)u[j] * b0[j];
+        out[1] += (int32_t)u[j] * b1[j];
+        out[2] += (int32_t)u[j] * b2[j];
+        out[3] += (int32_t)u[j] * b3[j];
+    }
+}
+
+static inline int32_t dot_i8i8(const int8_t *u, const int8_t *b, int d) {
+    __m256i a = _mm256_setzero_si256();
+    int j = 0;
+    for (; j + 32 <= d; j += 32)
+        a = _mm256_add_epi32(a, mul_i8_sum32(_mm256_loadu_si256((const __m256i *)(u + j)), _mm256_loadu_si256((const __m256i *)(b + j))));
+    if (j + 16 <= d) { a = _mm256_add_epi32(a, mul_i8_sum32_16(u + j, b + j)); j += 16; }
+    const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    const __m128i s2 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+    int32_t s = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, _MM_SHUFFLE(2, 3, 0, 1))));
+    for (; j < d; j++) s += (int32_t)u[j] * b[j];
+    return s;
+}
+
 static inline void prefetch_bytes(const char *p, size_t bytes) {
     for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
     __builtin_prefetch(p + bytes - 1, 0, 3);
+}
+
+/// Prefetch of a whole F32 row into L2 (`prefetcht1`), one request per 128-byte pair of lines:
+/// the L2's adjacent-line prefetcher fetches the other line of each pair, so a 768-byte row costs
+/// 6 requests instead of 12 and more rows fit in the core's outstanding-miss buffers. Measured on
+/// the SPEC-scale gather (docs/PERFORMANCE.md "Gather kernel"): faster than `prefetcht0` of every
+/// line at every distance tried.
+static inline void prefetch_row_l2(const char *p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 128) _mm_prefetch(p + off, _MM_HINT_T1);
+    _mm_prefetch(p + bytes - 1, _MM_HINT_T1);
 }
 
 /// Dots of candidates [b0, b0 + m) of the call into dots[k·PK_BLOCK + i]; rows may be NULL
@@ -153,7 +221,10 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
         for (; rows && i + 4 <= m; i += 4) {  // F32 is memory-bound: 4 at a time only when gathering
             const int64_t c = b0 + i;
             for (int64_t q = 0; q < 4; q++)
-                if (pf && c + q + pf < n) prefetch_bytes((const char *)(v + (rows ? (int64_t)rows[c + q + pf] : start + c + q + pf) * row_elems), row_bytes);
+                if (pf && c + q + pf < n) {
+                    const char *ahead = (const char *)(v + (int64_t)rows[c + q + pf] * row_elems);
+                    if (K->prefetch_mode == 1) prefetch_bytes(ahead, row_bytes); else prefetch_row_l2(ahead, row_bytes);
+                }
             const float *p0 = v + (rows ? (int64_t)rows[c] : start + c) * row_elems;
             const float *p1 = v + (rows ? (int64_t)rows[c + 1] : start + c + 1) * row_elems;
             const float *p2 = v + (rows ? (int64_t)rows[c + 2] : start + c + 2) * row_elems;
@@ -197,6 +268,45 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
         const float *s = K->scales;
         const size_t row_bytes = (size_t)row_elems;
         int64_t i = 0;
+        if (K->i8_integer) {
+            // dot = (Σ q_u q_v) · (s_u,k · s_v,r,k): one exact integer sum, one float product.
+            const int8_t *uq = K->user_q;
+            const float *us = K->user_scale;
+            for (; i + 4 <= m; i += 4) {
+                const int64_t c = b0 + i;
+                for (int64_t q = 0; q < 4; q++)
+                    if (pf && c + q + pf < n) {
+                        const int64_t ra = rows ? (int64_t)rows[c + q + pf] : start + c + q + pf;
+                        prefetch_bytes((const char *)(v + ra * row_elems), row_bytes);
+                        __builtin_prefetch(s + ra * t, 0, 3);
+                    }
+                const int64_t r0 = rows ? (int64_t)rows[c] : start + c, r1 = rows ? (int64_t)rows[c + 1] : start + c + 1;
+                const int64_t r2 = rows ? (int64_t)rows[c + 2] : start + c + 2, r3 = rows ? (int64_t)rows[c + 3] : start + c + 3;
+                const int8_t *p0 = v + r0 * row_elems, *p1 = v + r1 * row_elems, *p2 = v + r2 * row_elems, *p3 = v + r3 * row_elems;
+                for (int k = 0; k < t; k++) {
+                    int32_t o[4];
+                    dot4_i8i8(uq + k * d, p0 + k * d, p1 + k * d, p2 + k * d, p3 + k * d, d, o);
+                    float *out = dots + k * PK_BLOCK + i;
+                    out[0] = (float)o[0] * (us[k] * s[r0 * t + k]);
+                    out[1] = (float)o[1] * (us[k] * s[r1 * t + k]);
+                    out[2] = (float)o[2] * (us[k] * s[r2 * t + k]);
+                    out[3] = (float)o[3] * (us[k] * s[r3 * t + k]);
+                }
+            }
+            for (; i < m; i++) {
+                const int64_t c = b0 + i;
+                if (pf && c + pf < n) {
+                    const int64_t ra = rows ? (int64_t)rows[c + pf] : start + c + pf;
+                    prefetch_bytes((const char *)(v + ra * row_elems), row_bytes);
+                    __builtin_prefetch(s + ra * t, 0, 3);
+                }
+                const int64_t r = rows ? rows[c] : start + c;
+                const int8_t *base = v + r * row_elems;
+                for (int k = 0; k < t; k++)
+                    dots[k * PK_BLOCK + i] = (float)dot_i8i8(uq + k * d, base + k * d, d) * (us[k] * s[r * t + k]);
+            }
+            break;
+        }
         for (; i + 4 <= m; i += 4) {  // compute-bound dtype: 4 rows at a time, gathered or not
             const int64_t c = b0 + i;
             for (int64_t q = 0; q < 4; q++)
@@ -431,6 +541,55 @@ void pk_probabilities_scalar(const pk_kernel *K, const int32_t *rows, int64_t st
                 prev_p = prev_p * sigmoid_scalar(rr);
                 out[i * t + k] = prev_p;
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// User quantisation, integer reference, id lookup (plain C)
+
+void pk_quantize_user(const float *user, int32_t t, int32_t d, int8_t *q, float *scale) {
+    for (int k = 0; k < t; k++) {
+        const float *u = user + (size_t)k * d;
+        float m = 0;
+        for (int j = 0; j < d; j++) m = fmaxf(m, fabsf(u[j]));
+        if (!(m > 0) || !isfinite(m)) {  // all zero (or not finite: the F32 path would give NaN too)
+            scale[k] = isfinite(m) ? 0 : NAN;
+            memset(q + (size_t)k * d, 0, (size_t)d);
+            continue;
+        }
+        const float s = m / 127.0f;
+        scale[k] = s;
+        for (int j = 0; j < d; j++) {
+            float x = nearbyintf(u[j] / s);
+            x = x > 127 ? 127 : x < -127 ? -127 : x;
+            q[(size_t)k * d + j] = (int8_t)x;
+        }
+    }
+}
+
+int32_t pk_dot_i8i8_scalar(const int8_t *a, const int8_t *b, int32_t d) {
+    int32_t s = 0;
+    for (int j = 0; j < d; j++) s += (int32_t)a[j] * (int32_t)b[j];
+    return s;
+}
+
+static inline uint64_t pk_id_hash(int64_t id) {  // IDTable.hash
+    const uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ull;
+    return h ^ (h >> 29);
+}
+
+void pk_lookup_rows(const pk_id_slot *slots, uint64_t mask, const int64_t *ids, int64_t n, int32_t *rows) {
+    enum { AHEAD = 16 };
+    for (int64_t i = 0; i < n; i++) {
+        if (i + AHEAD < n) __builtin_prefetch(&slots[pk_id_hash(ids[i + AHEAD]) & mask], 0, 3);
+        const int64_t id = ids[i];
+        uint64_t at = pk_id_hash(id) & mask;
+        for (;;) {
+            const pk_id_slot *e = &slots[at];
+            if (e->row1 == 0) { rows[i] = -1; break; }
+            if (e->key == id) { rows[i] = e->row1 - 1; break; }
+            at = (at + 1) & mask;
         }
     }
 }

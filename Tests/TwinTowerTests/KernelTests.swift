@@ -33,6 +33,8 @@ import Testing
         ]
     }
 
+    let floatI8 = KernelTuning(i8Integer: false)
+
     /// SIMD path (gather and contiguous, every block size and tail) = C scalar = Swift scalar.
     @Test(arguments: [IndexDType.f32, .f16, .i8], [1, 5, 8, 17, 64, 67])
     func fusedKernelMatchesScalarReferences(dtype: IndexDType, d: Int) throws {
@@ -45,9 +47,11 @@ import Testing
                 var scalarC = simd
                 var range = [Float](repeating: 0, count: 259 * t)
                 f.user.withUnsafeBufferPointer { u in
-                    f.index.probabilities(user: u.baseAddress!, rows: rows, count: rows.count, chain: chain, into: &simd)
+                    // I8 here widened to F32 (the reference path); the integer path has its own test.
+                    f.index.probabilities(user: u.baseAddress!, rows: rows, count: rows.count, chain: chain, tuning: floatI8, into: &simd)
                     f.index.scalarProbabilitiesC(user: u.baseAddress!, rows: rows, start: 0, count: rows.count, chain: chain, into: &scalarC)
-                    f.index.probabilities(user: u.baseAddress!, range: 13..<272, chain: chain, into: &range)
+                    f.index.probabilities(user: u.baseAddress!, range: 13..<272, chain: chain,
+                                          tuning: KernelTuning(prefetch: 4, i8Integer: false), into: &range)
                 }
                 for (i, r) in rows.enumerated() {
                     let expected = f.index.scalarReference(user: f.user, row: Int(r), chain: chain)
@@ -91,13 +95,13 @@ import Testing
                 }
                 let sorted = expected.sorted()
                 for threshold in [-Double.infinity, sorted[500], sorted[990], Double.infinity] {
-                    for prefetch in [0, 16] {
+                    for (prefetch, mode) in [(0, KernelTuning.RowPrefetch.l2Pairs), (16, .l2Pairs), (16, .l1Lines)] {
                         let kept = f.user.withUnsafeBufferPointer { u in
                             rows.withUnsafeBufferPointer { r in
                                 relevance.withUnsafeBufferPointer { rel in
                                     f.index.scoreAndFilter(user: u.baseAddress!, rows: r.baseAddress!, start: 0, count: rows.count,
                                                            chain: chain, fusion: fusion, relevance: useRelevance ? rel.baseAddress! : nil,
-                                                           threshold: threshold, scratch: scratch, prefetch: prefetch)
+                                                           threshold: threshold, scratch: scratch, tuning: KernelTuning(prefetch: prefetch, rowPrefetch: mode))
                                 }
                             }
                         }

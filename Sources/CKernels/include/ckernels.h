@@ -36,7 +36,11 @@ typedef struct {
     int32_t logit_residual;    // additive chain: logit_k += logit_{k-1}
     int32_t clamp;             // r_k = min(r_k, 0) for k > 0
     int32_t prefetch;          // rows ahead to prefetch when gathering (0 = none)
-    int32_t reserved;
+    int32_t i8_integer;        // I8 only: integer dot products against user_q (else widen to F32)
+    int32_t prefetch_mode;     // F32 gather: 0 = whole row to L2, one request per 128 B (default);
+                               // 1 = every 64 B line to L1 (the earlier kernel, a bench baseline)
+    const int8_t *user_q;      // [T × d] the user vector quantised per task (pk_quantize_user)
+    const float *user_scale;   // [T]     its scales: u_k ≈ user_scale[k] · user_q[k·d ..]
 } pk_kernel;
 
 typedef struct {
@@ -59,6 +63,29 @@ void pk_probabilities(const pk_kernel *kernel, const int32_t *rows, int64_t star
 int64_t pk_score_filter(const pk_kernel *kernel, const pk_fusion *fusion, const int32_t *rows,
                         int64_t start, int64_t n, const float *relevance, double threshold,
                         float *scratch, int32_t *kept_index, double *kept_score);
+
+/// Quantises the user vector per task for the I8 integer path: `scale_k = max_j |u_kj| / 127`,
+/// `q_kj = round(u_kj / scale_k)` in [-127, 127] (0 and scale 0 for an all-zero task).
+///
+/// Error model of the integer dot product (beside the exact F32 dot of the dequantised item row
+/// v = s_v · q_v):  |Σ u_j v_j − s_u s_v Σ q_uj q_vj| ≤ (s_u / 2) · Σ_j |v_j|, since each user
+/// component moves by at most half a step. The item's own quantisation error is the index's.
+void pk_quantize_user(const float *user, int32_t t, int32_t d, int8_t *q, float *scale);
+
+/// Integer dot product Σ a_j b_j of two int8 vectors (scalar reference of the AVX2 path).
+int32_t pk_dot_i8i8_scalar(const int8_t *a, const int8_t *b, int32_t d);
+
+/// One slot of the id table (Sources/TwinTower/Index/IDTable.swift): `row1` is row + 1, 0 = empty.
+typedef struct {
+    int64_t key;
+    int32_t row1;
+    int32_t pad;
+} pk_id_slot;
+
+/// Rows of n ids in an open-addressing table of `mask + 1` slots (linear probing, the hash of
+/// IDTable.hash); -1 for an id the table does not hold. The slot of the id 16 places ahead is
+/// prefetched, so about 16 table misses are in flight instead of the few the core finds itself.
+void pk_lookup_rows(const pk_id_slot *slots, uint64_t mask, const int64_t *ids, int64_t n, int32_t *rows);
 
 /// Plain scalar references (no SIMD, libm expf), for tests and the benchmark's naive baseline.
 void pk_probabilities_scalar(const pk_kernel *kernel, const int32_t *rows, int64_t start, int64_t n,

@@ -41,6 +41,10 @@ public struct BenchSettings: Sendable {
     public var seed: UInt64 = 7
     /// Which of `whole`, `gather`, `request` to run (recall needs whole / gather).
     public var scenarios: Set<String> = ["whole", "gather", "request"]
+    /// How the indexes are held: huge pages as the server does, or the plain mapping.
+    public var residency: ItemIndex.Residency = .hugePages
+    /// Extra gather figures at these prefetch distances (rows ahead).
+    public var prefetchSweep: [Int] = []
     public init() {}
 }
 
@@ -147,6 +151,7 @@ public enum ScoringBenchmark {
             // Gathered candidates.
             log("bench \(dtype.rawValue): \(s.candidates) random candidates (\(s.gatherRepeats) repetitions)")
             var gStream: [Double] = [], gFused: [Double] = [], gNoPrefetch: [Double] = [], gNaive: [Double] = []
+            var gL1: [Double] = [], gFloatI8: [Double] = []
             let gatherBytes = rowBytes * s.candidates
             for rep in 0..<s.gatherRepeats {
                 let user = users[rep % users.count]
@@ -156,10 +161,23 @@ public enum ScoringBenchmark {
                 let offset = Int(rng.next() % UInt64(max(1, vectorOnly - gatherBytes - 64))) & ~63
                 gStream.append(time { checksum &+= KernelBaselines.streamRead(index.vectors + offset, bytes: gatherBytes) })
                 gFused.append(time { _ = ScoringEngine.rank(index: index, chain: chain, fusion: fusion, user: user, rows: rows, k: s.k) })
+                // Each variant reads another candidate set, so none finds the rows the last one cached.
                 let other = sets[(rep + s.gatherRepeats / 2) % sets.count]
                 gNoPrefetch.append(time {
-                    _ = ScoringEngine.rank(index: index, chain: chain, fusion: fusion, user: user, rows: other, k: s.k, prefetch: 0)
+                    _ = ScoringEngine.rank(index: index, chain: chain, fusion: fusion, user: user, rows: other, k: s.k, tuning: KernelTuning(prefetch: 0))
                 })
+                let fourth = sets[(rep + s.gatherRepeats / 4) % sets.count]
+                if dtype == .f32 {
+                    gL1.append(time {
+                        _ = ScoringEngine.rank(index: index, chain: chain, fusion: fusion, user: user, rows: fourth, k: s.k,
+                                               tuning: KernelTuning(rowPrefetch: .l1Lines))
+                    })
+                } else if dtype == .i8 {
+                    gFloatI8.append(time {
+                        _ = ScoringEngine.rank(index: index, chain: chain, fusion: fusion, user: user, rows: fourth, k: s.k,
+                                               tuning: KernelTuning(i8Integer: false))
+                    })
+                }
                 if s.naive && rep % 10 == 0 {
                     let third = sets[(rep + s.gatherRepeats / 3) % sets.count]
                     gNaive.append(time { _ = naiveRank(index: index, chain: chain, fusion: fusion, user: user, rows: third, k: s.k) })
@@ -169,11 +187,33 @@ public enum ScoringBenchmark {
             let fusedName = "fused gather+score+fusion+top-\(s.k), prefetch \(ItemIndex.defaultPrefetch), 1 thread"
             figures.append(figure("gather", dtype, "stream read of as many bytes (baseline)", gStream, bytes: gb))
             figures.append(figure("gather", dtype, fusedName, gFused, bytes: gb,
-                                  baseline: "stream read of as many bytes (baseline)", baseP50: median(gStream)))
+                                  baseline: "stream read of as many bytes (baseline)", baseP50: median(gStream),
+                                  note: dtype == .f32 ? "rows prefetched to L2, one request per 128 B" : dtype == .i8 ? "integer dots" : nil))
+            if !gL1.isEmpty {
+                figures.append(figure("gather", dtype, "same, every line prefetched to L1 (previous kernel)", gL1, bytes: gb,
+                                      baseline: fusedName, baseP50: median(gFused)))
+            }
+            if !gFloatI8.isEmpty {
+                figures.append(figure("gather", dtype, "same, int8 widened to F32 (previous kernel)", gFloatI8, bytes: gb,
+                                      baseline: fusedName, baseP50: median(gFused)))
+            }
             figures.append(figure("gather", dtype, "same, no prefetch", gNoPrefetch, bytes: gb,
                                   baseline: fusedName, baseP50: median(gFused)))
             if !gNaive.isEmpty {
                 figures.append(figure("gather", dtype, "naive scalar loop", gNaive, bytes: gb, baseline: fusedName, baseP50: median(gFused)))
+            }
+            // Prefetch distance sweep (rows ahead), each on its own candidate sets.
+            for distance in s.prefetchSweep {
+                var times: [Double] = []
+                for rep in 0..<s.gatherRepeats {
+                    let rows = sets[(rep + s.gatherRepeats / 5 + distance) % sets.count]
+                    times.append(time {
+                        _ = ScoringEngine.rank(index: index, chain: chain, fusion: fusion, user: users[rep % users.count], rows: rows,
+                                               k: s.k, tuning: KernelTuning(prefetch: distance))
+                    })
+                }
+                figures.append(figure("gather", dtype, "same, prefetch \(distance) rows ahead", times, bytes: gb,
+                                      baseline: fusedName, baseP50: median(gFused)))
             }
             gatherP50[dtype] = median(gFused)
             topGather[dtype] = (0..<users.count).map { i in
@@ -185,6 +225,14 @@ public enum ScoringBenchmark {
             if s.scenarios.contains("request") {
             log("bench \(dtype.rawValue): requests of \(s.candidates) candidates")
             figures += requestStages(world: world, bundle: bundle, sets: sets, settings: s, dtype: dtype, using: &rng)
+            if let rescored = world.rescoreBundles[dtype] {
+                log("bench \(dtype.rawValue) + rescore: requests of \(s.candidates) candidates")
+                figures += requestStages(world: world, bundle: rescored, sets: sets, settings: s, dtype: dtype,
+                                         label: "\(dtype.rawValue)+rescore", using: &rng)
+                if let f32 = world.bundles[.f32] {
+                    figures += rescoreAgreement(world: world, f32: f32, rescored: rescored, sets: sets, settings: s, dtype: dtype)
+                }
+            }
             }
             if checksum == 42 { log("") }  // keeps the reads
         }
@@ -215,11 +263,12 @@ public enum ScoringBenchmark {
     // MARK: - Scenarios
 
     static func requestStages(world: BenchWorld, bundle: ServingBundle, sets: [[Int32]], settings s: BenchSettings,
-                              dtype: IndexDType, using rng: inout SplitMix64) -> [BenchFigure] {
-        var parse: [Double] = [], parseBaseline: [Double] = [], tower: [Double] = [], score: [Double] = [], topK: [Double] = []
-        var encode: [Double] = [], total: [Double] = []
+                              dtype: IndexDType, label: String? = nil, using rng: inout SplitMix64) -> [BenchFigure] {
+        var parse: [Double] = [], parseBaseline: [Double] = [], tower: [Double] = [], resolve: [Double] = [], score: [Double] = []
+        var rescore: [Double] = [], topK: [Double] = [], encode: [Double] = [], total: [Double] = [], overhead: [Double] = []
         let options = ScoringOptions(defaultK: s.k, maxK: max(s.k, 1000), maxCandidates: max(100_000, s.candidates), parallelism: 1)
         let reps = max(1, s.gatherRepeats / 2)
+        let tag = label ?? dtype.rawValue
         for rep in 0..<reps {
             let ids = sets[rep % sets.count].map { bundle.index.ids[Int($0)] }
             var request = world.randomRequest(using: &rng)
@@ -229,15 +278,21 @@ public enum ScoringBenchmark {
             var decoded: PreRankRequest?
             parse.append(time { decoded = try? RequestDecoder.decode(bytes) })
             precondition(decoded?.candidates?.count == ids.count)
-            var baseline: BenchBody?
-            parseBaseline.append(time { baseline = try? JSONDecoder().decode(BenchBody.self, from: body) })
-            precondition(baseline?.candidates.count == ids.count)
+            if label == nil {
+                var baseline: BenchBody?
+                parseBaseline.append(time { baseline = try? JSONDecoder().decode(BenchBody.self, from: body) })
+                precondition(baseline?.candidates.count == ids.count)
+            }
             var result: ScoringResult?
-            total.append(time { result = try? ScoringEngine.score(request, bundle: bundle, options: options) })
+            let ms = time { result = try? ScoringEngine.score(request, bundle: bundle, options: options) }
+            total.append(ms)
             guard let result else { continue }
             tower.append(Double(result.stages.userTower) / 1e6)
+            resolve.append(Double(result.stages.resolve) / 1e6)
             score.append(Double(result.stages.score) / 1e6)
+            rescore.append(Double(result.stages.rescore) / 1e6)
             topK.append(Double(result.stages.topK) / 1e6)
+            overhead.append(ms - Double(result.stages.total) / 1e6)
             var out: [UInt8] = []
             let names = bundle.model.taskNames
             encode.append(time {
@@ -249,14 +304,63 @@ public enum ScoringBenchmark {
             precondition(!out.isEmpty && names.count > 0)
         }
         let note = "RequestDecoder (strict streaming decoder); baseline: Foundation JSONDecoder"
+        var figures = [figure("request", tag, "parse body (\(s.candidates) ids)", parse, note: label == nil ? note : nil)]
+        if !parseBaseline.isEmpty { figures.append(figure("request", tag, "parse body with JSONDecoder (baseline)", parseBaseline)) }
+        figures += [
+            figure("request", tag, "user tower", tower),
+            figure("request", tag, "resolve ids to rows (batched table lookup + dedup)", resolve),
+            figure("request", tag, "score (fused kernel + fusion + top-K filter)", score),
+        ]
+        if bundle.index.rescore != nil {
+            figures.append(figure("request", tag, "rescore the best \(max(s.k, max(4 * s.k, 256))) from F32 rows", rescore))
+        }
+        figures += [
+            figure("request", tag, "top-K sort + probabilities of kept", topK),
+            figure("request", tag, "encode response (k = \(s.k))", encode, note: "ResponseEncoder"),
+            figure("request", tag, "ScoringEngine.score total", total),
+            figure("request", tag, "score total minus the sum of its stages (unaccounted)", overhead),
+        ]
+        return figures
+    }
+
+    /// The answers of a quantised index with rescore rows against the F32 index on the same
+    /// requests: recall@k, largest probability difference of the items both return, and the
+    /// request-total speed-up (medians of interleaved runs).
+    static func rescoreAgreement(world: BenchWorld, f32: ServingBundle, rescored: ServingBundle, sets: [[Int32]],
+                                 settings s: BenchSettings, dtype: IndexDType) -> [BenchFigure] {
+        let options = ScoringOptions(defaultK: s.k, maxK: max(s.k, 1000), maxCandidates: max(100_000, s.candidates), parallelism: 1)
+        var rng = SplitMix64(seed: s.seed &+ 77)
+        var a: [[Int64]] = [], b: [[Int64]] = []
+        var maxDelta: Float = 0
+        var tF: [Double] = [], tQ: [Double] = []
+        for rep in 0..<max(16, s.gatherRepeats / 4) {
+            var request = world.randomRequest(using: &rng)
+            request.candidates = sets[rep % sets.count].map { f32.index.ids[Int($0)] }
+            var x: ScoringResult?, y: ScoringResult?
+            if rep % 2 == 0 {
+                tF.append(time { x = try? ScoringEngine.score(request, bundle: f32, options: options) })
+                tQ.append(time { y = try? ScoringEngine.score(request, bundle: rescored, options: options) })
+            } else {
+                tQ.append(time { y = try? ScoringEngine.score(request, bundle: rescored, options: options) })
+                tF.append(time { x = try? ScoringEngine.score(request, bundle: f32, options: options) })
+            }
+            guard let x, let y else { continue }
+            a.append(x.items.map(\.id))
+            b.append(y.items.map(\.id))
+            let byID = Dictionary(uniqueKeysWithValues: x.items.map { ($0.id, $0.probabilities) })
+            for item in y.items {
+                guard let p = byID[item.id] else { continue }
+                for (u, v) in zip(p, item.probabilities) { maxDelta = max(maxDelta, abs(u - v)) }
+            }
+        }
+        let tag = "\(dtype.rawValue)+rescore"
         return [
-            figure("request", dtype, "parse body (\(s.candidates) ids)", parse, note: note),
-            figure("request", dtype, "parse body with JSONDecoder (baseline)", parseBaseline),
-            figure("request", dtype, "user tower", tower),
-            figure("request", dtype, "score (dedup + fused kernel + fusion + top-K filter)", score),
-            figure("request", dtype, "top-K sort + probabilities of kept", topK),
-            figure("request", dtype, "encode response (k = \(s.k))", encode, note: "ResponseEncoder"),
-            figure("request", dtype, "ScoringEngine.score total", total),
+            BenchFigure(scenario: "request", dtype: tag, name: "recall@\(s.k) vs F32 index (same requests)", p50Ms: 0, minMs: 0,
+                        value: recall(a, b), note: "\(a.count) requests"),
+            BenchFigure(scenario: "request", dtype: tag, name: "max |Δp| of items both return", p50Ms: 0, minMs: 0, value: Double(maxDelta)),
+            BenchFigure(scenario: "request", dtype: tag, name: "ScoringEngine.score total vs F32 (p50 ratio, interleaved)", p50Ms: median(tQ),
+                        minMs: tQ.min() ?? 0, baseline: "f32 ScoringEngine.score total", ratio: median(tQ) / max(median(tF), 1e-9),
+                        value: median(tF) / max(median(tQ), 1e-9)),
         ]
     }
 
@@ -329,8 +433,13 @@ public enum ScoringBenchmark {
 
     static func figure(_ scenario: String, _ dtype: IndexDType, _ name: String, _ times: [Double], bytes: Double? = nil,
                        baseline: String? = nil, baseP50: Double? = nil, note: String? = nil) -> BenchFigure {
+        figure(scenario, dtype.rawValue, name, times, bytes: bytes, baseline: baseline, baseP50: baseP50, note: note)
+    }
+
+    static func figure(_ scenario: String, _ dtype: String, _ name: String, _ times: [Double], bytes: Double? = nil,
+                       baseline: String? = nil, baseP50: Double? = nil, note: String? = nil) -> BenchFigure {
         let p50 = median(times)
-        return BenchFigure(scenario: scenario, dtype: dtype.rawValue, name: name, p50Ms: p50, minMs: times.min() ?? 0,
+        return BenchFigure(scenario: scenario, dtype: dtype, name: name, p50Ms: p50, minMs: times.min() ?? 0,
                            baseline: baseline, ratio: baseP50.map { $0 > 0 ? p50 / $0 : 0 },
                            gbPerS: bytes.map { p50 > 0 ? $0 / (p50 * 1e6) : 0 }, value: nil, note: note)
     }
@@ -341,11 +450,14 @@ public enum ScoringBenchmark {
 public final class BenchWorld: @unchecked Sendable {
     public let model: Model
     public let bundles: [IndexDType: ServingBundle]
+    /// F16/I8 indexes that also hold F32 rescore rows.
+    public let rescoreBundles: [IndexDType: ServingBundle]
     let settings: BenchSettings
 
-    init(model: Model, bundles: [IndexDType: ServingBundle], settings: BenchSettings) {
+    init(model: Model, bundles: [IndexDType: ServingBundle], rescoreBundles: [IndexDType: ServingBundle], settings: BenchSettings) {
         self.model = model
         self.bundles = bundles
+        self.rescoreBundles = rescoreBundles
         self.settings = settings
     }
 
@@ -378,11 +490,14 @@ public final class BenchWorld: @unchecked Sendable {
             model = try ModelStore.save(ModelStore.random(spec: spec(tasks: s.tasks, d: s.d), using: &rng), directory: modelDir)
         }
         var bundles: [IndexDType: ServingBundle] = [:]
+        var rescoreBundles: [IndexDType: ServingBundle] = [:]
         var vectors: [Float]? = nil
-        for dtype in s.dtypes {
-            let path = "\(dir)/index-\(dtype.rawValue).safetensors"
-            if let index = try? ItemIndex(path: path, model: model, populate: true), index.count == s.items {
-                bundles[dtype] = try ServingBundle(model: model, index: index)
+        let wanted = s.dtypes.map { ($0, false) } + (s.scenarios.contains("request") ? s.dtypes.filter { $0 != .f32 }.map { ($0, true) } : [])
+        for (dtype, rescore) in wanted {
+            let path = "\(dir)/index-\(dtype.rawValue)\(rescore ? "-rescore" : "").safetensors"
+            if let index = try? ItemIndex(path: path, model: model, populate: true, residency: s.residency), index.count == s.items {
+                let bundle = try ServingBundle(model: model, index: index)
+                if rescore { rescoreBundles[dtype] = bundle } else { bundles[dtype] = bundle }
                 continue
             }
             if vectors == nil {
@@ -392,11 +507,12 @@ public final class BenchWorld: @unchecked Sendable {
             log("writing \(path)")
             _ = try IndexBuilder.write(ids: (0..<s.items).map { Int64($0) * 3 + 1000 }, vectors: vectors!,
                                        taskNames: model.taskNames, d: s.d, dtype: dtype, fingerprint: model.fingerprint,
-                                       modelVersion: model.spec.version, output: path)
-            let index = try ItemIndex(path: path, model: model, populate: true)
-            bundles[dtype] = try ServingBundle(model: model, index: index)
+                                       modelVersion: model.spec.version, output: path, rescore: rescore)
+            let index = try ItemIndex(path: path, model: model, populate: true, residency: s.residency)
+            let bundle = try ServingBundle(model: model, index: index)
+            if rescore { rescoreBundles[dtype] = bundle } else { bundles[dtype] = bundle }
         }
-        return BenchWorld(model: model, bundles: bundles, settings: s)
+        return BenchWorld(model: model, bundles: bundles, rescoreBundles: rescoreBundles, settings: s)
     }
 
     /// Item components are N(0, σ²) with this σ.

@@ -65,9 +65,10 @@ public enum ConfigLoader {
             try s.string("index", into: &c.model.index)
         }
         try top.double("budget_ms", 0.001...3_600_000, into: &c.budgetMs)
-        if let s = try top.section("topk", known: ["default", "max"]) {
+        if let s = try top.section("topk", known: ["default", "max", "rescore_depth"]) {
             try s.int("max", 1...1_000_000, into: &c.topk.max)
             try s.int("default", 1...1_000_000, into: &c.topk.default)
+            c.topk.rescoreDepth = try s.optionalInt("rescore_depth", 1...10_000_000)
         }
         if c.topk.default > c.topk.max {
             throw ConfigError(key: "topk.default", message: "must be at most topk.max (\(c.topk.max))")
@@ -183,6 +184,14 @@ private struct Section {
         guard Self.resolved(n, .int), let v = n.int else { throw error(key, "must be an integer") }
         guard range.contains(v) else { throw error(key, "must be \(range.lowerBound)...\(range.upperBound)") }
         value = v
+    }
+
+    /// An optional integer: absent or null leaves nil (the computed default applies).
+    func optionalInt(_ key: String, _ range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        guard node(key) != nil else { return nil }
+        var v = 0
+        try int(key, range, into: &v)
+        return v
     }
 
     func double(_ key: String, _ range: ClosedRange<Double>?, into value: inout Double) throws(ConfigError) {

@@ -76,6 +76,9 @@ public struct PreRankConfig: Sendable, Equatable {
     public struct TopK: Sendable, Equatable {
         public var `default` = 100
         public var max = 1000
+        /// Candidates rescored exactly from F32 rows after a quantised scan (indexes built with
+        /// `--rescore`); nil: `max(4·k, 256)`. Larger: closer to the F32 answer, slower.
+        public var rescoreDepth: Int?
         public init() {}
     }
 

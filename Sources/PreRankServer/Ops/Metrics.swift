@@ -68,7 +68,7 @@ public final class MetricsRegistry: Sendable {
     }
 
     /// Stage names exported under `prerank_stage_duration_seconds{stage=...}`.
-    public static let stageNames = ["parse", "user_tower", "score", "topk", "encode"]
+    public static let stageNames = ["parse", "user_tower", "resolve", "score", "rescore", "topk", "encode"]
 
     private let state = Mutex(State())
 
@@ -134,7 +134,7 @@ public final class MetricsRegistry: Sendable {
         for (route, h) in s.latency.sorted(by: { $0.key < $1.key }) {
             histogram("prerank_request_duration_seconds", "route=\"\(escape(route))\"", h)
         }
-        header("prerank_stage_duration_seconds", "histogram", "Time per /prerank stage: parse, user_tower, score, topk, encode.")
+        header("prerank_stage_duration_seconds", "histogram", "Time per /prerank stage: parse, user_tower, resolve (ids to rows), score, rescore (F32 rescoring of a quantised scan), topk, encode.")
         for (stage, h) in s.stages.sorted(by: { $0.key < $1.key }) {
             histogram("prerank_stage_duration_seconds", "stage=\"\(escape(stage))\"", h)
         }

@@ -109,7 +109,9 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
                 let r = outcome.result
                 metrics.recordStage("parse", seconds: Double(outcome.parseNanos) / 1e9)
                 metrics.recordStage("user_tower", seconds: Double(r.stages.userTower) / 1e9)
+                metrics.recordStage("resolve", seconds: Double(r.stages.resolve) / 1e9)
                 metrics.recordStage("score", seconds: Double(r.stages.score) / 1e9)
+                if r.rescored > 0 { metrics.recordStage("rescore", seconds: Double(r.stages.rescore) / 1e9) }
                 metrics.recordStage("topk", seconds: Double(r.stages.topK) / 1e9)
                 metrics.recordStage("encode", seconds: Double(outcome.encodeNanos) / 1e9)
                 metrics.recordCandidates(r.candidateCount)

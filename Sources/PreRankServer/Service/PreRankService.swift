@@ -8,7 +8,7 @@ public enum PreRankService {
     public static func options(from config: PreRankConfig, parallelism: Int = 1) -> ScoringOptions {
         ScoringOptions(defaultK: config.topk.default, maxK: config.topk.max, maxCandidates: config.server.maxCandidates,
                        fusion: config.fusion.policy, allowFusionOverride: config.fusion.allowRequestOverride,
-                       parallelism: parallelism)
+                       parallelism: parallelism, rescoreDepth: config.topk.rescoreDepth)
     }
 
     /// Time kept back from the budget for encoding the answer, so a partial answer still leaves

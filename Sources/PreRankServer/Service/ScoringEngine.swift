@@ -20,10 +20,14 @@ public struct ScoringOptions: Sendable, Equatable {
     /// Requests with at least this many candidates are split across `parallelism` threads.
     public var parallelThreshold: Int
     public var parallelism: Int
+    /// Candidates rescored from F32 rows after a quantised scan, when the index has them
+    /// (config `topk.rescore_depth`); nil: `max(4·k, 256)`. Never fewer than k.
+    public var rescoreDepth: Int?
 
     public init(defaultK: Int = 100, maxK: Int = 1000, maxCandidates: Int = 100_000,
                 fusion: FusionPolicy = FusionPolicy(), allowFusionOverride: Bool = false,
-                parallelThreshold: Int = 50_000, parallelism: Int = ScoringOptions.cores) {
+                parallelThreshold: Int = 50_000, parallelism: Int = ScoringOptions.cores, rescoreDepth: Int? = nil) {
+        self.rescoreDepth = rescoreDepth
         self.defaultK = defaultK
         self.maxK = maxK
         self.maxCandidates = maxCandidates
@@ -45,8 +49,14 @@ public struct RankedItem: Sendable, Equatable {
 /// Time spent in each stage of a request, in nanoseconds (exported as metrics).
 public struct StageTimes: Sendable, Equatable {
     public var userTower: UInt64 = 0
+    /// Candidate ids to index rows, duplicates and unknown ids.
+    public var resolve: UInt64 = 0
     public var score: UInt64 = 0
+    /// Exact F32 rescoring of the best candidates of a quantised scan (0 without rescore rows).
+    public var rescore: UInt64 = 0
     public var topK: UInt64 = 0
+    /// The sum of the stages (what `ScoringEngine.score` spends outside them is its overhead).
+    public var total: UInt64 { userTower + resolve + score + rescore + topK }
     public init() {}
 }
 
@@ -58,6 +68,8 @@ public struct ScoringResult: Sendable, Equatable {
     public var partial: Bool
     public var scoredCount: Int
     public var candidateCount: Int
+    /// Candidates rescored from F32 rows (0 when the index has none).
+    public var rescored: Int
     public var fusion: FusionPolicy
     public var stages: StageTimes
 }
@@ -117,36 +129,38 @@ public enum ScoringEngine {
         let candidateCount: Int
         if let candidates = request.candidates {
             candidateCount = candidates.count
-            rows.reserveCapacity(candidates.count)
-            if request.relevance != nil { relevance.reserveCapacity(candidates.count) }
-            // Duplicates: a bitmap over index rows (N/8 bytes, one cache-friendly bit test per
-            // candidate) instead of a Set (hashing + growth, ~40 ns per candidate).
-            let words = (index.count + 63) / 64
-            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { seen in
-                seen.initialize(repeating: 0)
-                for (i, id) in candidates.enumerated() {
-                    let r = index.row(of: id)
-                    if r < 0 { unknown.append(id); continue }
-                    let w = Int(r) >> 6, bit = UInt64(1) << UInt64(r & 63)
-                    if seen[w] & bit != 0 { continue }
-                    seen[w] |= bit
-                    rows.append(r)
-                    if let rel = request.relevance { relevance.append(Float(rel[i])) }
-                }
-            }
+            rows = resolve(candidates, index: index, relevance: request.relevance, into: &relevance, unknown: &unknown)
         } else {
             candidateCount = index.count
         }
-
         t0 = DispatchTime.now().uptimeNanoseconds
+        stages.resolve = t0 - t1
+
+        // Quantised indexes with rescore rows: scan for the best `depth`, rescore those exactly.
+        let rescoring = index.rescore != nil
+        let depth = rescoring ? max(k, options.rescoreDepth ?? max(4 * k, 256)) : k
         let threads = (request.candidates == nil ? index.count : rows.count) >= options.parallelThreshold
             ? max(1, options.parallelism) : 1
         let scan = rank(index: index, chain: bundle.chain, fusion: fusion, user: user,
-                        rows: request.candidates == nil ? nil : rows, relevance: relevance, k: k,
-                        threads: threads, deadline: deadline)
-        let (top, scored, partial) = (scan.top, scan.scored, scan.partial)
+                        rows: request.candidates == nil ? nil : rows, relevance: relevance, k: depth,
+                        threads: threads, deadline: deadline, slots: rescoring ? .position : .row)
+        var (top, scored, partial) = (scan.top, scan.scored, scan.partial)
         t1 = DispatchTime.now().uptimeNanoseconds
         stages.score = t1 - t0
+        var rescored = 0
+        if rescoring {
+            // Exact: the same fused F32 kernel as an F32 index, on the F32 rows of the kept set.
+            let kept = top.sorted()
+            let full = request.candidates == nil
+            let keptRows = kept.map { full ? $0.slot : rows[Int($0.slot)] }
+            let keptRelevance = relevance.isEmpty ? [] : kept.map { relevance[Int($0.slot)] }
+            top = rank(index: index, chain: bundle.chain, fusion: fusion, user: user, rows: keptRows,
+                       relevance: keptRelevance, k: k, source: .rescore).top
+            rescored = keptRows.count
+            t0 = DispatchTime.now().uptimeNanoseconds
+            stages.rescore = t0 - t1
+            t1 = t0
+        }
 
         // Per-task probabilities of the kept items (recomputed: k ≪ n, cheaper than keeping all).
         let ranked = top.sorted()
@@ -157,7 +171,8 @@ public enum ScoringEngine {
         var probs = [Float](repeating: 0, count: slots.count * t)
         user.withUnsafeBufferPointer { u in
             probs.withUnsafeMutableBufferPointer { p in
-                index.probabilities(user: u.baseAddress!, rows: slots, count: slots.count, chain: bundle.chain, into: p.baseAddress!)
+                index.probabilities(user: u.baseAddress!, rows: slots, count: slots.count, chain: bundle.chain,
+                                    source: rescoring ? .rescore : .primary, into: p.baseAddress!)
             }
         }
         for (i, r) in ranked.enumerated() {
@@ -165,7 +180,43 @@ public enum ScoringEngine {
         }
         stages.topK = DispatchTime.now().uptimeNanoseconds - t1
         return ScoringResult(items: items, unknownIDs: unknown, partial: partial, scoredCount: scored,
-                             candidateCount: candidateCount, fusion: fusion, stages: stages)
+                             candidateCount: candidateCount, rescored: rescored, fusion: fusion, stages: stages)
+    }
+
+    /// Index rows of `candidates` in request order, each distinct row once; unknown ids go to
+    /// `unknown` and the relevance of each kept candidate to `relevanceOut`.
+    ///
+    /// The ids are looked up in one batch (`IDTable.rows(of:into:)`, slots prefetched ahead);
+    /// duplicates are found with a bitmap over index rows (N/8 bytes, one L2-resident bit test
+    /// per candidate) instead of a Set (hashing and growth, ~40 ns per candidate).
+    static func resolve(_ candidates: [Int64], index: ItemIndex, relevance: [Double]?, into relevanceOut: inout [Float],
+                        unknown: inout [Int64]) -> [Int32] {
+        let n = candidates.count
+        guard n > 0 else { return [] }
+        var looked = [Int32](unsafeUninitializedCapacity: n) { buffer, count in
+            candidates.withUnsafeBufferPointer { index.table.rows(of: $0, into: buffer.baseAddress!) }
+            count = n
+        }
+        if relevance != nil { relevanceOut.reserveCapacity(n) }
+        let words = (index.count + 63) / 64
+        var kept = 0
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { seen in
+            seen.initialize(repeating: 0)
+            looked.withUnsafeMutableBufferPointer { rows in
+                for i in 0..<n {
+                    let r = rows[i]
+                    if r < 0 { unknown.append(candidates[i]); continue }
+                    let w = Int(r) >> 6, bit = UInt64(1) << UInt64(r & 63)
+                    if seen[w] & bit != 0 { continue }
+                    seen[w] |= bit
+                    rows[kept] = r  // compacted in place: kept ≤ i
+                    kept += 1
+                    if let relevance { relevanceOut.append(Float(relevance[i])) }
+                }
+            }
+        }
+        looked.removeLast(n - kept)
+        return looked
     }
 
     /// The scan behind `score`: fused scoring of candidate `rows` (or the whole index when nil)
@@ -176,9 +227,13 @@ public enum ScoringEngine {
     ///   - user: `[T × d]` user-query tower output.
     ///   - rows: distinct valid index rows; nil scans every row.
     ///   - relevance: one level per row, or empty.
+    ///   - slots: what `Ranked.slot` holds: the index row, or the candidate's position in `rows`
+    ///     (for a rescore pass that needs the candidate's relevance back).
+    ///   - source: the index's own vectors or its F32 rescore rows.
     public static func rank(index: ItemIndex, chain: LogitChain, fusion: FusionPolicy, user: [Float], rows: [Int32]?,
                             relevance: [Float] = [], k: Int, threads: Int = 1, deadline: UInt64? = nil,
-                            prefetch: Int = ItemIndex.defaultPrefetch) -> (top: TopK, scored: Int, partial: Bool) {
+                            tuning: KernelTuning = KernelTuning(), slots: SlotKind = .row,
+                            source: ItemIndex.VectorSource = .primary) -> (top: TopK, scored: Int, partial: Bool) {
         precondition(relevance.isEmpty || relevance.count == rows?.count, "relevance needs one level per row")
         let total = rows?.count ?? index.count
         let threads = max(1, min(threads, total / 1024))
@@ -190,7 +245,7 @@ public enum ScoringEngine {
                 relevance.withUnsafeBufferPointer { rel in
                     let work = ScanWork(index: index, chain: chain, fusion: fusion, user: u, rows: rowBuffer,
                                         relevance: rel, fullScan: rows == nil, deadline: deadline, k: k,
-                                        prefetch: prefetch)
+                                        tuning: tuning, slotIsPosition: slots == .position, source: source)
                     if threads == 1 {
                         let part = work.scan(0..<total)
                         (top, scored, partial) = (part.top, part.scored, part.partial)
@@ -212,6 +267,9 @@ public enum ScoringEngine {
         }
         return (top, scored, partial)
     }
+
+    /// What `Ranked.slot` holds in a `rank` result.
+    public enum SlotKind: Sendable { case row, position }
 
     /// Config fusion, with the request's overrides when config allows them.
     static func resolveFusion(_ override: FusionOverride?, options: ScoringOptions) throws(APIError) -> FusionPolicy {
@@ -259,7 +317,9 @@ private struct ScanWork: @unchecked Sendable {
     let fullScan: Bool
     let deadline: UInt64?
     let k: Int
-    let prefetch: Int
+    let tuning: KernelTuning
+    let slotIsPosition: Bool
+    let source: ItemIndex.VectorSource
 
     func scan(_ range: Range<Int>) -> (top: TopK, scored: Int, partial: Bool) {
         var top = TopK(k: k)
@@ -270,6 +330,8 @@ private struct ScanWork: @unchecked Sendable {
         let fused = FusedScoring(formula: fusion.formula == .additive ? .additive : .multiplicative,
                                  alpha: fusion.alpha, beta: fusion.beta, gamma: fusion.gamma)
         let scratch = KernelScratch(taskCount: index.taskCount, capacity: block)
+        var scanTuning = tuning
+        if fullScan { scanTuning.prefetch = ItemIndex.scanPrefetch }
         let ids = index.ids.baseAddress!
         while start < range.upperBound {
             if let deadline, DispatchTime.now().uptimeNanoseconds > deadline { partial = true; break }
@@ -279,11 +341,11 @@ private struct ScanWork: @unchecked Sendable {
             let rowBase = fullScan ? nil : rows.baseAddress.map { $0 + start }
             let kept = index.scoreAndFilter(user: u, rows: rowBase, start: start, count: n, chain: chain, fusion: fused,
                                             relevance: relevance.isEmpty ? nil : relevance.baseAddress! + start,
-                                            threshold: threshold, scratch: scratch, prefetch: fullScan ? ItemIndex.scanPrefetch : prefetch)
+                                            threshold: threshold, scratch: scratch, tuning: scanTuning, source: source)
             for j in 0..<kept {
                 let i = start + Int(scratch.keptIndex[j])
                 let row = fullScan ? Int32(i) : rows[i]
-                top.push(Ranked(score: scratch.keptScore[j], id: ids[Int(row)], slot: row))
+                top.push(Ranked(score: scratch.keptScore[j], id: ids[Int(row)], slot: slotIsPosition ? Int32(i) : row))
             }
             start += n
         }

@@ -33,7 +33,7 @@ public final class ServingBundle: Sendable {
     /// request does not pay page faults).
     public static func load(modelDirectory: String, indexPath: String, populate: Bool = true) throws(FormatError) -> ServingBundle {
         let model = try ModelStore.load(directory: modelDirectory)
-        let index = try ItemIndex(path: indexPath, model: model, populate: populate)
+        let index = try ItemIndex(path: indexPath, model: model, populate: populate, residency: populate ? .hugePages : .mapped)
         return try ServingBundle(model: model, index: index)
     }
 

@@ -15,7 +15,9 @@ public enum IndexBuilder {
 
     /// - parameters:
     ///   - progress: called with the number of items encoded so far, about every batch.
-    public static func build(model: Model, catalog: String, dtype: IndexDType, output: String,
+    ///   - rescore: also write the F32 rows as tensor `rescore` (F16/I8 only), so the server can
+    ///     rescore the best candidates of a quantised scan exactly.
+    public static func build(model: Model, catalog: String, dtype: IndexDType, output: String, rescore: Bool = false,
                              progress: ((Int) -> Void)? = nil) throws(FormatError) -> Summary {
         var reader = try CSVReader(path: catalog)
         let columns = reader.columns
@@ -86,14 +88,18 @@ public enum IndexBuilder {
         }
         vectors = []
         return try write(ids: sortedIDs, vectors: sorted, taskNames: model.taskNames, d: d, dtype: dtype,
-                         fingerprint: model.fingerprint, modelVersion: model.spec.version, output: output, missing: missing)
+                         fingerprint: model.fingerprint, modelVersion: model.spec.version, output: output, rescore: rescore,
+                         missing: missing)
     }
 
     /// Writes an index from already computed item vectors (`[N × T × d]`, ids ascending).
     public static func write(ids: [Int64], vectors: [Float], taskNames: [String], d: Int, dtype: IndexDType,
-                             fingerprint: String, modelVersion: String, output: String,
+                             fingerprint: String, modelVersion: String, output: String, rescore: Bool = false,
                              missing: [String] = []) throws(FormatError) -> Summary {
         let n = ids.count, t = taskNames.count
+        guard !rescore || dtype != .f32 else {
+            throw FormatError(output, "rescore rows go beside F16 or I8 vectors; an F32 index is already exact")
+        }
         var entries = [TensorEntry("ids", shape: [n], .i64(ids))]
         switch dtype {
         case .f32:
@@ -105,6 +111,7 @@ public enum IndexBuilder {
             entries.append(TensorEntry("vectors", shape: [n, t, d], .i8(q)))
             entries.append(TensorEntry("scales", shape: [n, t], .f32(scales)))
         }
+        if rescore { entries.append(TensorEntry("rescore", shape: [n, t, d], .f32(vectors))) }
         let tasksJSON = "[" + taskNames.map { JSONString.quote($0) }.joined(separator: ",") + "]"
         let formatter = ISO8601DateFormatter()
         let metadata = [
@@ -113,6 +120,7 @@ public enum IndexBuilder {
             "model_version": modelVersion,
             "tasks": tasksJSON,
             "dtype": dtype.rawValue,
+            "rescore": rescore ? "f32" : "none",
             "d": String(d),
             "created_at": formatter.string(from: Date()),
         ]

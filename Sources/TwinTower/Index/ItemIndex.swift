@@ -6,6 +6,8 @@ import Foundation
 ///   - `ids`     `[N]` I64, ascending, unique
 ///   - `vectors` `[N, T, d]` F32 | F16 | I8 (row-major: item, task, component)
 ///   - `scales`  `[N, T]` F32, only for I8 (value = int8 · scale)
+///   - `rescore` `[N, T, d]` F32, optional beside F16/I8 vectors: the exact rows the best
+///     candidates of a quantised scan are rescored from (`build-index --rescore`)
 ///   - `__metadata__`: `model_fingerprint`, `model_version`, `tasks` (JSON array), `dtype`,
 ///     `d`, `created_at`.
 /// Vectors are read in place from the mapping when naturally aligned (our writer guarantees it);
@@ -25,12 +27,32 @@ public final class ItemIndex: @unchecked Sendable {
     public let vectors: UnsafeRawPointer
     /// `[N × T]`, I8 only.
     public let scales: UnsafePointer<Float>?
+    /// `[N × T × d]` F32 rescore rows, when the file has them beside F16/I8 vectors.
+    public let rescore: UnsafeRawPointer?
     public let table: IDTable
     /// Bytes of the vectors (and scales) tensor: what a full scan reads.
     public let vectorBytes: Int
 
+    /// Where the vectors live: in place in the file mapping, or copied into huge pages.
+    public let residency: Residency
+    /// Bytes of the vector tables the kernel backs with huge pages right now (nil: unknown).
+    public var hugePageBytes: Int? {
+        guard residency == .hugePages else { return nil }
+        return copies.reduce(0) { $0 + ($1.hugeBytes ?? 0) }
+    }
+
+    /// How the vector tables (vectors, scales, rescore) are held in memory.
+    public enum Residency: String, Sendable {
+        /// Read in place from the file mapping (tools, tests: nothing is copied).
+        case mapped
+        /// Copied into anonymous memory advised for transparent huge pages (serving: a random
+        /// row then costs no page walk; see `HugePageBuffer`).
+        case hugePages = "huge_pages"
+    }
+
     private let file: SafetensorsFile
     private var owned: [UnsafeMutableRawPointer] = []
+    private var copies: [HugePageBuffer] = []
 
     /// Loads and checks an index.
     ///
@@ -38,7 +60,9 @@ public final class ItemIndex: @unchecked Sendable {
     ///   - path: the index file.
     ///   - model: when given, the index must carry this model's fingerprint, tasks and `d`.
     ///   - populate: fault every page in before returning (serving: before `/readyz`).
-    public init(path: String, model: Model? = nil, populate: Bool = false) throws(FormatError) {
+    ///   - residency: `.hugePages` copies the vector tables into huge pages (falls back to the
+    ///     mapping when anonymous memory cannot be had).
+    public init(path: String, model: Model? = nil, populate: Bool = false, residency: Residency = .mapped) throws(FormatError) {
         self.path = path
         let file = try SafetensorsFile(path: path, populate: populate)
         self.file = file
@@ -86,6 +110,7 @@ public final class ItemIndex: @unchecked Sendable {
         }
 
         var owned: [UnsafeMutableRawPointer] = []
+        var copies: [HugePageBuffer] = []
         /// In place when aligned, else a 64-byte-aligned copy.
         func place(_ view: TensorView, alignment: Int) -> UnsafeRawPointer {
             if let base = view.bytes.baseAddress, Int(bitPattern: base) % alignment == 0 { return base }
@@ -102,14 +127,22 @@ public final class ItemIndex: @unchecked Sendable {
                                                          : "ids are not ascending at row \(i) (\(ids[i - 1]) then \(ids[i]))")
         }
         self.ids = ids
-        self.vectors = place(vec, alignment: vec.dtype.size)
+        /// A vector table: a huge-page copy when asked for (and possible), else `place`.
+        func table(_ view: TensorView, alignment: Int) -> UnsafeRawPointer {
+            if residency == .hugePages, view.bytes.count > 0, let copy = HugePageBuffer(copying: view.bytes) {
+                copies.append(copy)
+                return UnsafeRawPointer(copy.base)
+            }
+            return place(view, alignment: alignment)
+        }
+        self.vectors = table(vec, alignment: vec.dtype.size)
         var bytes = vec.bytes.count
         if dtype == .i8 {
             guard let s = file.tensors["scales"], s.dtype == .f32, s.shape == [n, t] else {
                 owned.forEach { $0.deallocate() }
                 throw FormatError(path, "an I8 index needs tensor scales F32 [\(n), \(t)]")
             }
-            let sp = place(s, alignment: 4).assumingMemoryBound(to: Float.self)
+            let sp = table(s, alignment: 4).assumingMemoryBound(to: Float.self)
             let sb = UnsafeBufferPointer(start: sp, count: n * t)
             if let bad = sb.firstIndex(where: { !$0.isFinite }) {
                 owned.forEach { $0.deallocate() }
@@ -121,8 +154,20 @@ public final class ItemIndex: @unchecked Sendable {
             self.scales = nil
         }
         self.vectorBytes = bytes
+        if let r = file.tensors["rescore"], dtype != .f32 {
+            guard r.dtype == .f32, r.shape == [n, t, d] else {
+                owned.forEach { $0.deallocate() }
+                throw FormatError(path, "tensor rescore: expected F32 [\(n), \(t), \(d)], found \(r.dtype.rawValue) \(r.shape)")
+            }
+            self.rescore = table(r, alignment: 4)
+        } else {
+            // Beside F32 vectors a rescore tensor would repeat them: read and ignored.
+            self.rescore = nil
+        }
         self.owned = owned
-        self.table = IDTable(ids: ids)
+        self.copies = copies
+        self.residency = copies.isEmpty ? .mapped : .hugePages
+        self.table = IDTable(ids: ids, hugePages: residency == .hugePages)
         if populate { _ = touch() }
     }
 
@@ -144,12 +189,29 @@ public final class ItemIndex: @unchecked Sendable {
             acc += Float(vectors.load(fromByteOffset: offset, as: UInt8.self))
             offset += stride
         }
+        if let rescore {
+            offset = 0
+            while offset < count * taskCount * d * 4 {
+                acc += Float(rescore.load(fromByteOffset: offset, as: UInt8.self))
+                offset += stride
+            }
+        }
         return acc
     }
 
     /// The row of `id`, or -1.
     @inline(__always)
     public func row(of id: Int64) -> Int32 { table.row(of: id) }
+
+    /// Bytes of the rescore rows (0 without them).
+    public var rescoreBytes: Int { rescore == nil ? 0 : count * taskCount * d * 4 }
+
+    /// One item's F32 rescore vector for task `k` (nil without rescore rows).
+    public func rescoreVector(row: Int, task k: Int) -> [Float]? {
+        guard let rescore else { return nil }
+        let base = (row * taskCount + k) * d
+        return (0..<d).map { rescore.load(fromByteOffset: (base + $0) * 4, as: Float.self) }
+    }
 
     /// One item's vector for task `k`, dequantised (tests, inspection).
     public func vector(row: Int, task k: Int) -> [Float] {

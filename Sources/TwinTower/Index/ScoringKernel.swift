@@ -18,26 +18,33 @@ import CKernels
 /// `scalarReference` (Swift) and `scalarProbabilitiesC` (C) are the plain loops the SIMD path
 /// is tested against.
 extension ItemIndex {
-    /// Rows prefetched ahead when gathering (16 rows ≈ 12 KB of F32 rows in flight).
+    /// Rows prefetched ahead when gathering (measured: 8–64 are within noise of each other on
+    /// the SPEC-scale gather; docs/PERFORMANCE.md "Gather kernel").
     public static let defaultPrefetch = 16
     /// Rows prefetched ahead on a contiguous (whole-index) scan: a little help past 4 KB page
     /// boundaries for the hardware prefetcher (measured: 4 ≈ 16 ≈ 64, all better than 0).
     public static let scanPrefetch = 4
 
+    /// Which vectors a kernel call reads: the index's own (`vectors`, in its dtype) or its F32
+    /// `rescore` rows (exact rescoring of the best candidates of a quantised scan).
+    public enum VectorSource: Sendable { case primary, rescore }
+
     /// Probabilities for gathered candidate rows (all rows must be valid).
     public func probabilities(user: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count n: Int,
-                              chain: LogitChain, into out: UnsafeMutablePointer<Float>) {
+                              chain: LogitChain, source: VectorSource = .primary, tuning: KernelTuning = KernelTuning(),
+                              into out: UnsafeMutablePointer<Float>) {
         guard n > 0 else { return }
-        withKernel(user: user, chain: chain, prefetch: Self.defaultPrefetch) { kernel in
+        withKernel(user: user, chain: chain, tuning: tuning, source: source) { kernel in
             withScratch { scratch in pk_probabilities(kernel, rows, 0, Int64(n), scratch, out) }
         }
     }
 
     /// Probabilities for the contiguous rows `range` (full-index scan, no gather).
-    public func probabilities(user: UnsafePointer<Float>, range: Range<Int>,
-                              chain: LogitChain, into out: UnsafeMutablePointer<Float>) {
+    public func probabilities(user: UnsafePointer<Float>, range: Range<Int>, chain: LogitChain,
+                              tuning: KernelTuning = KernelTuning(prefetch: ItemIndex.scanPrefetch),
+                              into out: UnsafeMutablePointer<Float>) {
         guard !range.isEmpty else { return }
-        withKernel(user: user, chain: chain, prefetch: Self.scanPrefetch) { kernel in
+        withKernel(user: user, chain: chain, tuning: tuning, source: .primary) { kernel in
             withScratch { scratch in pk_probabilities(kernel, nil, Int64(range.lowerBound), Int64(range.count), scratch, out) }
         }
     }
@@ -54,15 +61,16 @@ extension ItemIndex {
     /// - parameters:
     ///   - relevance: `count` levels, or nil for 0.
     ///   - scratch: per-thread buffers with `capacity >= count`.
+    ///   - source: `.rescore` reads the F32 rescore rows (the index must have them).
     public func scoreAndFilter(user: UnsafePointer<Float>, rows: UnsafePointer<Int32>?, start: Int, count n: Int,
                                chain: LogitChain, fusion: FusedScoring, relevance: UnsafePointer<Float>?,
                                threshold: Double, scratch: KernelScratch,
-                               prefetch: Int = ItemIndex.defaultPrefetch) -> Int {
+                               tuning: KernelTuning = KernelTuning(), source: VectorSource = .primary) -> Int {
         precondition(n <= scratch.capacity && scratch.taskCount == taskCount, "scratch too small")
         guard n > 0 else { return 0 }
         var f = pk_fusion(formula: fusion.formula == .additive ? Int32(PK_ADDITIVE) : Int32(PK_MULTIPLICATIVE),
                           reserved: 0, alpha: fusion.alpha, beta: fusion.beta, gamma: fusion.gamma)
-        return withKernel(user: user, chain: chain, prefetch: prefetch) { kernel in
+        return withKernel(user: user, chain: chain, tuning: tuning, source: source) { kernel in
             Int(pk_score_filter(kernel, &f, rows, Int64(start), Int64(n), relevance, threshold,
                                 scratch.floats, scratch.keptIndex, scratch.keptScore))
         }
@@ -71,24 +79,41 @@ extension ItemIndex {
     /// The plain C scalar loop (libm `expf`), for tests and the benchmark's naive baseline.
     public func scalarProbabilitiesC(user: UnsafePointer<Float>, rows: UnsafePointer<Int32>?, start: Int, count n: Int,
                                      chain: LogitChain, into out: UnsafeMutablePointer<Float>) {
-        withKernel(user: user, chain: chain, prefetch: 0) { kernel in
+        withKernel(user: user, chain: chain, tuning: KernelTuning(prefetch: 0, i8Integer: false), source: .primary) { kernel in
             pk_probabilities_scalar(kernel, rows, Int64(start), Int64(n), out)
         }
     }
 
     @inline(__always)
-    private func withKernel<R>(user: UnsafePointer<Float>, chain: LogitChain, prefetch: Int,
+    private func withKernel<R>(user: UnsafePointer<Float>, chain: LogitChain, tuning: KernelTuning, source: VectorSource,
                                _ body: (UnsafePointer<pk_kernel>) -> R) -> R {
         precondition(chain.taskCount == taskCount, "the chain has \(chain.taskCount) tasks, the index \(taskCount)")
+        let (base, kind): (UnsafeRawPointer, IndexDType)
+        switch source {
+        case .primary: (base, kind) = (vectors, dtype)
+        case .rescore:
+            guard let rescore else { preconditionFailure("the index \(path) has no rescore rows") }
+            (base, kind) = (rescore, .f32)
+        }
+        let integer = kind == .i8 && tuning.i8Integer
         return chain.headBias.withUnsafeBufferPointer { bias in
-            var kernel = pk_kernel(
-                vectors: vectors, scales: scales, user: user, head_bias: bias.baseAddress,
-                dtype: dtype == .f32 ? Int32(PK_F32) : dtype == .f16 ? Int32(PK_F16) : Int32(PK_I8),
-                t: Int32(taskCount), d: Int32(d),
-                chain: chain.chain == .additive ? Int32(PK_ADDITIVE) : Int32(PK_MULTIPLICATIVE),
-                logit_residual: chain.logitResidual ? 1 : 0, clamp: chain.clamp ? 1 : 0,
-                prefetch: Int32(prefetch), reserved: 0)
-            return withUnsafePointer(to: &kernel) { body($0) }
+            // The I8 integer path needs the user vector quantised (T·d bytes and T scales, on the stack).
+            withUnsafeTemporaryAllocation(of: Int8.self, capacity: integer ? taskCount * d : 1) { q in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: integer ? taskCount : 1) { qs in
+                    if integer { pk_quantize_user(user, Int32(taskCount), Int32(d), q.baseAddress!, qs.baseAddress!) }
+                    var kernel = pk_kernel(
+                        vectors: base, scales: kind == .i8 ? scales : nil, user: user, head_bias: bias.baseAddress,
+                        dtype: kind == .f32 ? Int32(PK_F32) : kind == .f16 ? Int32(PK_F16) : Int32(PK_I8),
+                        t: Int32(taskCount), d: Int32(d),
+                        chain: chain.chain == .additive ? Int32(PK_ADDITIVE) : Int32(PK_MULTIPLICATIVE),
+                        logit_residual: chain.logitResidual ? 1 : 0, clamp: chain.clamp ? 1 : 0,
+                        prefetch: Int32(tuning.prefetch), i8_integer: integer ? 1 : 0,
+                        prefetch_mode: tuning.rowPrefetch == .l2Pairs ? 0 : 1,
+                        user_q: integer ? UnsafePointer(q.baseAddress!) : nil,
+                        user_scale: integer ? UnsafePointer(qs.baseAddress!) : nil)
+                    return withUnsafePointer(to: &kernel) { body($0) }
+                }
+            }
         }
     }
 
@@ -109,6 +134,31 @@ extension ItemIndex {
             return s
         }
         return chain.probabilities(dots: dots)
+    }
+}
+
+/// How the kernel walks memory and which I8 arithmetic it uses. The defaults are the measured
+/// best (docs/PERFORMANCE.md); the other settings exist so the benchmark can measure them side by
+/// side in one run.
+public struct KernelTuning: Sendable, Equatable {
+    /// How a gathered F32 row is prefetched.
+    public enum RowPrefetch: Sendable, Equatable {
+        /// `prefetcht1` once per 128-byte pair of lines (the L2 fetches the other line).
+        case l2Pairs
+        /// `prefetcht0` of every 64-byte line (the kernel before; a benchmark baseline).
+        case l1Lines
+    }
+    /// Rows ahead to prefetch (0 = none).
+    public var prefetch: Int
+    public var rowPrefetch: RowPrefetch
+    /// I8 indexes: integer dot products against the user vector quantised per request (true),
+    /// or int8 widened to F32 (false; the reference the error model is stated against).
+    public var i8Integer: Bool
+
+    public init(prefetch: Int = ItemIndex.defaultPrefetch, rowPrefetch: RowPrefetch = .l2Pairs, i8Integer: Bool = true) {
+        self.prefetch = prefetch
+        self.rowPrefetch = rowPrefetch
+        self.i8Integer = i8Integer
     }
 }
 
@@ -163,76 +213,5 @@ public enum KernelBaselines {
     /// The kernel's vectorised sigmoid (tests compare it with libm).
     public static func sigmoid(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
         pk_sigmoid(x, y, Int64(count))
-    }
-}
-
-/// SIMD dot products `<a, b>` of length `d`, `a` F32 and `b` in the index dtype.
-public enum Kernels {
-    @inline(__always)
-    public static func dotF32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ d: Int) -> Float {
-        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
-        var j = 0
-        let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
-        while j + 16 <= d {
-            acc0.addProduct(ra.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self),
-                            rb.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self))
-            acc1.addProduct(ra.loadUnaligned(fromByteOffset: (j + 8) * 4, as: SIMD8<Float>.self),
-                            rb.loadUnaligned(fromByteOffset: (j + 8) * 4, as: SIMD8<Float>.self))
-            j += 16
-        }
-        if j + 8 <= d {
-            acc0.addProduct(ra.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self),
-                            rb.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self))
-            j += 8
-        }
-        var s = (acc0 + acc1).sum()
-        while j < d { s += a[j] * b[j]; j += 1 }
-        return s
-    }
-
-    @inline(__always)
-    public static func dotF16(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float16>, _ d: Int) -> Float {
-        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
-        var j = 0
-        let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
-        while j + 16 <= d {
-            let h0 = rb.loadUnaligned(fromByteOffset: j * 2, as: SIMD8<Float16>.self)
-            let h1 = rb.loadUnaligned(fromByteOffset: (j + 8) * 2, as: SIMD8<Float16>.self)
-            acc0.addProduct(ra.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self), SIMD8<Float>(h0))
-            acc1.addProduct(ra.loadUnaligned(fromByteOffset: (j + 8) * 4, as: SIMD8<Float>.self), SIMD8<Float>(h1))
-            j += 16
-        }
-        if j + 8 <= d {
-            let h0 = rb.loadUnaligned(fromByteOffset: j * 2, as: SIMD8<Float16>.self)
-            acc0.addProduct(ra.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self), SIMD8<Float>(h0))
-            j += 8
-        }
-        var s = (acc0 + acc1).sum()
-        while j < d { s += a[j] * Float(b[j]); j += 1 }
-        return s
-    }
-
-    /// `<a, q>` for int8 `q`; the caller multiplies by the row's scale.
-    @inline(__always)
-    public static func dotI8(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Int8>, _ d: Int) -> Float {
-        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
-        var j = 0
-        let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
-        while j + 16 <= d {
-            let q = rb.loadUnaligned(fromByteOffset: j, as: SIMD16<Int8>.self)
-            let wide = SIMD16<Int32>(truncatingIfNeeded: q)
-            acc0.addProduct(ra.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self), SIMD8<Float>(wide.lowHalf))
-            acc1.addProduct(ra.loadUnaligned(fromByteOffset: (j + 8) * 4, as: SIMD8<Float>.self), SIMD8<Float>(wide.highHalf))
-            j += 16
-        }
-        if j + 8 <= d {
-            let q = rb.loadUnaligned(fromByteOffset: j, as: SIMD8<Int8>.self)
-            acc0.addProduct(ra.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self),
-                            SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: q)))
-            j += 8
-        }
-        var s = (acc0 + acc1).sum()
-        while j < d { s += a[j] * Float(b[j]); j += 1 }
-        return s
     }
 }

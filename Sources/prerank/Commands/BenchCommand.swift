@@ -30,6 +30,8 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Skip the naive scalar baseline.") var noNaive = false
     @Option(help: "Scenarios to run, comma-separated: whole, gather, request.") var scenarios: String = "whole,gather,request"
     @Flag(help: "Print the report as JSON.") var json = false
+    @Option(help: "How indexes are held: huge_pages (as the server) or mapped.") var residency: String = "huge_pages"
+    @Option(help: "Also measure the gather at these prefetch distances, comma-separated (rows ahead).") var prefetchSweep: String = ""
 
     func run() throws {
         #if DEBUG
@@ -46,6 +48,14 @@ struct BenchCommand: ParsableCommand {
         s.threads = max(1, threads)
         s.directory = dir
         s.naive = !noNaive
+        guard let r = ItemIndex.Residency(rawValue: residency) else { throw CLIError("--residency takes huge_pages or mapped, not \(residency)") }
+        s.residency = r
+        s.prefetchSweep = try prefetchSweep.split(separator: ",").map { part in
+            guard let v = Int(part.trimmingCharacters(in: .whitespaces)), (0...4096).contains(v) else {
+                throw CLIError("--prefetch-sweep takes distances from 0 to 4096, not \(part)")
+            }
+            return v
+        }
         s.scenarios = Set(scenarios.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         s.dtypes = try dtypes.split(separator: ",").map { part in
             guard let t = IndexDType(rawValue: part.trimmingCharacters(in: .whitespaces).lowercased()) else {

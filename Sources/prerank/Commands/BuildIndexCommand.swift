@@ -18,15 +18,18 @@ struct BuildIndexCommand: ParsableCommand {
     @Option(help: "Catalog CSV with an item_id column.") var items: String
     @Option(help: "Output index file.") var out: String
     @Option(help: "Vector storage: f32, f16 or i8.") var dtype: String = "f32"
+    @Flag(help: "Also store the F32 rows (tensor rescore) beside f16/i8 vectors: the server rescores the best candidates exactly.")
+    var rescore = false
 
     func run() throws {
         guard let dtype = IndexDType(rawValue: dtype.lowercased()) else {
             throw CLIError("--dtype must be f32, f16 or i8, not \(self.dtype)")
         }
+        if rescore && dtype == .f32 { throw CLIError("--rescore goes with --dtype f16 or i8 (an f32 index is already exact)") }
         let started = Date()
         do {
             let model = try ModelStore.load(directory: model)
-            let summary = try IndexBuilder.build(model: model, catalog: items, dtype: dtype, output: out) { done in
+            let summary = try IndexBuilder.build(model: model, catalog: items, dtype: dtype, output: out, rescore: rescore) { done in
                 if done % 65_536 < IndexBuilder.batch || done < IndexBuilder.batch {
                     Progress.line("build-index: \(done) items encoded")
                 }
@@ -36,7 +39,7 @@ struct BuildIndexCommand: ParsableCommand {
             }
             let seconds = Date().timeIntervalSince(started)
             Progress.line(String(format: "build-index: %d items, %@, %.1f MB in %.1f s -> %@", summary.items,
-                                 summary.dtype.rawValue, Double(summary.bytes) / 1e6, seconds, out), final: true)
+                                 summary.dtype.rawValue + (rescore ? " + f32 rescore" : ""), Double(summary.bytes) / 1e6, seconds, out), final: true)
         } catch {
             throw CLIError(error.description)
         }
