@@ -430,6 +430,17 @@ void pk_probabilities(const pk_kernel *K, const int32_t *rows, int64_t start, in
     }
 }
 
+void pk_dots(const pk_kernel *K, const int32_t *rows, int64_t start, int64_t n, float *scratch, float *out) {
+    const int t = K->t;
+    float *dots = scratch;
+    for (int64_t b0 = 0; b0 < n; b0 += PK_BLOCK) {
+        const int64_t m = n - b0 < PK_BLOCK ? n - b0 : PK_BLOCK;
+        block_dots(K, rows, start, b0, m, n, dots);
+        for (int64_t i = 0; i < m; i++)
+            for (int k = 0; k < t; k++) out[(b0 + i) * t + k] = dots[k * PK_BLOCK + i];
+    }
+}
+
 int64_t pk_score_filter(const pk_kernel *K, const pk_fusion *F, const int32_t *rows, int64_t start, int64_t n,
                         const float *relevance, double threshold, float *scratch, int32_t *kept_index,
                         double *kept_score) {

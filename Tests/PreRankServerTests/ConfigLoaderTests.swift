@@ -93,6 +93,8 @@ import Testing
         ("topk: {default: 0}", "topk.default"),
         ("topk: {default: 2000}", "topk.default"),
         ("topk: {max: 10, default: 50}", "topk.default"),
+        ("topk: {rescore_depth: 0}", "topk.rescore_depth"),
+        ("topk: {rescore_depth: 1.5}", "topk.rescore_depth"),
         ("fusion: {alpha: .nan}", "fusion.alpha"),
         ("fusion: {beta: .inf}", "fusion.beta"),
         ("fusion: {formula: multiplicative, gamma: 0.1}", "fusion.gamma"),
@@ -132,6 +134,12 @@ import Testing
     }
 
     /// The shipped config parses, and equals the defaults wherever it says it shows them (all of it).
+    @Test func rescoreDepthIsOptional() throws {
+        #expect(try ConfigLoader.parse(yaml: "topk: {default: 10}").topk.rescoreDepth == nil)
+        #expect(try ConfigLoader.parse(yaml: "topk: {rescore_depth: 1000}").topk.rescoreDepth == 1000)
+        #expect(try ConfigLoader.parse(yaml: "topk: {rescore_depth: null}").topk.rescoreDepth == nil)
+    }
+
     @Test func shippedConfigIsTheDefaults() throws {
         let path = Self.repoRoot.appendingPathComponent("config/prerank.yaml").path
         #expect(try ConfigLoader.load(path: path) == PreRankConfig())

@@ -97,6 +97,41 @@ import TwinTower
         #expect(a.items == b.items && a.items.count == 25)
     }
 
+    /// A quantised index with F32 rescore rows gives the F32 index's answer: with the whole
+    /// candidate set rescored, exactly (ids, score and probability bits); at the default depth,
+    /// the same probabilities for every item both return and nearly the same set.
+    @Test(arguments: [IndexDType.i8, .f16])
+    func rescoredAnswersAreTheF32Answers(dtype: IndexDType) throws {
+        let f32 = try #require(Self.world.bundles[.f32])
+        let quantised = try #require(Self.world.rescoreBundles[dtype])
+        #expect(quantised.index.rescore != nil && f32.index.rescore == nil)
+        var rng = SplitMix64(seed: 11)
+        var recall: [Double] = []
+        for r in 0..<12 {
+            let ids = Array(Set((0..<2000).map { _ in f32.index.ids[Int(rng.next() % 5000)] }))
+            var request = PreRankRequest(requestID: "r\(r)", user: ["user_id": .string("u\(r)"), "age": .number(Double(20 + r))],
+                                         query: ["query_terms": .array([.string("t\(r)")])],
+                                         candidates: r % 4 == 3 ? nil : ids, k: 40)
+            if r % 4 == 1 { request.relevance = ids.indices.map { Double($0 % 4) } }
+            if r % 4 == 2 { request.candidates = ids + [999_999_999] + ids.prefix(50) }  // unknown and duplicates
+            var options = ScoringOptions(fusion: FusionPolicy(formula: .additive, alpha: 1, beta: 20, gamma: 0.3))
+            let want = try ScoringEngine.score(request, bundle: f32, options: options)
+            options.rescoreDepth = 5000
+            let all = try ScoringEngine.score(request, bundle: quantised, options: options)
+            #expect(all.items == want.items, "request \(r): a full rescore is the F32 answer")
+            #expect(all.unknownIDs == want.unknownIDs && all.rescored == min(5000, all.scoredCount))
+            options.rescoreDepth = nil
+            let deflt = try ScoringEngine.score(request, bundle: quantised, options: options)
+            #expect(deflt.rescored == min(max(4 * 40, 256), deflt.scoredCount))
+            let byID = Dictionary(uniqueKeysWithValues: want.items.map { ($0.id, $0) })
+            for item in deflt.items {
+                if let w = byID[item.id] { #expect(item == w, "request \(r) item \(item.id)") }
+            }
+            recall.append(Double(deflt.items.filter { byID[$0.id] != nil }.count) / Double(want.items.count))
+        }
+        #expect(recall.reduce(0, +) / Double(recall.count) >= 0.97)
+    }
+
     @Test func expiredDeadlineIsPartialOr504() throws {
         let bundle = try #require(Self.world.bundles[.f32])
         let request = PreRankRequest(user: ["user_id": .string("u3")], k: 5)
@@ -142,7 +177,8 @@ import TwinTower
             #expect(report.figures.contains { $0.dtype == dtype && $0.scenario == "request" })
         }
         let recall = report.figures.filter { $0.name.hasPrefix("recall") }.compactMap(\.value)
-        #expect(recall.count == 4)
+        #expect(recall.count == 6)  // whole and gather for F16 and I8, and each with rescore rows
+        #expect(report.figures.contains { $0.dtype == "i8+rescore" && $0.name.hasPrefix("rescore the best") })
         #expect(recall.allSatisfy { (r: Double) -> Bool in r > 0.8 && r <= 1 })
         #expect(ScoringBenchmark.recall([[1, 2, 3, 4]], [[4, 3, 9, 1]]) == 0.75)
     }

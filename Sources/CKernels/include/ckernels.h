@@ -56,6 +56,10 @@ static inline size_t pk_scratch_floats(int32_t t) { return (size_t)(2 * t + 2) *
 void pk_probabilities(const pk_kernel *kernel, const int32_t *rows, int64_t start, int64_t n,
                       float *scratch, float *out);
 
+/// The raw dot products <u_k, v_k> (before head bias and chain), candidate-major: out[i·T + k].
+/// What the chain is fed; tests hold each arithmetic path to its reference with it.
+void pk_dots(const pk_kernel *kernel, const int32_t *rows, int64_t start, int64_t n, float *scratch, float *out);
+
 /// Fused scores of n candidates (fusion.formula), keeping those that are not below `threshold`
 /// (`!(score < threshold)`: ties and NaN are kept; the caller's top-K decides). Writes the kept
 /// candidates' positions (0 ..< n) and scores; returns how many were kept. `relevance` may be

@@ -178,17 +178,21 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
 
     private func modelResponse() -> HTTPResponse {
         guard let snap = current else { return .error(APIError(status: 503, code: "not_ready", message: "no model loaded")) }
+        // The configured depth; null means the default max(4·k, 256) of each request's k.
+        let rescoreDepth = snap.options.rescoreDepth
         func describe(_ b: ServingBundle) -> String {
             let a = b.model.spec.architecture
             return "{\"version\":\(JSONText.quote(b.version)),\"fingerprint\":\(JSONText.quote(b.model.fingerprint)),"
                 + "\"tasks\":[\(b.model.taskNames.map(JSONText.quote).joined(separator: ","))],"
                 + "\"architecture\":{\"hidden\":[\(a.hidden.map(String.init).joined(separator: ","))],\"d\":\(a.d),\"fr\":\(a.fr),\"lr\":\(a.lr),\"clamp\":\(a.clamp),\"chain\":\"\(a.chain.rawValue)\"},"
-                + "\"index\":{\"items\":\(b.index.count),\"dtype\":\"\(b.index.dtype.rawValue)\",\"d\":\(b.index.d),\"bytes\":\(b.index.vectorBytes),\"path\":\(JSONText.quote(b.index.path))}}"
+                + "\"index\":{\"items\":\(b.index.count),\"dtype\":\"\(b.index.dtype.rawValue)\",\"d\":\(b.index.d),\"bytes\":\(b.index.vectorBytes),"
+                + "\"rescore\":\(b.index.rescore == nil ? "null" : "{\"dtype\":\"f32\",\"bytes\":\(b.index.rescoreBytes),\"depth\":\(rescoreDepth.map(String.init) ?? "null")}"),"
+                + "\"residency\":\"\(b.index.residency.rawValue)\",\"path\":\(JSONText.quote(b.index.path))}}"
         }
         let f = snap.options.fusion
         var body = "{\"model\":\(describe(snap.primary)),"
         body += "\"fusion\":{\"formula\":\"\(f.formula.rawValue)\",\"alpha\":\(f.alpha),\"beta\":\(f.beta),\"gamma\":\(f.gamma),\"allow_request_override\":\(snap.options.allowFusionOverride)},"
-        body += "\"topk\":{\"default\":\(snap.options.defaultK),\"max\":\(snap.options.maxK)},\"budget_ms\":\(snap.config.budgetMs)"
+        body += "\"topk\":{\"default\":\(snap.options.defaultK),\"max\":\(snap.options.maxK),\"rescore_depth\":\(rescoreDepth.map(String.init) ?? "null")},\"budget_ms\":\(snap.config.budgetMs)"
         if let canary = snap.canary, let c = snap.config.canary {
             body += ",\"canary\":{\"share\":\(c.share),\"key\":\"\(c.key.rawValue)\",\"model\":\(describe(canary))}"
         }

@@ -39,6 +39,16 @@ extension ItemIndex {
         }
     }
 
+    /// The raw dots `<u_k, v_k>` of gathered rows, candidate-major `[n × T]` (tests hold each
+    /// arithmetic path to its reference with these).
+    public func dots(user: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count n: Int, chain: LogitChain,
+                     source: VectorSource = .primary, tuning: KernelTuning = KernelTuning(), into out: UnsafeMutablePointer<Float>) {
+        guard n > 0 else { return }
+        withKernel(user: user, chain: chain, tuning: tuning, source: source) { kernel in
+            withScratch { scratch in pk_dots(kernel, rows, 0, Int64(n), scratch, out) }
+        }
+    }
+
     /// Probabilities for the contiguous rows `range` (full-index scan, no gather).
     public func probabilities(user: UnsafePointer<Float>, range: Range<Int>, chain: LogitChain,
                               tuning: KernelTuning = KernelTuning(prefetch: ItemIndex.scanPrefetch),

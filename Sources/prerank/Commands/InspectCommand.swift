@@ -64,6 +64,7 @@ struct InspectCommand: ParsableCommand {
             printJSON([
                 "kind": "index", "items": index.count, "tasks": index.tasks, "d": index.d, "dtype": index.dtype.rawValue,
                 "vector_bytes": index.vectorBytes, "model_fingerprint": index.fingerprint,
+                "rescore": index.rescore == nil ? NSNull() : ["dtype": "f32", "bytes": index.rescoreBytes] as [String: Any],
                 "model_version": index.metadata["model_version"] ?? "", "created_at": index.metadata["created_at"] ?? "",
                 "min_id": ids.first ?? 0, "max_id": ids.last ?? 0,
             ])
@@ -72,6 +73,11 @@ struct InspectCommand: ParsableCommand {
         print("index \(path)")
         print("  items:       \(index.count) (ids \(ids.first ?? 0) ... \(ids.last ?? 0))")
         print("  vectors:     [\(index.count), \(index.taskCount), \(index.d)] \(index.dtype.rawValue), \(String(format: "%.1f MB", Double(index.vectorBytes) / 1e6))")
+        if index.rescore != nil {
+            print("  rescore:     [\(index.count), \(index.taskCount), \(index.d)] f32, \(String(format: "%.1f MB", Double(index.rescoreBytes) / 1e6)) (the best candidates of a scan are rescored from these)")
+        } else {
+            print("  rescore:     none")
+        }
         print("  tasks:       \(index.tasks.joined(separator: " -> "))")
         print("  model:       \(index.metadata["model_version"] ?? "?") fingerprint \(index.fingerprint)")
         print("  created at:  \(index.metadata["created_at"] ?? "?")")
