@@ -4,7 +4,8 @@
 // Dependency direction (see README "Layout"):
 //   TwinTower (model math, formats, index) ─┐
 //   Fusion (policy on probabilities) ───────┼─> PreRankServer (HTTP, config, ops) ─> prerank (CLI)
-//   Training (generate, train, eval) ───────┘        LoadTest (open-loop client) ─┘
+//   Training (generate, train, eval) ───────┘        LoadTest (open-loop client) ─┤
+//                                                    Benchmarks (prerank bench) ──┘
 import PackageDescription
 
 /// `SIMD.addProduct` lowers to libm `fmaf` calls unless FMA is enabled (13x slower, measured in
@@ -49,6 +50,12 @@ let package = Package(
             ],
             swiftSettings: kernelFlags
         ),
+        // `prerank bench`: the kernel and request-stage benchmarks (kept out of the server library).
+        .target(
+            name: "Benchmarks",
+            dependencies: ["PreRankServer", "TwinTower", "Fusion"],
+            swiftSettings: kernelFlags
+        ),
         .target(
             name: "LoadTest",
             dependencies: [
@@ -59,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "prerank",
             dependencies: [
-                "TwinTower", "Fusion", "Training", "PreRankServer", "LoadTest",
+                "TwinTower", "Fusion", "Training", "PreRankServer", "LoadTest", "Benchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: kernelFlags
@@ -68,6 +75,6 @@ let package = Package(
         .testTarget(name: "TwinTowerTests", dependencies: ["TwinTower"], swiftSettings: kernelFlags),
         .testTarget(name: "FusionTests", dependencies: ["Fusion"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TwinTower", "Fusion"]),
-        .testTarget(name: "PreRankServerTests", dependencies: ["PreRankServer", "TwinTower", "Fusion"]),
+        .testTarget(name: "PreRankServerTests", dependencies: ["PreRankServer", "TwinTower", "Fusion", "Benchmarks"]),
     ]
 )
