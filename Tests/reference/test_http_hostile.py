@@ -198,3 +198,11 @@ def test_silent_sockets_over_max_connections_do_not_lock_out_a_real_client(prera
         for c in silent:
             c.close()
         assert s.stop() == 0
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "65536"])
+def test_serve_refuses_an_out_of_range_port_in_one_line(prerank, port):
+    p = run(prerank, "serve", "--port", port, check=False)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert p.returncode not in (0, -5, 132, 133, -4) and p.returncode > 0, p.returncode  # an error exit, not a trap
+    assert len(lines) == 1 and "port" in lines[0] and "65535" in lines[0], p.stderr

@@ -21,7 +21,7 @@ struct ServeCommand: ParsableCommand {
 
     func validate() throws {
         if let port, !(0...65535).contains(port) {
-            throw ValidationError("--port \(port) must be 0...65535 (0 picks a free one)")
+            throw CLIError("--port \(port) must be 0...65535 (0 picks a free one)")
         }
     }
 
