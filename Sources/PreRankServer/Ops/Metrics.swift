@@ -173,6 +173,8 @@ public final class MetricsRegistry: Sendable {
         out += "prerank_request_log_lines_total \(s.requestLogWritten)\n"
         header("prerank_request_log_dropped_total", "counter", "Request-log lines dropped because the log queue was full.")
         out += "prerank_request_log_dropped_total \(s.requestLogDropped)\n"
+        header("prerank_log_lines_dropped_total", "counter", "stderr log lines (access lines) dropped because the asynchronous log writer was full.")
+        out += "prerank_log_lines_dropped_total \(AsyncLogWriter.dropped)\n"
         if let t = s.transport {
             header("prerank_http_timeouts_total", "counter", "Connections cut by a deadline, by kind: head (incl. silent), body, idle (keep-alive), write (answer not taken).")
             for (kind, v) in [("body", t.bodyTimeouts), ("head", t.headTimeouts), ("idle", t.idleTimeouts), ("write", t.writeTimeouts)] {

@@ -29,6 +29,7 @@ struct ServeCommand: ParsableCommand {
         do {
             try ServerRunner.run(configPath: config, modelDir: model, index: index, host: host, port: port)
         } catch let e as ServerRunner.RunError {
+            AsyncLogWriter.standardError.flush()
             throw CLIError(e.description)
         }
     }
