@@ -118,6 +118,8 @@ struct ConnectionStateMachine {
     /// The body being read; kept out of `State` so appending does not copy it (an enum payload
     /// would be copied on every mutation).
     private var body: [UInt8] = []
+    /// How much of `inbound` `scanHead` has already found incomplete.
+    private var headScanned = 0
     /// Bytes of `budget` this connection holds for the current request.
     private(set) var reserved = 0
     private(set) var peerClosed = false
@@ -257,6 +259,7 @@ struct ConnectionStateMachine {
                 close(&actions)
             } else {
                 inbound = []
+                headScanned = 0
                 state = .lingering(deadline: now + config.lingerTimeout, discarded: 0)
                 actions.append(.shutdownWriteAndLinger)
             }
@@ -358,9 +361,11 @@ struct ConnectionStateMachine {
                 // A request begins. The first head is due from accept; a keep-alive one from its first byte.
                 state = .readingHead(deadline: kind == .head ? deadline : now + config.headerTimeout)
             case .readingHead:
-                let scan = inbound.withUnsafeBytes { HTTPParser.scanHead($0, maxHeaderBytes: config.maxHeaderBytes) }
+                let from = headScanned
+                let scan = inbound.withUnsafeBytes { HTTPParser.scanHead($0, maxHeaderBytes: config.maxHeaderBytes, from: from) }
                 switch scan {
                 case .incomplete:
+                    headScanned = inbound.count
                     return
                 case .failure(let f):
                     refuse(f, now: now, &actions)
@@ -377,6 +382,7 @@ struct ConnectionStateMachine {
                     case .success(var head):
                         head.length = end
                         inbound.removeFirst(end)
+                        headScanned = 0
                         beginBody(head, now: now, &actions)
                     }
                 }
@@ -494,6 +500,7 @@ struct ConnectionStateMachine {
         releaseBudget()
         body = []
         inbound = []
+        headScanned = 0
         budgetStalled = false
         let error = APIError(status: status, code: code, message: message, headers: retryAfter ? [("Retry-After", "1")] : [])
         actions.append(.send(Outbound(response: .error(error), keepAlive: false, minorVersion: 1, isHead: false, isRefusal: true)))
@@ -504,6 +511,7 @@ struct ConnectionStateMachine {
         releaseBudget()
         body = []
         inbound = []
+        headScanned = 0
         state = .closed
         actions.append(.close)
     }

@@ -89,8 +89,10 @@ public struct HTTPParser: Sendable {
     /// that we never frame differently from a proxy in front of us); empty lines before the
     /// request line are skipped. A head longer than `maxHeaderBytes` is a 431 as soon as that
     /// is known, without waiting for its end.
-    public static func scanHead(_ b: UnsafeRawBufferPointer, maxHeaderBytes: Int) -> HeadScan {
-        var i = 0
+    /// `from`: bytes before this index were scanned before and found incomplete, so a head
+    /// dripped a byte at a time is scanned in linear, not quadratic, time.
+    public static func scanHead(_ b: UnsafeRawBufferPointer, maxHeaderBytes: Int, from: Int = 0) -> HeadScan {
+        var i = max(0, from - 3)
         while i < b.count {
             if b[i] == 10 {
                 guard i > 0, b[i - 1] == 13 else {
