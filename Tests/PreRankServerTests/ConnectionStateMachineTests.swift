@@ -341,6 +341,15 @@ import Testing
         #expect(sent(f)[0].keepAlive == false && closes(busy.writeCompleted(now: 0)))
     }
 
+    /// Bytes pipelined behind a `Connection: close` request: linger rather than reset.
+    @Test func inputAfterConnectionCloseLingers() {
+        var (m, _) = machine()
+        _ = m.bytesRead(bytes(get("/a", "Connection: close\r\n") + get("/b")), now: 0)
+        _ = m.jobFinished(ok, now: 0)
+        let w = m.writeCompleted(now: 0)
+        #expect(!closes(w) && m.stateName == "lingering")
+    }
+
     @Test func http10WithoutKeepAliveClosesAfterTheAnswer() {
         var (m, _) = machine()
         _ = m.bytesRead(bytes("GET / HTTP/1.0\r\n\r\n"), now: 0)

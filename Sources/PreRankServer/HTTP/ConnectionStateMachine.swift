@@ -251,7 +251,10 @@ struct ConnectionStateMachine {
         guard case .writing(let after, _) = state else {
             return finish(actions)  // a `100 Continue` went out: nothing changes
         }
-        switch after {
+        // Input the client sent after a `Connection: close` request would make the close a reset
+        // that can destroy the answer in the client's receive buffer: linger then as well.
+        let effective: AfterWrite = after == .close && !inbound.isEmpty ? .linger : after
+        switch effective {
         case .close:
             close(&actions)
         case .linger:
