@@ -358,3 +358,21 @@ import Testing
         #expect(closes(m.writeCompleted(now: 0)))
     }
 }
+
+/// Impossible transitions stop the process with the state in the message.
+@Suite struct ConnectionStateMachineExitTests {
+    @Test func jobFinishedWithoutARequestIsAPreconditionFailure() async {
+        await #expect(processExitsWith: .failure) {
+            var m = ConnectionStateMachine(now: 0, config: .init(), budget: MemoryBudget(limit: 1024))
+            _ = m.jobFinished(HTTPResponse(status: 200), now: 0)
+        }
+    }
+
+    @Test func bytesAfterCloseIsAPreconditionFailure() async {
+        await #expect(processExitsWith: .failure) {
+            var m = ConnectionStateMachine(now: 0, config: .init(), budget: MemoryBudget(limit: 1024))
+            _ = m.timerFired(now: 10_000_000_000)
+            _ = m.bytesRead(Array("x".utf8), now: 0)
+        }
+    }
+}
