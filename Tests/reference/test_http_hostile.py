@@ -116,7 +116,7 @@ def test_upload_past_max_body_reads_its_413(server):
     # http.client sends the whole body before reading: without a lingering close the server's
     # early close resets the connection and the client sees a broken pipe, not the 413.
     c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    c.request("POST", "/prerank", body=b"x" * 3_000_000, headers={"Content-Type": "application/json"})
+    c.request("POST", "/prerank", body=b"x" * 24_000_000, headers={"Content-Type": "application/json"})
     r = c.getresponse()
     assert r.status == 413
     assert b"body_too_large" in r.read()
