@@ -120,6 +120,27 @@ import Testing
         #expect(closes(t) && sent(t).isEmpty && timeouts(t) == [.idle])
     }
 
+    /// A pipelined request already buffered gets its head deadline from the end of the
+    /// previous answer, not from when its bytes arrived.
+    @Test func pipelinedHeadDeadlineStartsAtThePreviousAnswer() {
+        var (m, _) = machine()
+        _ = m.bytesRead(bytes(get("/a") + "GE"), now: 0)
+        _ = m.jobFinished(ok, now: 3 * s)
+        let w = m.writeCompleted(now: 3 * s)
+        #expect(m.stateName == "readingHead" && armed(w) == 8 * s)
+        #expect(statuses(m.timerFired(now: 8 * s)) == [408])
+    }
+
+    /// A transport failure releases the budget and closes, from any live state.
+    @Test func transportFailureReleasesTheBudget() {
+        let budget = MemoryBudget(limit: 10_000)
+        var (m, _) = machine(budget: budget)
+        _ = m.bytesRead(bytes("POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 500\r\n\r\nab"), now: 0)
+        #expect(budget.inUse == 500)
+        #expect(closes(m.transportFailed()) && budget.inUse == 0 && m.isClosed)
+        #expect(m.transportFailed().isEmpty)
+    }
+
     /// An answer the client does not take is cut at the write deadline.
     @Test func slowReaderIsCutAtTheWriteDeadline() {
         var (m, _) = machine()
