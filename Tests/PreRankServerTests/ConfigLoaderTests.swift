@@ -23,6 +23,7 @@ import Testing
         let c = PreRankConfig()
         #expect(c.server.host == "127.0.0.1" && c.server.port == 8080 && c.server.maxBodyBytes == 8 << 20)
         #expect(c.server.maxHeaderBytes == 16384 && c.server.maxConnections == 1024 && c.server.maxCandidates == 100_000)
+        #expect(c.server.maxBufferedBytes == 256 << 20)
         #expect(c.budgetMs == 150 && c.topk.default == 100 && c.topk.max == 1000)
         #expect(c.fusion.policy == FusionPolicy(formula: .additive, alpha: 1, beta: 20, gamma: 0) && !c.fusion.allowRequestOverride)
         #expect(c.logging.level == .info && c.logging.format == .text)
@@ -88,6 +89,9 @@ import Testing
         ("server: {port: 70000}", "server.port"),
         ("server: {workers: -1}", "server.workers"),
         ("server: {max_body_bytes: 0}", "server.max_body_bytes"),
+        ("server: {max_buffered_bytes: 1000}", "server.max_buffered_bytes"),
+        ("server: {max_buffered_bytes: \"256MiB\"}", "server.max_buffered_bytes"),
+        ("server: {max_body_bytes: 33554432, max_buffered_bytes: 16777216}", "server.max_buffered_bytes"),
         ("budget_ms: 0", "budget_ms"),
         ("budget_ms: -5", "budget_ms"),
         ("topk: {default: 0}", "topk.default"),

@@ -24,7 +24,7 @@ import Testing
 
     /// Fed one byte at a time, the parser says "incomplete" until the last byte, then frames it.
     @Test func byteAtATime() {
-        let bytes = Array("POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello".utf8)
+        let bytes = Array("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello".utf8)
         for n in 0..<bytes.count {
             if case .request = parse(Array(bytes[0..<n])) { Issue.record("complete after \(n) bytes") }
             if status(parse(Array(bytes[0..<n]))) != nil { Issue.record("failure after \(n) bytes") }
@@ -34,7 +34,7 @@ import Testing
     }
 
     @Test func pipelinedRequestsAreTakenInOrder() {
-        var bytes = Array("GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 1\r\n\r\nxGET /c HTTP/1.1\r\n\r\n".utf8)
+        var bytes = Array("GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nxGET /c HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
         var targets: [String] = []
         while case .request(let head, _, let consumed) = parse(bytes) {
             targets.append(head.target)
@@ -44,7 +44,7 @@ import Testing
     }
 
     @Test func chunkedBodyWithExtensionsAndTrailers() {
-        let text = "POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: y\r\n\r\n"
+        let text = "POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: y\r\n\r\n"
         guard case .request(_, let body, let consumed) = parse(text) else { Issue.record("not complete"); return }
         #expect(String(decoding: body, as: UTF8.self) == "Wikipedia" && consumed == text.utf8.count)
         // Every prefix is incomplete, never an error.
@@ -53,21 +53,20 @@ import Testing
     }
 
     @Test(arguments: [
-        ("POST /p HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-        ("POST /p HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
-        ("POST /p HTTP/1.1\r\nContent-Length: -3\r\n\r\n", 400),
-        ("POST /p HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n", 400),
-        ("POST /p HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
-        ("POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF\r\n", 400),
-        ("POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
-        ("POST /p HTTP/1.1\r\n\r\n", 411),
+        ("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        ("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+        ("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: -3\r\n\r\n", 400),
+        ("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n", 400),
+        ("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        ("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF\r\n", 400),
+        ("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
         ("GET /p HTTP/2.0\r\n\r\n", 505),
         ("GET  /p HTTP/1.1\r\n\r\n", 400),
         ("get /p HTTP/1.1\r\n\r\n", 400),
-        ("GET /p HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
-        ("GET /p HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", 400),
-        ("GET /p HTTP/1.1\r\nNoColon\r\n\r\n", 400),
-        ("POST /p HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413),
+        ("GET /p HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n", 400),
+        ("GET /p HTTP/1.1\r\nHost: a\r\nA: b\r\n folded\r\n\r\n", 400),
+        ("GET /p HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400),
+        ("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n", 413),
     ])
     func malformedRequests(text: String, expected: Int) {
         #expect(status(parse(text)) == expected)
@@ -78,9 +77,32 @@ import Testing
         #expect(status(parse(big, limits: .init(maxHeaderBytes: 16384, maxBodyBytes: 100))) == 431)
     }
 
-    @Test func bareLineFeedsAreTolerated() {
-        guard case .request(let head, let body, _) = parse("POST /p HTTP/1.1\nContent-Length: 2\n\nhi") else { Issue.record("no"); return }
-        #expect(head.target == "/p" && body == Array("hi".utf8))
+    /// RFC 9112 §2.2: a bare LF is refused (a proxy in front could frame it differently).
+    @Test(arguments: ["POST /p HTTP/1.1\nHost: a\nContent-Length: 2\n\nhi", "GET /p HTTP/1.1\r\nHost: a\n\r\n",
+                      "GET /p HTTP/1.1\nHost: a\r\n\r\n", "\nGET /p HTTP/1.1\r\nHost: a\r\n\r\n"])
+    func bareLineFeedsAreRefused(text: String) {
+        #expect(status(parse(text)) == 400)
+    }
+
+    @Test func hostIsRequiredOnHTTP11Only() {
+        #expect(status(parse("GET /p HTTP/1.1\r\n\r\n")) == 400)
+        #expect(status(parse("GET /p HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")) == 400)
+        guard case .request = parse("GET /p HTTP/1.0\r\n\r\n") else { Issue.record("HTTP/1.0 without Host refused"); return }
+    }
+
+    /// No Content-Length and no Transfer-Encoding: an empty body (RFC 9112 §6.3), not a 411.
+    @Test func noLengthIsAnEmptyBody() {
+        let text = "POST /admin/reload HTTP/1.1\r\nHost: a\r\n\r\n"
+        guard case .request(_, let body, let consumed) = parse(text) else { Issue.record("not a request"); return }
+        #expect(body.isEmpty && consumed == text.utf8.count)
+    }
+
+    @Test func expectContinueOnlyForHTTP11() {
+        guard case .incomplete(let h11?) = parse("POST /p HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"),
+              case .incomplete(let h10?) = parse("POST /p HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n") else {
+            Issue.record("heads not parsed"); return
+        }
+        #expect(h11.expectContinue && !h10.expectContinue)
     }
 
     @Test func gzipRoundTripAndBombLimit() throws {

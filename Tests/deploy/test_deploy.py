@@ -31,7 +31,7 @@ OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
 
 # Config keys of SPEC §5 plus request_log and canary (docs/OPERATIONS.md).
 CONFIG_KEYS = {
-    "server": {"host", "port", "max_connections", "max_body_bytes", "max_header_bytes", "header_timeout_ms",
+    "server": {"host", "port", "max_connections", "max_body_bytes", "max_buffered_bytes", "max_header_bytes", "header_timeout_ms",
                "body_timeout_ms", "idle_timeout_ms", "workers", "queue_depth", "max_candidates", "tls",
                "admin_token_file"},
     "model": {"dir", "index"},

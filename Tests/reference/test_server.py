@@ -187,10 +187,12 @@ def raw(port, payload, read_timeout=5.0):
     return out
 
 
-def test_length_required_and_smuggling_refused(server):
-    assert raw(server.port, b"POST /prerank HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 411")
-    assert raw(server.port, b"POST /prerank HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}").startswith(b"HTTP/1.1 400")
-    assert raw(server.port, b"POST /prerank HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").startswith(b"HTTP/1.1 501")
+def test_no_length_is_an_empty_body_and_smuggling_refused(server):
+    # RFC 9112 §6.3: no Content-Length and no Transfer-Encoding is an empty body, not a 411.
+    out = raw(server.port, b"POST /prerank HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 4") and not out.startswith(b"HTTP/1.1 411"), out[:80]
+    assert raw(server.port, b"POST /prerank HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}").startswith(b"HTTP/1.1 400")
+    assert raw(server.port, b"POST /prerank HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n").startswith(b"HTTP/1.1 501")
 
 
 def test_keep_alive_and_pipelining_in_order(server):
@@ -208,7 +210,7 @@ def test_keep_alive_and_pipelining_in_order(server):
     body = b'{"request_id":"p%d","user":{},"candidates":[1],"k":1}'
     payload = b"".join(
         b"POST /prerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body % i) + body % i
-        for i in range(3)) + b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"
+        for i in range(3)) + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     out = raw(server.port, payload)
     ids = [json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])["request_id"]
            for part in out.split(b"HTTP/1.1 200 OK")[1:4]]
@@ -219,13 +221,13 @@ def test_keep_alive_and_pipelining_in_order(server):
 def test_body_split_across_writes_and_chunked(server):
     s = socket.create_connection(("127.0.0.1", server.port))
     body = b'{"request_id":"split","user":{},"candidates":[1],"k":1}'
-    s.sendall(b"POST /prerank HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10])
+    s.sendall(b"POST /prerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10])
     time.sleep(0.2)
     s.sendall(body[10:])
     s.settimeout(5)
     assert b'"request_id":"split"' in s.recv(65536)
     s.close()
-    chunked = b"POST /prerank HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    chunked = b"POST /prerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     chunked += b"10\r\n" + body[:16] + b"\r\n" + b"%x\r\n" % (len(body) - 16) + body[16:] + b"\r\n0\r\n\r\n"
     out = raw(server.port, chunked)
     assert out.startswith(b"HTTP/1.1 200") and b'"request_id":"split"' in out
@@ -235,7 +237,7 @@ def test_expect_100_continue(server):
     s = socket.create_connection(("127.0.0.1", server.port))
     s.settimeout(5)
     body = b'{"user":{},"candidates":[1]}'
-    s.sendall(b"POST /prerank HTTP/1.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+    s.sendall(b"POST /prerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
     assert s.recv(1024).startswith(b"HTTP/1.1 100 Continue")
     s.sendall(body)
     assert s.recv(65536).startswith(b"HTTP/1.1 200")
@@ -504,7 +506,7 @@ def test_loadtest_against_the_server(prerank, server, world, tmp_path):
 def test_half_closed_client_gets_every_pipelined_answer(server):
     body = b'{"request_id":"h%d","user":{},"candidates":[1],"k":1}'
     payload = b"".join(
-        b"POST /prerank HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body % i) + body % i
+        b"POST /prerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body % i) + body % i
         for i in range(3))
     s = socket.create_connection(("127.0.0.1", server.port))
     s.sendall(payload)

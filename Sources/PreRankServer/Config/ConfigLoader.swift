@@ -41,13 +41,17 @@ public enum ConfigLoader {
         var c = PreRankConfig()
         let top = try Section(root, path: "", known: ["server", "model", "budget_ms", "topk", "fusion", "logging", "request_log", "canary"])
 
-        if let s = try top.section("server", known: ["host", "port", "max_connections", "max_body_bytes", "max_header_bytes",
+        if let s = try top.section("server", known: ["host", "port", "max_connections", "max_body_bytes", "max_buffered_bytes", "max_header_bytes",
                                                        "header_timeout_ms", "body_timeout_ms", "idle_timeout_ms", "workers",
                                                        "queue_depth", "max_candidates", "tls", "admin_token_file"]) {
             try s.string("host", into: &c.server.host)
             try s.int("port", 1...65535, into: &c.server.port)
             try s.int("max_connections", 1...1_000_000, into: &c.server.maxConnections)
             try s.int("max_body_bytes", 1...(1 << 30), into: &c.server.maxBodyBytes)
+            try s.int("max_buffered_bytes", (1 << 20)...(1 << 40), into: &c.server.maxBufferedBytes)
+            if c.server.maxBufferedBytes < c.server.maxBodyBytes {
+                throw s.error("max_buffered_bytes", "must be at least server.max_body_bytes (\(c.server.maxBodyBytes)), or no body of the largest size could be read")
+            }
             try s.int("max_header_bytes", 1024...(1 << 20), into: &c.server.maxHeaderBytes)
             try s.int("header_timeout_ms", 1...3_600_000, into: &c.server.headerTimeoutMs)
             try s.int("body_timeout_ms", 1...3_600_000, into: &c.server.bodyTimeoutMs)

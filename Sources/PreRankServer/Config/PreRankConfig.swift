@@ -25,15 +25,21 @@ public struct PreRankConfig: Sendable, Equatable {
         /// Loopback by default: exposing the server is a decision to make in the file.
         public var host = "127.0.0.1"
         public var port = 8080
-        /// Open connections beyond this are closed right after accept.
+        /// Open connections at most: at the limit the connection idle longest (no request in
+        /// progress) is closed to admit a new one; if none is idle, the new one gets 503.
         public var maxConnections = 1024
         /// Larger bodies are refused with 413 before they are read.
         public var maxBodyBytes = 8 << 20
+        /// Request bytes buffered by all connections together (bodies and inflated gzip). When
+        /// spent, new bodies are answered 503 + Retry-After and growing ones stop being read:
+        /// memory stays bounded however many clients stall half-way through an upload.
+        public var maxBufferedBytes = 256 << 20
         /// A request head (request line and headers) larger than this is refused with 431.
         public var maxHeaderBytes = 16384
-        /// Time to receive a whole request head once its first byte arrived.
+        /// Absolute deadline for a whole request head: from accept for the first request, from
+        /// its first byte for later ones on a keep-alive connection.
         public var headerTimeoutMs = 5000
-        /// Time to receive a whole body once the head is read.
+        /// Absolute deadline for a whole body, from the end of its head (reads do not extend it).
         public var bodyTimeoutMs = 10000
         /// A keep-alive connection with no request for this long is closed.
         public var idleTimeoutMs = 60000

@@ -1,50 +1,61 @@
 import Dispatch
 import Foundation
+import Synchronization
 
-/// One client connection: reads, frames requests with `HTTPParser`, hands each to the
-/// application, writes responses in order, and enforces the timeouts.
+/// What a connection reports to its server: counters and admission bookkeeping.
+struct ConnectionObserver: Sendable {
+    var timedOut: @Sendable (ConnectionStateMachine.TimeoutKind) -> Void = { _ in }
+    /// The transport answered `status` itself (framing refusal, limit, timeout, budget).
+    var refused: @Sendable (Int) -> Void = { _ in }
+    var closed: @Sendable (Connection) -> Void = { _ in }
+}
+
+/// One client connection: the Dispatch and socket shell around `ConnectionStateMachine`.
+///
+/// It reads, feeds the machine events (bytes, EOF, write drained, timer, job finished) and
+/// carries out the actions it returns (read or stop, write, arm the deadline, dispatch, linger,
+/// close). All decisions — framing, deadlines, keep-alive, refusals — are the machine's.
 ///
 /// Thread safety: every mutable field is touched only on `queue` (a serial queue per
-/// connection), which is why the class may be `@unchecked Sendable`. Sources (read, write,
-/// timer) all target `queue`. The fd is closed only after every source's cancel handler has run
-/// (libdispatch on Linux can otherwise reuse the fd under a live source: swift-corelibs-
-/// libdispatch #833, #949).
+/// connection), which is why the class may be `@unchecked Sendable`; `reusableSince` is atomic
+/// because the listener reads it for admission. Sources (read, write, timer) all target
+/// `queue`. The fd is closed only after every source's cancel handler has run (libdispatch on
+/// Linux can otherwise reuse the fd under a live source: swift-corelibs-libdispatch #833, #949).
 final class Connection: @unchecked Sendable {
     let fd: Int32
     let queue: DispatchQueue
+    /// Monotonic ns since which the connection has had no request in progress; 0 while it has one.
+    let reusableSince = Atomic<UInt64>(0)
     private let io: SocketIO
     private let limits: ServerLimits
-    private let parser: HTTPParser
     private let handler: HTTPHandler
-    private let onClose: @Sendable (Connection) -> Void
+    private let budget: MemoryBudget
+    private let observer: ConnectionObserver
+    private var machine: ConnectionStateMachine
 
-    private var buffer: [UInt8] = []
-    private var output: [UInt8] = []
+    /// Output not yet written: whole segments (a head, a body); `outputOffset` into the first.
+    private var output: [[UInt8]] = []
     private var outputOffset = 0
     private var readSource: DispatchSourceRead?
     private var writeSource: DispatchSourceWrite?
+    private var timer: DispatchSourceTimer?
     private var writeArmed = false
     private var readPaused = false
-    private var timer: DispatchSourceTimer?
-    private var inFlight = false
-    private var closeAfterFlush = false
-    private var draining = false
-    private var peerClosed = false
     private var closed = false
-    private var sentContinue = false
     private var pendingCancels = 0
-    private var requestStarted: DispatchTime?
-    private let stats: (@Sendable (_ kind: String) -> Void)
 
-    init(fd: Int32, io: SocketIO, limits: ServerLimits, handler: HTTPHandler,
-         stats: @escaping @Sendable (_ kind: String) -> Void, onClose: @escaping @Sendable (Connection) -> Void) {
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    init(fd: Int32, io: SocketIO, limits: ServerLimits, budget: MemoryBudget, handler: HTTPHandler, observer: ConnectionObserver) {
         self.fd = fd
         self.io = io
         self.limits = limits
-        self.parser = HTTPParser(limits: .init(maxHeaderBytes: limits.maxHeaderBytes, maxBodyBytes: limits.maxBodyBytes))
+        self.budget = budget
         self.handler = handler
-        self.stats = stats
-        self.onClose = onClose
+        self.observer = observer
+        let now = Self.now()
+        self.machine = ConnectionStateMachine(now: now, config: .init(limits: limits), budget: budget)
+        self.reusableSince.store(now, ordering: .relaxed)
         self.queue = DispatchQueue(label: "prerank.conn.\(fd)", target: .global(qos: .userInitiated))
     }
 
@@ -54,239 +65,255 @@ final class Connection: @unchecked Sendable {
             read.setEventHandler { [weak self] in self?.onReadable() }
             read.setCancelHandler { [self] in cancelled() }
             let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
-            write.setEventHandler { [weak self] in self?.flush() }
+            write.setEventHandler { [weak self] in self?.onWritable() }
             write.setCancelHandler { [self] in cancelled() }
             let t = DispatchSource.makeTimerSource(queue: queue)
-            t.setEventHandler { [weak self] in self?.timedOut() }
+            t.setEventHandler { [weak self] in self?.event { m, now in m.timerFired(now: now) } }
             t.setCancelHandler { [self] in cancelled() }
             pendingCancels = 3
             readSource = read
             writeSource = write
             timer = t
-            arm(limits.idleTimeout)
+            t.schedule(deadline: .distantFuture)
             t.resume()
             read.resume()
+            event { m, _ in m.start() }
         }
     }
 
-    /// Stop after the current request: answer it with `Connection: close`, close if idle.
+    /// Graceful shutdown: close now if no request is in progress, else after its answer.
     func beginDrain() {
+        queue.async { [self] in event { m, now in m.drain(now: now) } }
+    }
+
+    /// Admission at `maxConnections`: close if still reusable. `done(true)` when it closed.
+    func evict(done: @escaping @Sendable (Bool) -> Void) {
         queue.async { [self] in
-            draining = true
-            if !inFlight && outputOffset >= output.count { close() }
+            guard !closed else { done(true); return }
+            event { m, now in m.evict(now: now) }
+            done(closed)
         }
+    }
+
+    /// Shutdown deadline passed: close whatever the state.
+    func forceClose() {
+        queue.async { [self] in event { m, _ in m.transportFailed() } }
+    }
+
+    // MARK: events and actions
+
+    private func event(_ body: (inout ConnectionStateMachine, UInt64) -> [ConnectionStateMachine.Action]) {
+        guard !closed else { return }
+        let actions = body(&machine, Self.now())
+        perform(actions)
+    }
+
+    /// Carries out actions in order. Writes are only queued here and flushed after the whole
+    /// list, so that the events a flush feeds back (`writeCompleted`) never interleave with the
+    /// rest of a list computed for an earlier state.
+    private func perform(_ actions: [ConnectionStateMachine.Action]) {
+        var wrote = false
+        for action in actions {
+            switch action {
+            case .readMore: resumeReading()
+            case .stopReading: pauseReading()
+            case .armDeadline(let t): timer?.schedule(deadline: DispatchTime(uptimeNanoseconds: t), leeway: .milliseconds(5))
+            case .disarmDeadline: timer?.schedule(deadline: .distantFuture)
+            case .dispatch(let head, let body): dispatch(head, body)
+            case .sendContinue:
+                output.append(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+                wrote = true
+            case .send(let out):
+                if out.isRefusal { observer.refused(out.response.status) }
+                output.append(contentsOf: ResponseSerializer.segments(out))
+                wrote = true
+            case .shutdownWriteAndLinger: io.shutdown()
+            case .close: close()
+            case .timedOut(let kind): observer.timedOut(kind)
+            case .waitForBudget:
+                queue.asyncAfter(deadline: .now() + .milliseconds(20)) { [weak self] in
+                    self?.event { m, now in m.budgetRetry(now: now) }
+                }
+            }
+        }
+        reusableSince.store(closed ? 0 : machine.reusableSince ?? 0, ordering: .relaxed)
+        if wrote && !closed { flush() }
     }
 
     // MARK: reading
 
     private func onReadable() {
         guard !closed else { return }
-        var gotEOF = false
         withUnsafeTemporaryAllocation(byteCount: 64 * 1024, alignment: 16) { chunk in
-            loop: while true {
+            while !closed && !readPaused {
                 switch io.read(into: chunk) {
                 case .bytes(let n):
-                    buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
-                    if buffer.count > limits.maxHeaderBytes + limits.maxBodyBytes + 65536 { pauseReading(); break loop }
-                case .wouldBlock: break loop
-                case .closed, .failed: gotEOF = true; break loop
+                    let bytes = UnsafeRawBufferPointer(rebasing: chunk[0..<n])
+                    event { m, now in m.bytesRead(bytes, now: now) }
+                case .wouldBlock:
+                    return
+                case .closed:
+                    event { m, now in m.peerHalfClosed(now: now) }
+                    // EOF stays readable: stop the source whatever the machine decided.
+                    pauseReading()
+                    return
+                case .failed:
+                    event { m, _ in m.transportFailed() }
+                    return
                 }
             }
         }
-        if io.wantsWritable { armWrite() }
-        if gotEOF {
-            peerClosed = true
-            pauseReading()
-            // Answer whatever complete requests are buffered, then close (see `process`); with
-            // a request in flight, `finish` carries on from there.
-            process()
-            return
-        }
-        process()
+        if !closed && io.wantsWritable { armWrite() }
     }
 
     private func pauseReading() {
-        guard !readPaused, let readSource else { return }
+        guard !readPaused, !closed, let readSource else { return }
         readPaused = true
         readSource.suspend()
     }
 
     private func resumeReading() {
-        guard readPaused, !peerClosed, let readSource else { return }
+        guard readPaused, !closed, let readSource else { return }
         readPaused = false
         readSource.resume()
     }
 
-    /// Frames and dispatches the next buffered request, one at a time (pipelining in order).
-    private func process() {
-        guard !closed, !inFlight, !closeAfterFlush else { return }
-        let outcome = buffer.withUnsafeBufferPointer { parser.parse($0) }
-        switch outcome {
-        case .incomplete(let head):
-            if peerClosed {
-                // A half-closed client sends nothing more: every complete request it pipelined
-                // has been answered, and a partial one never will be. Close once the answers are out.
-                closeAfterFlush = true
-                flush()
+    // MARK: the application
+
+    /// Hands a framed request to the application. A gzip body is inflated on a global queue,
+    /// not this connection's I/O queue, within the memory budget. The answer always hops back
+    /// to `queue` asynchronously: feeding `jobFinished` from inside `perform` would interleave.
+    private func dispatch(_ head: HTTPParser.Head, _ body: [UInt8]) {
+        let receivedAt = Self.now()
+        let encoding = head.headers.first { $0.name.caseInsensitiveEquals("content-encoding") }?.value.lowercased()
+        let acceptsGzip = Self.acceptsGzip(head.headers.first { $0.name.caseInsensitiveEquals("accept-encoding") }?.value)
+        let (path, query) = Self.splitTarget(head.target)
+        let threshold = limits.gzipThreshold
+        let handler = self.handler
+        let finish: @Sendable (HTTPResponse) -> Void = { [weak self] response in
+            var response = response
+            if acceptsGzip && response.body.count >= threshold
+                && !response.headers.contains(where: { $0.name.caseInsensitiveEquals("content-encoding") }) {
+                response.body = Gzip.deflate(response.body)
+                response.headers.append(("Content-Encoding", "gzip"))
+                response.headers.append(("Vary", "Accept-Encoding"))
+            }
+            let ready = response
+            guard let self else { return }
+            self.queue.async { self.event { m, now in m.jobFinished(ready, now: now) } }
+        }
+        @Sendable func request(_ body: [UInt8]) -> HTTPRequest {
+            HTTPRequest(method: head.method, path: path, query: query, minorVersion: head.minorVersion,
+                        headers: head.headers, body: body, receivedAt: receivedAt)
+        }
+        guard let encoding, encoding != "identity" else {
+            handler.handle(request(body), respond: finish)
+            return
+        }
+        guard encoding == "gzip" || encoding == "x-gzip" else {
+            let error = APIError(status: 415, code: "unsupported_encoding", message: "Content-Encoding \(encoding) is not supported (gzip is)")
+            handler.transportRefused(status: 415)
+            finish(.error(error))
+            return
+        }
+        let budget = self.budget
+        let limit = limits.maxInflatedBodyBytes
+        DispatchQueue.global(qos: .userInitiated).async {
+            var granted = 0
+            let inflated: [UInt8]
+            do throws(Gzip.Failure) {
+                inflated = try Gzip.inflate(body, limit: limit) { n in
+                    guard budget.reserve(n) else { return false }
+                    granted += n
+                    return true
+                }
+            } catch {
+                budget.release(granted)
+                let e: APIError
+                switch error {
+                case .tooLarge: e = APIError(status: 413, code: "body_too_large", message: "gzip body inflates past \(limit) bytes")
+                case .overBudget: e = APIError(status: 503, code: "server_busy", message: "request buffers are full; retry shortly", headers: [("Retry-After", "1")])
+                case .corrupt: e = APIError(status: 400, code: "bad_encoding", message: "gzip body is corrupt")
+                }
+                handler.transportRefused(status: e.status)
+                finish(.error(e))
                 return
             }
-            if let head, head.expectContinue, !sentContinue {
-                sentContinue = true
-                enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
-                flush()
-            }
-            if buffer.isEmpty {
-                requestStarted = nil
-                arm(limits.idleTimeout)
-            } else if head == nil {
-                if requestStarted == nil { requestStarted = .now(); arm(limits.headerTimeout) }
-            } else {
-                arm(limits.bodyTimeout)
-            }
-            if buffer.count < limits.maxHeaderBytes + limits.maxBodyBytes { resumeReading() }
-        case .failure(let status, let message):
-            stats("protocol_error")
-            respondAndClose(status: status, code: status == 413 ? "body_too_large" : status == 431 ? "header_too_large" : "bad_request",
-                            message: message)
-        case .request(let head, var body, let consumed):
-            buffer.removeFirst(consumed)
-            sentContinue = false
-            requestStarted = nil
-            let keepAlive = wantsKeepAlive(head)
-            if let encoding = header(head, "content-encoding")?.lowercased(), encoding != "identity" {
-                guard encoding == "gzip" || encoding == "x-gzip" else {
-                    respondAndClose(status: 415, code: "unsupported_encoding", message: "Content-Encoding \(encoding) is not supported (gzip is)")
-                    return
-                }
-                do {
-                    body = try Gzip.inflate(body, limit: limits.maxInflatedBodyBytes)
-                } catch .tooLarge {
-                    respondAndClose(status: 413, code: "body_too_large", message: "gzip body inflates past \(limits.maxInflatedBodyBytes) bytes")
-                    return
-                } catch {
-                    respondAndClose(status: 400, code: "bad_encoding", message: "gzip body is corrupt")
-                    return
-                }
-            }
-            let (path, query) = Self.splitTarget(head.target)
-            let request = HTTPRequest(method: head.method, path: path, query: query, minorVersion: head.minorVersion,
-                                      headers: head.headers, body: body, receivedAt: DispatchTime.now().uptimeNanoseconds)
-            inFlight = true
-            timer?.schedule(deadline: .distantFuture)
-            let acceptsGzip = Self.acceptsGzip(header(head, "accept-encoding"))
-            let isHead = head.method == "HEAD"
-            let minor = head.minorVersion
-            let threshold = limits.gzipThreshold
-            handler.handle(request) { [weak self] response in
-                var response = response
-                if acceptsGzip && response.body.count >= threshold
-                    && !response.headers.contains(where: { $0.name.caseInsensitiveEquals("content-encoding") }) {
-                    response.body = Gzip.deflate(response.body)
-                    response.headers.append(("Content-Encoding", "gzip"))
-                    response.headers.append(("Vary", "Accept-Encoding"))
-                }
-                let ready = response
-                guard let self else { return }
-                self.queue.async { self.finish(ready, keepAlive: keepAlive, minor: minor, isHead: isHead) }
+            let held = granted
+            handler.handle(request(inflated)) { response in
+                budget.release(held)
+                finish(response)
             }
         }
-    }
-
-    private func finish(_ response: HTTPResponse, keepAlive: Bool, minor: Int, isHead: Bool) {
-        guard !closed else { return }
-        inFlight = false
-        // The framing of this request was sound (the parser accepted it), so even an error answer
-        // may keep the connection; only the client or a drain end it. After the client's EOF
-        // (a half-close) the requests it pipelined before it are still answered: `process()`
-        // closes once none is left.
-        let keep = keepAlive && !draining
-        enqueue(Self.serialize(response, keepAlive: keep, minor: minor, isHead: isHead))
-        if !keep { closeAfterFlush = true }
-        flush()
-        if !closeAfterFlush { process() }
-    }
-
-    private func respondAndClose(status: Int, code: String, message: String) {
-        let error = APIError(status: status, code: code, message: message)
-        enqueue(Self.serialize(.error(error), keepAlive: false, minor: 1, isHead: false))
-        closeAfterFlush = true
-        pauseReading()
-        flush()
     }
 
     // MARK: writing
 
-    private func enqueue(_ bytes: [UInt8]) {
-        if outputOffset >= output.count {
-            output = bytes
-            outputOffset = 0
-        } else {
-            output.append(contentsOf: bytes)
-        }
+    private func onWritable() {
+        flush()
+        if !closed && io.wantsWritable { onReadable() }
     }
 
     private func flush() {
         guard !closed else { return }
-        while outputOffset < output.count {
-            let result = output.withUnsafeBytes { raw in
-                io.write(UnsafeRawBufferPointer(rebasing: raw[outputOffset...]))
+        guard !output.isEmpty else {
+            disarmWrite()
+            return
+        }
+        while !output.isEmpty {
+            let result: IOResult
+            if output.count >= 2 {
+                result = output[0].withUnsafeBytes { a in
+                    output[1].withUnsafeBytes { b in io.write(UnsafeRawBufferPointer(rebasing: a[outputOffset...]), b) }
+                }
+            } else {
+                result = output[0].withUnsafeBytes { io.write(UnsafeRawBufferPointer(rebasing: $0[outputOffset...])) }
             }
             switch result {
-            case .bytes(let n):
-                outputOffset += n
-                if !inFlight { arm(limits.idleTimeout) }   // progress resets the slow-reader clock
+            case .bytes(var n):
+                while n > 0, !output.isEmpty {
+                    let left = output[0].count - outputOffset
+                    if n >= left {
+                        n -= left
+                        output.removeFirst()
+                        outputOffset = 0
+                    } else {
+                        outputOffset += n
+                        n = 0
+                    }
+                }
             case .wouldBlock:
                 armWrite()
                 return
             case .closed, .failed:
-                close()
+                event { m, _ in m.transportFailed() }
                 return
             }
         }
-        output = []
         outputOffset = 0
         disarmWrite()
-        if closeAfterFlush || (draining && !inFlight) {
-            close()
-        } else if io.wantsWritable {
-            armWrite()
-        }
+        event { m, now in m.writeCompleted(now: now) }
     }
 
     private func armWrite() {
-        guard !writeArmed, let writeSource else { return }
+        guard !writeArmed, !closed, let writeSource else { return }
         writeArmed = true
         writeSource.resume()
     }
 
     private func disarmWrite() {
-        guard writeArmed, let writeSource else { return }
+        guard writeArmed, !closed, let writeSource else { return }
         writeArmed = false
         writeSource.suspend()
     }
 
-    // MARK: timers and closing
+    // MARK: closing
 
-    private func arm(_ seconds: Double) {
-        timer?.schedule(deadline: .now() + seconds)
-    }
-
-    private func timedOut() {
-        guard !closed, !inFlight else { return }
-        stats("timeout")
-        if outputOffset < output.count || buffer.isEmpty {
-            close()  // idle keep-alive, or a reader that stopped taking bytes
-        } else {
-            respondAndClose(status: 408, code: "timeout", message: "request not received in time")
-            // If even the 408 cannot be written, the next timeout closes the connection.
-            arm(1)
-            closeAfterFlush = true
-        }
-    }
-
-    func close() {
+    private func close() {
         guard !closed else { return }
         closed = true
+        reusableSince.store(0, ordering: .relaxed)
+        output = []
         io.shutdown()
         // A suspended source must be resumed before it can be cancelled (and its handler run).
         if readPaused { readPaused = false; readSource?.resume() }
@@ -303,22 +330,11 @@ final class Connection: @unchecked Sendable {
             readSource = nil
             writeSource = nil
             timer = nil
-            onClose(self)
+            observer.closed(self)
         }
     }
 
     // MARK: helpers
-
-    private func header(_ head: HTTPParser.Head, _ name: String) -> String? {
-        head.headers.first { $0.name.caseInsensitiveEquals(name) }?.value
-    }
-
-    private func wantsKeepAlive(_ head: HTTPParser.Head) -> Bool {
-        let tokens = head.headers.filter { $0.name.caseInsensitiveEquals("connection") }
-            .flatMap { $0.value.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
-        if tokens.contains("close") { return false }
-        return head.minorVersion >= 1 || tokens.contains("keep-alive")
-    }
 
     static func splitTarget(_ target: String) -> (String, String) {
         guard let q = target.firstIndex(of: "?") else { return (target, "") }
@@ -334,18 +350,5 @@ final class Connection: @unchecked Sendable {
             return true
         }
         return false
-    }
-
-    static func serialize(_ r: HTTPResponse, keepAlive: Bool, minor: Int, isHead: Bool) -> [UInt8] {
-        var head = "HTTP/1.1 \(r.status) \(HTTPResponse.reason(r.status))\r\n"
-        for (name, value) in r.headers where !name.caseInsensitiveEquals("content-length") && !name.caseInsensitiveEquals("connection") {
-            head += "\(name): \(value)\r\n"
-        }
-        head += "Content-Length: \(r.body.count)\r\n"
-        if !keepAlive { head += "Connection: close\r\n" } else if minor == 0 { head += "Connection: keep-alive\r\n" }
-        head += "\r\n"
-        var out = Array(head.utf8)
-        if !isHead { out.append(contentsOf: r.body) }
-        return out
     }
 }

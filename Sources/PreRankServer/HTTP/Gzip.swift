@@ -6,10 +6,16 @@ public enum Gzip {
         case corrupt
         /// Inflating would exceed the limit: answer 413 (a "zip bomb" stops here).
         case tooLarge
+        /// `reserve` refused more bytes (the server's buffered-bytes budget is spent): answer 503.
+        case overBudget
     }
 
     /// Decompresses a gzip (or zlib) stream, refusing to produce more than `limit` bytes.
-    public static func inflate(_ input: [UInt8], limit: Int) throws(Failure) -> [UInt8] {
+    ///
+    /// - parameters:
+    ///   - reserve: asked for every block of output before it is kept (the memory budget);
+    ///     answering false stops with `.overBudget`. The caller releases what it granted.
+    public static func inflate(_ input: [UInt8], limit: Int, reserve: (Int) -> Bool = { _ in true }) throws(Failure) -> [UInt8] {
         var stream = z_stream()
         guard czlib_inflate_init_gzip(&stream) == Z_OK else { throw .corrupt }
         defer { inflateEnd(&stream) }
@@ -27,6 +33,7 @@ public enum Gzip {
                     status = CZlib.inflate(&stream, Z_NO_FLUSH)
                     let produced = c.count - Int(stream.avail_out)
                     if out.count + produced > limit { failure = .tooLarge; return }
+                    if produced > 0 && !reserve(produced) { failure = .overBudget; return }
                     out.append(contentsOf: c[0..<produced])
                 }
                 if failure != nil { return }

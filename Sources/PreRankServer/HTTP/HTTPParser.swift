@@ -1,11 +1,13 @@
-/// Incremental HTTP/1.1 request parser: a pure function of the bytes buffered so far.
+/// HTTP/1.1 request framing: pure functions of bytes, no I/O.
 ///
-/// The connection calls `parse` each time bytes arrive; it answers `.incomplete` until one whole
-/// request (head and body) is buffered, then `.request` with the number of bytes it used, so
-/// pipelined requests are taken one at a time, in order. Framing follows RFC 9112 and refuses
-/// what request smuggling relies on: Content-Length together with Transfer-Encoding (400), a
-/// Transfer-Encoding other than `chunked` (501), several Content-Length values that differ or
-/// are not plain digits (400), obsolete line folding (400), chunk sizes that overflow (400).
+/// `ConnectionStateMachine` uses the pieces: `scanHead` finds the end of a head (or refuses it
+/// early), `parseHead` reads it, and the body is taken by length or by `ChunkedDecoder`,
+/// incrementally. `parse` frames one whole buffered request with the same pieces (tests use it).
+/// Framing follows RFC 9112 and refuses what request smuggling relies on: bare LF line ends
+/// (400), an HTTP/1.1 request without exactly one Host (400), Content-Length together with
+/// Transfer-Encoding (400), a Transfer-Encoding other than `chunked` (501), several
+/// Content-Length values that differ or are not plain digits (400), obsolete line folding (400),
+/// chunk sizes that overflow (400). No Content-Length and no Transfer-Encoding is an empty body.
 public struct HTTPParser: Sendable {
     public struct Limits: Sendable, Equatable {
         public var maxHeaderBytes: Int
@@ -42,31 +44,29 @@ public struct HTTPParser: Sendable {
     public var limits: Limits
     public init(limits: Limits = Limits()) { self.limits = limits }
 
+    /// Frames one whole request from `bytes` (a convenience over `scanHead`, `parseHead` and
+    /// `ChunkedDecoder`, which the connection state machine drives incrementally).
     public func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> Outcome {
-        // Tolerate empty lines before a request line (RFC 9112 §2.2).
-        var start = 0
-        while start + 1 < bytes.count, bytes[start] == 13, bytes[start + 1] == 10 { start += 2 }
-        while start < bytes.count, bytes[start] == 10 { start += 1 }
-        guard let headEnd = Self.findHeadEnd(bytes, from: start) else {
-            if bytes.count - start > limits.maxHeaderBytes {
-                return .failure(status: 431, message: "request head is larger than \(limits.maxHeaderBytes) bytes")
-            }
-            return .incomplete(head: nil)
-        }
-        if headEnd - start > limits.maxHeaderBytes {
-            return .failure(status: 431, message: "request head is larger than \(limits.maxHeaderBytes) bytes")
+        let headEnd: Int
+        switch Self.scanHead(UnsafeRawBufferPointer(bytes), maxHeaderBytes: limits.maxHeaderBytes) {
+        case .incomplete: return .incomplete(head: nil)
+        case .failure(let f): return .failure(status: f.status, message: f.message)
+        case .complete(let end): headEnd = end
         }
         var head: Head
-        switch parseHead(UnsafeBufferPointer(rebasing: bytes[start..<headEnd])) {
+        switch parseHead(UnsafeBufferPointer(rebasing: bytes[0..<headEnd])) {
         case .success(let h): head = h
         case .failure(let f): return .failure(status: f.status, message: f.message)
         }
         head.length = headEnd
         if head.chunked {
-            switch Self.dechunk(bytes, from: headEnd, maxBody: limits.maxBodyBytes) {
-            case .incomplete: return .incomplete(head: head)
-            case .failure(let status, let message): return .failure(status: status, message: message)
-            case .complete(let body, let end): return .request(head: head, body: body, consumed: end)
+            var decoder = ChunkedDecoder(maxBody: limits.maxBodyBytes)
+            var body: [UInt8] = []
+            let rest = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[headEnd...])
+            switch decoder.feed(rest, into: &body) {
+            case .needMore: return .incomplete(head: head)
+            case .failure(let f): return .failure(status: f.status, message: f.message)
+            case .done(let used): return .request(head: head, body: body, consumed: headEnd + used)
             }
         }
         let length = head.contentLength ?? 0
@@ -77,20 +77,57 @@ public struct HTTPParser: Sendable {
         return .request(head: head, body: Array(bytes[headEnd..<(headEnd + length)]), consumed: headEnd + length)
     }
 
-    /// Index just past the blank line ending the head (CRLFCRLF, or LFLF from lenient clients).
-    static func findHeadEnd(_ b: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
-        var i = start
+    public enum HeadScan: Equatable, Sendable {
+        /// No blank line yet, and nothing wrong so far.
+        case incomplete
+        /// The head ends just before this index (past its CRLFCRLF).
+        case complete(end: Int)
+        case failure(Failure)
+    }
+
+    /// Finds the end of the head. Lines end in CRLF only (RFC 9112 §2.2: a bare LF is a 400, so
+    /// that we never frame differently from a proxy in front of us); empty lines before the
+    /// request line are skipped. A head longer than `maxHeaderBytes` is a 431 as soon as that
+    /// is known, without waiting for its end.
+    /// `from`: bytes before this index were scanned before and found incomplete, so a head
+    /// dripped a byte at a time is scanned in linear, not quadratic, time.
+    public static func scanHead(_ b: UnsafeRawBufferPointer, maxHeaderBytes: Int, from: Int = 0) -> HeadScan {
+        var i = max(0, from - 3)
         while i < b.count {
             if b[i] == 10 {
-                if i + 1 < b.count && b[i + 1] == 10 { return i + 2 }
-                if i + 2 < b.count && b[i + 1] == 13 && b[i + 2] == 10 { return i + 3 }
+                guard i > 0, b[i - 1] == 13 else {
+                    return .failure(Failure(status: 400, message: "bare LF in the request head (lines must end in CRLF)"))
+                }
+                // Blank line: the end of the head, unless it precedes the request line.
+                if i >= 3, b[i - 2] == 10, b[i - 3] == 13, !Self.onlyBlankLines(b, upTo: i - 3) {
+                    if i + 1 - Self.leadingBlankBytes(b) > maxHeaderBytes { return .failure(Failure(status: 431, message: "request head is larger than \(maxHeaderBytes) bytes")) }
+                    return .complete(end: i + 1)
+                }
             }
             i += 1
         }
-        return nil
+        if b.count - Self.leadingBlankBytes(b) > maxHeaderBytes {
+            return .failure(Failure(status: 431, message: "request head is larger than \(maxHeaderBytes) bytes"))
+        }
+        return .incomplete
     }
 
-    struct Failure: Error { var status: Int; var message: String }
+    /// Bytes of CRLF pairs at the start (tolerated before a request line).
+    static func leadingBlankBytes(_ b: UnsafeRawBufferPointer) -> Int {
+        var i = 0
+        while i + 1 < b.count, b[i] == 13, b[i + 1] == 10 { i += 2 }
+        return i
+    }
+
+    static func onlyBlankLines(_ b: UnsafeRawBufferPointer, upTo end: Int) -> Bool {
+        leadingBlankBytes(b) >= end
+    }
+
+    /// A refusal: the status to answer and why.
+    public struct Failure: Error, Equatable, Sendable {
+        public var status: Int
+        public var message: String
+    }
 
     func parseHead(_ b: UnsafeBufferPointer<UInt8>) -> Result<Head, Failure> {
         // Lines from bytes ("\r\n" is a single Character in Swift, so String splitting would not
@@ -98,8 +135,10 @@ public struct HTTPParser: Sendable {
         var lines: [Substring] = []
         var lineStart = 0
         for i in 0..<b.count where b[i] == 10 {
-            var end = i
-            if end > lineStart && b[end - 1] == 13 { end -= 1 }
+            guard i > lineStart, b[i - 1] == 13 else {
+                return .failure(Failure(status: 400, message: "bare LF in the request head (lines must end in CRLF)"))
+            }
+            let end = i - 1
             guard let line = String(validating: UnsafeBufferPointer(rebasing: b[lineStart..<end]), as: UTF8.self) else {
                 return .failure(Failure(status: 400, message: "request head is not valid UTF-8"))
             }
@@ -110,6 +149,7 @@ public struct HTTPParser: Sendable {
             lineStart = i + 1
         }
         while let last = lines.last, last.isEmpty { lines.removeLast() }
+        while let first = lines.first, first.isEmpty { lines.removeFirst() }
         guard let requestLine = lines.first else { return .failure(Failure(status: 400, message: "empty request line")) }
         let parts = requestLine.split(separator: " ", omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty,
@@ -129,6 +169,7 @@ public struct HTTPParser: Sendable {
         var contentLength: Int?
         var transferEncoding: String?
         var expectContinue = false
+        var hosts = 0
         for line in lines.dropFirst() {
             if line.first == " " || line.first == "\t" {
                 return .failure(Failure(status: 400, message: "obsolete header line folding is not accepted"))
@@ -157,6 +198,8 @@ public struct HTTPParser: Sendable {
                 }
             } else if n.caseInsensitiveEquals("transfer-encoding") {
                 transferEncoding = (transferEncoding.map { $0 + "," } ?? "") + value
+            } else if n.caseInsensitiveEquals("host") {
+                hosts += 1
             } else if n.caseInsensitiveEquals("expect") {
                 guard value.caseInsensitiveEquals("100-continue") else {
                     return .failure(Failure(status: 417, message: "only Expect: 100-continue is supported"))
@@ -176,79 +219,20 @@ public struct HTTPParser: Sendable {
             if minor == 0 { return .failure(Failure(status: 400, message: "Transfer-Encoding in an HTTP/1.0 request")) }
             chunked = true
         }
+        // RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host.
+        if minor >= 1 && hosts == 0 { return .failure(Failure(status: 400, message: "an HTTP/1.1 request needs a Host header")) }
+        if hosts > 1 { return .failure(Failure(status: 400, message: "more than one Host header")) }
+        // No Content-Length and no Transfer-Encoding means an empty body (RFC 9112 §6.3), not a 411:
+        // `curl -X POST` without data sends exactly that.
         let method = String(parts[0])
-        if contentLength == nil && !chunked && (method == "POST" || method == "PUT" || method == "PATCH") {
-            return .failure(Failure(status: 411, message: "a \(method) request needs a Content-Length"))
-        }
+        // 100-continue is an HTTP/1.1 mechanism: an HTTP/1.0 client would not understand the interim answer.
         return .success(Head(method: method, target: String(parts[1]), minorVersion: minor, headers: headers,
-                             contentLength: contentLength, chunked: chunked, expectContinue: expectContinue, length: 0))
+                             contentLength: contentLength, chunked: chunked, expectContinue: expectContinue && minor >= 1, length: 0))
     }
 
     static func isTokenChar(_ c: Character) -> Bool {
         guard c.isASCII, let v = c.asciiValue else { return false }
         if (v >= 48 && v <= 57) || (v >= 65 && v <= 90) || (v >= 97 && v <= 122) { return true }
         return "!#$%&'*+-.^_`|~".contains(c)
-    }
-
-    enum Dechunked { case incomplete, complete([UInt8], Int), failure(Int, String) }
-
-    /// Decodes a chunked body starting at `start`: `size[;ext] CRLF data CRLF … 0 CRLF trailers CRLF`.
-    static func dechunk(_ b: UnsafeBufferPointer<UInt8>, from start: Int, maxBody: Int) -> Dechunked {
-        var i = start
-        var body: [UInt8] = []
-        func line(from p: Int) -> (Range<Int>, next: Int)? {
-            var j = p
-            while j < b.count {
-                if b[j] == 10 { return (p..<((j > p && b[j - 1] == 13) ? j - 1 : j), j + 1) }
-                j += 1
-            }
-            return nil
-        }
-        while true {
-            guard let (sizeLine, afterSize) = line(from: i) else {
-                return b.count - i > 1024 ? .failure(400, "chunk size line too long") : .incomplete
-            }
-            var size = 0
-            var digits = 0
-            var p = sizeLine.lowerBound
-            while p < sizeLine.upperBound {
-                let c = b[p]
-                let v: Int
-                switch c {
-                case 48...57: v = Int(c) - 48
-                case 65...70: v = Int(c) - 55
-                case 97...102: v = Int(c) - 87
-                default: v = -1
-                }
-                if v < 0 { break }
-                digits += 1
-                guard digits <= 15 else { return .failure(400, "chunk size too large") }
-                size = size * 16 + v
-                p += 1
-            }
-            guard digits > 0 else { return .failure(400, "invalid chunk size") }
-            if p < sizeLine.upperBound && b[p] != UInt8(ascii: ";") && b[p] != UInt8(ascii: " ") && b[p] != UInt8(ascii: "\t") {
-                return .failure(400, "invalid chunk size")
-            }
-            if size == 0 {
-                // Trailers until an empty line.
-                var q = afterSize
-                while true {
-                    guard let (t, next) = line(from: q) else { return .incomplete }
-                    if t.isEmpty { return .complete(body, next) }
-                    q = next
-                }
-            }
-            guard body.count + size <= maxBody else { return .failure(413, "chunked body is larger than the limit of \(maxBody)") }
-            guard b.count >= afterSize + size + 1 else { return .incomplete }
-            body.append(contentsOf: b[afterSize..<(afterSize + size)])
-            var end = afterSize + size
-            if b[end] == 13 {
-                guard b.count >= end + 2 else { return .incomplete }
-                end += 1
-            }
-            guard b[end] == 10 else { return .failure(400, "chunk data not followed by CRLF") }
-            i = end + 1
-        }
     }
 }

@@ -12,6 +12,12 @@ public struct ServerError: Error, CustomStringConvertible, Sendable {
 /// The listening socket is non-blocking; an accept source drains `accept` until EAGAIN and
 /// hands each socket to a `Connection` with its own serial queue. On EMFILE/ENFILE the accept
 /// source is suspended for 50 ms instead of spinning on a readable listener.
+///
+/// Admission at `maxConnections` is fair, like nginx's reusable-connection drain: the
+/// connection that has been reusable longest (no request in progress: waiting for its first
+/// byte or idle between requests) is closed to make room, so silent sockets cannot lock real
+/// clients out. A connection in the middle of a request is never chosen; only when none is
+/// reusable is the new one answered 503 + Retry-After.
 public final class HTTPServer: @unchecked Sendable {
     // `listenFD`, `acceptSource`, `connections` and `acceptPaused` are confined to `listenQueue`;
     // stats are behind a mutex (read from the metrics endpoint's thread).
@@ -25,7 +31,10 @@ public final class HTTPServer: @unchecked Sendable {
     private var acceptSource: DispatchSourceRead?
     private var acceptPaused = false
     private var connections: [ObjectIdentifier: Connection] = [:]
+    /// Connections asked to close for admission, not yet gone: they no longer count.
+    private var evicting: Set<ObjectIdentifier> = []
     private var stopping = false
+    private let budget: MemoryBudget
     private let counters = Mutex(HTTPServerStats())
     public private(set) var port: Int = 0
 
@@ -35,14 +44,21 @@ public final class HTTPServer: @unchecked Sendable {
         self.limits = limits
         self.tls = tls
         self.handler = handler
+        self.budget = MemoryBudget(limit: limits.maxBufferedBytes)
     }
 
-    public var stats: HTTPServerStats { counters.withLock { $0 } }
+    public var stats: HTTPServerStats {
+        var s = counters.withLock { $0 }
+        s.bufferedBytes = budget.inUse
+        s.bufferedBytesLimit = budget.limit
+        return s
+    }
 
     /// Binds, listens and starts accepting; returns the bound port (useful with port 0).
     @discardableResult
     public func start() throws -> Int {
         signal(SIGPIPE, SIG_IGN)
+        guard (0...65535).contains(requestedPort) else { throw ServerError(description: "port \(requestedPort) is not 0...65535") }
         let ipv6 = host.contains(":")
         let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ServerError(description: "socket: \(String(cString: strerror(errno)))") }
@@ -117,11 +133,13 @@ public final class HTTPServer: @unchecked Sendable {
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            if connections.count >= limits.maxConnections {
+            if connections.count - evicting.count >= limits.maxConnections && !admitByEvicting() {
                 counters.withLock { $0.rejected += 1 }
+                handler.transportRefused(status: 503)
                 let body = APIError(status: 503, code: "too_many_connections", message: "connection limit reached").jsonBody
-                let text = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                let text = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nDate: \(HTTPDate.now())\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
                 _ = text.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+                _ = Glibc.shutdown(fd, Int32(SHUT_WR))
                 Glibc.close(fd)
                 continue
             }
@@ -132,19 +150,34 @@ public final class HTTPServer: @unchecked Sendable {
             } else {
                 io = PlainSocketIO(fd: fd)
             }
-            let connection = Connection(fd: fd, io: io, limits: limits, handler: handler,
-                                        stats: { [weak self] kind in
-                                            self?.counters.withLock {
-                                                if kind == "timeout" { $0.timeouts += 1 } else { $0.protocolErrors += 1 }
-                                            }
-                                        },
-                                        onClose: { [weak self] c in
-                                            guard let self else { return }
-                                            self.listenQueue.async {
-                                                self.connections[ObjectIdentifier(c)] = nil
-                                                self.counters.withLock { $0.open = self.connections.count }
-                                            }
-                                        })
+            let observer = ConnectionObserver(
+                timedOut: { [weak self] kind in
+                    self?.counters.withLock {
+                        $0.timeouts += 1
+                        switch kind {
+                        case .head: $0.headTimeouts += 1
+                        case .body: $0.bodyTimeouts += 1
+                        case .idle: $0.idleTimeouts += 1
+                        case .write: $0.writeTimeouts += 1
+                        }
+                    }
+                },
+                refused: { [weak self] status in
+                    guard let self else { return }
+                    self.counters.withLock {
+                        if status == 503 { $0.budgetRefusals += 1 } else if status != 408 { $0.protocolErrors += 1 }
+                    }
+                    self.handler.transportRefused(status: status)
+                },
+                closed: { [weak self] c in
+                    guard let self else { return }
+                    self.listenQueue.async {
+                        self.connections[ObjectIdentifier(c)] = nil
+                        self.evicting.remove(ObjectIdentifier(c))
+                        self.counters.withLock { $0.open = self.connections.count }
+                    }
+                })
+            let connection = Connection(fd: fd, io: io, limits: limits, budget: budget, handler: handler, observer: observer)
             connections[ObjectIdentifier(connection)] = connection
             counters.withLock {
                 $0.accepted += 1
@@ -152,6 +185,30 @@ public final class HTTPServer: @unchecked Sendable {
             }
             connection.start()
         }
+    }
+
+    /// Asks the connection reusable longest to close; false when no connection is reusable.
+    /// The new connection is admitted at once: the victim's slot is taken as freed (if it
+    /// turned busy meanwhile it stays, and the limit is exceeded by one until it closes).
+    private func admitByEvicting() -> Bool {
+        var victim: Connection?
+        var oldest = UInt64.max
+        for (id, c) in connections where !evicting.contains(id) {
+            let since = c.reusableSince.load(ordering: .relaxed)
+            if since != 0 && since < oldest {
+                oldest = since
+                victim = c
+            }
+        }
+        guard let victim else { return false }
+        let id = ObjectIdentifier(victim)
+        evicting.insert(id)
+        counters.withLock { $0.evicted += 1 }
+        victim.evict { [weak self] closed in
+            guard !closed, let self else { return }
+            self.listenQueue.async { self.evicting.remove(id) }
+        }
+        return true
     }
 
     /// Stops accepting, lets requests in flight finish (answered with `Connection: close`),
@@ -170,7 +227,7 @@ public final class HTTPServer: @unchecked Sendable {
 
     private func pollDrain(deadline: DispatchTime, completion: @escaping @Sendable () -> Void) {
         if connections.isEmpty || DispatchTime.now() >= deadline {
-            for c in connections.values { c.queue.async { c.close() } }
+            for c in connections.values { c.forceClose() }
             completion()
             return
         }

@@ -14,6 +14,8 @@ enum IOResult {
 protocol SocketIO: AnyObject {
     func read(into buffer: UnsafeMutableRawBufferPointer) -> IOResult
     func write(_ bytes: UnsafeRawBufferPointer) -> IOResult
+    /// Writes two buffers in one call where the transport can (`writev`), else the first.
+    func write(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) -> IOResult
     /// TLS may need the socket writable to make progress on a read (renegotiation, handshake).
     var wantsWritable: Bool { get }
     func shutdown()
@@ -40,6 +42,26 @@ final class PlainSocketIO: SocketIO {
     func write(_ bytes: UnsafeRawBufferPointer) -> IOResult {
         while true {
             let n = send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+            if n >= 0 { return .bytes(n) }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case ECONNRESET, EPIPE: return .closed
+            default: return .failed(String(cString: strerror(errno)))
+            }
+        }
+    }
+
+    func write(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) -> IOResult {
+        var iov = [iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count),
+                   iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count)]
+        var msg = msghdr()
+        while true {
+            let n = iov.withUnsafeMutableBufferPointer { v -> Int in
+                msg.msg_iov = v.baseAddress
+                msg.msg_iovlen = 2
+                return sendmsg(fd, &msg, Int32(MSG_NOSIGNAL))
+            }
             if n >= 0 { return .bytes(n) }
             switch errno {
             case EINTR: continue
@@ -131,6 +153,8 @@ final class TLSSocketIO: SocketIO {
         if n > 0 { wantsWritable = false; return .bytes(Int(n)) }
         return classify(n)
     }
+
+    func write(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) -> IOResult { write(first) }
 
     func shutdown() { _ = SSL_shutdown(ssl) }
 }

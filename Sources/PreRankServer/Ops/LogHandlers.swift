@@ -43,7 +43,9 @@ public struct LineLogHandler: LogHandler {
             }
             line += "}"
         }
-        sink.write(line + "\n")
+        // Notice and above (start, stop, reload) are written at once; the rest (per-request
+        // lines) go through the bounded asynchronous writer.
+        sink.write(line + "\n", urgent: event.level >= .notice)
     }
 
     static func json(_ v: Logger.MetadataValue) -> String {
@@ -70,14 +72,15 @@ public struct LineLogHandler: LogHandler {
     }
 }
 
-/// Where log lines go; a whole line is written with one `write(2)` so lines from several
-/// threads never interleave.
+/// Where log lines go. `standardError` queues ordinary lines in `AsyncLogWriter.standardError`
+/// (bounded, dropped and counted when full) and writes urgent ones at once, after what is
+/// queued; a whole line is written with one `write(2)` so lines never interleave.
 public struct LogSink: Sendable {
-    private let emit: @Sendable (String) -> Void
-    public init(write: @escaping @Sendable (String) -> Void) { self.emit = write }
-    public static let standardError = LogSink { line in
-        var bytes = Array(line.utf8)
-        bytes.withUnsafeMutableBytes { _ = Foundation.write(2, $0.baseAddress, $0.count) }
-    }
-    func write(_ line: String) { emit(line) }
+    private let emit: @Sendable (String, Bool) -> Void
+    public init(write: @escaping @Sendable (String) -> Void) { self.emit = { line, _ in write(line) } }
+    init(emit: @escaping @Sendable (_ line: String, _ urgent: Bool) -> Void) { self.emit = emit }
+    public static let standardError = LogSink(emit: { line, urgent in
+        if urgent { AsyncLogWriter.standardError.writeNow(line) } else { AsyncLogWriter.standardError.submit(line) }
+    })
+    func write(_ line: String, urgent: Bool = true) { emit(line, urgent) }
 }

@@ -46,6 +46,7 @@ public final class MetricsRegistry: Sendable {
         var requestLogWritten: UInt64 = 0
         var arms: [String: UInt64] = [:]
         var gauges: [String: (help: String, value: Double)] = [:]
+        var transport: HTTPServerStats?
     }
 
     struct RequestKey: Hashable { var route: String; var code: Int; var arm: String }
@@ -102,6 +103,15 @@ public final class MetricsRegistry: Sendable {
     public func setGauge(_ name: String, help: String, value: Double) {
         state.withLock { $0.gauges[name] = (help, value) }
     }
+
+    /// The HTTP layer answered `code` itself (framing refusal, limit, timeout, full budget):
+    /// counted in `prerank_requests_total` under route `(transport)`, without a latency sample.
+    public func recordTransportRefusal(code: Int) {
+        state.withLock { $0.requests[RequestKey(route: "(transport)", code: code, arm: ""), default: 0] += 1 }
+    }
+
+    /// HTTP-layer counters, pulled from the server at scrape time.
+    public func setTransport(_ stats: HTTPServerStats) { state.withLock { $0.transport = stats } }
 
     public func requestCount(route: String, code: Int) -> UInt64 {
         state.withLock { s in s.requests.filter { $0.key.route == route && $0.key.code == code }.values.reduce(0, +) }
@@ -163,6 +173,22 @@ public final class MetricsRegistry: Sendable {
         out += "prerank_request_log_lines_total \(s.requestLogWritten)\n"
         header("prerank_request_log_dropped_total", "counter", "Request-log lines dropped because the log queue was full.")
         out += "prerank_request_log_dropped_total \(s.requestLogDropped)\n"
+        header("prerank_log_lines_dropped_total", "counter", "stderr log lines (access lines) dropped because the asynchronous log writer was full.")
+        out += "prerank_log_lines_dropped_total \(AsyncLogWriter.dropped)\n"
+        if let t = s.transport {
+            header("prerank_http_timeouts_total", "counter", "Connections cut by a deadline, by kind: head (incl. silent), body, idle (keep-alive), write (answer not taken).")
+            for (kind, v) in [("body", t.bodyTimeouts), ("head", t.headTimeouts), ("idle", t.idleTimeouts), ("write", t.writeTimeouts)] {
+                out += "prerank_http_timeouts_total{kind=\"\(kind)\"} \(v)\n"
+            }
+            header("prerank_http_connections_evicted_total", "counter", "Idle connections closed to admit a new one at max_connections.")
+            out += "prerank_http_connections_evicted_total \(t.evicted)\n"
+            header("prerank_http_budget_refusals_total", "counter", "Requests answered 503 because the buffered-bytes budget was spent.")
+            out += "prerank_http_budget_refusals_total \(t.budgetRefusals)\n"
+            header("prerank_http_buffered_bytes", "gauge", "Request bytes reserved in the buffered-bytes budget (bodies, inflated gzip).")
+            out += "prerank_http_buffered_bytes \(t.bufferedBytes)\n"
+            header("prerank_http_buffered_bytes_limit", "gauge", "The buffered-bytes budget (server.max_buffered_bytes).")
+            out += "prerank_http_buffered_bytes_limit \(t.bufferedBytesLimit)\n"
+        }
         for (name, g) in s.gauges.sorted(by: { $0.key < $1.key }) {
             header(name, "gauge", g.help)
             out += "\(name) \(format(g.value))\n"

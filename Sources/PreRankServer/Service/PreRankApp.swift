@@ -46,6 +46,10 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
 
     // MARK: routing
 
+    public func transportRefused(status: Int) {
+        metrics.recordTransportRefusal(code: status)
+    }
+
     public func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
         let route = Self.routes[request.path] != nil ? request.path : "other"
         let done: @Sendable (HTTPResponse, String?) -> Void = { [metrics] response, arm in
@@ -169,6 +173,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             metrics.setGauge("prerank_http_connections_rejected", help: "HTTP connections refused at the connection limit.", value: Double(stats.rejected))
             metrics.setGauge("prerank_http_protocol_errors", help: "Requests refused by the HTTP parser since start.", value: Double(stats.protocolErrors))
             metrics.setGauge("prerank_http_timeouts", help: "Connections closed by a header, body or idle timeout since start.", value: Double(stats.timeouts))
+            metrics.setTransport(stats)
         }
         let load = pool.load
         metrics.setGauge("prerank_worker_queue_depth", help: "Requests waiting for a worker.", value: Double(load.queued))

@@ -21,6 +21,11 @@ public enum ServerRunner {
             return c
         }
         config = overrides(config)
+        // The command line bypasses the config checks: a port outside 0...65535 would trap in
+        // `UInt16(_:)` at bind time instead of failing with one line.
+        guard (0...65535).contains(config.server.port) else {
+            throw RunError(description: "port \(config.server.port) must be 0...65535 (0 picks a free one)")
+        }
         let level = config.logging.level, format = config.logging.format
         LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level, format: format) }
         let logger = Logger(label: "prerank")
@@ -38,6 +43,7 @@ public enum ServerRunner {
         limits.maxConnections = config.server.maxConnections
         limits.maxHeaderBytes = config.server.maxHeaderBytes
         limits.maxBodyBytes = config.server.maxBodyBytes
+        limits.maxBufferedBytes = config.server.maxBufferedBytes
         limits.maxInflatedBodyBytes = max(config.server.maxBodyBytes * 4, config.server.maxBodyBytes)
         limits.headerTimeout = Double(config.server.headerTimeoutMs) / 1000
         limits.bodyTimeout = Double(config.server.bodyTimeoutMs) / 1000

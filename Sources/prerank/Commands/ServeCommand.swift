@@ -19,10 +19,17 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Listen address (overrides server.host).") var host: String?
     @Option(help: "Listen port (overrides server.port; 0 picks a free one).") var port: Int?
 
+    func validate() throws {
+        if let port, !(0...65535).contains(port) {
+            throw CLIError("--port \(port) must be 0...65535 (0 picks a free one)")
+        }
+    }
+
     func run() throws {
         do {
             try ServerRunner.run(configPath: config, modelDir: model, index: index, host: host, port: port)
         } catch let e as ServerRunner.RunError {
+            AsyncLogWriter.standardError.flush()
             throw CLIError(e.description)
         }
     }

@@ -1,0 +1,138 @@
+/// Incremental decoder of a chunked body (RFC 9112 §7.1): `size[;ext] CRLF data CRLF … 0 CRLF
+/// trailers CRLF`.
+///
+/// Why incremental: the old decoder re-parsed the whole buffered body on every read (quadratic
+/// for a body dripped in small chunks) and needed the raw chunked bytes buffered besides the
+/// decoded body. This one keeps a few integers of state, appends data to the caller's body as
+/// it arrives and never looks at a byte twice. Line ends must be CRLF; a size of more than 15
+/// hex digits (overflow), junk after the size, or a body past `maxBody` is refused.
+public struct ChunkedDecoder: Sendable, Equatable {
+    enum Phase: Sendable, Equatable {
+        case size(value: Int, digits: Int)
+        case extensions(value: Int)
+        case sizeLF(value: Int)
+        case data(remaining: Int)
+        case dataCR
+        case dataLF
+        case trailerStart
+        case trailer
+        case trailerLF
+        case finalLF
+        case done
+    }
+
+    public enum Step: Equatable, Sendable {
+        /// Every byte was used; more are needed.
+        case needMore
+        /// The body ended after `used` bytes of this input (what follows is the next request).
+        case done(used: Int)
+        case failure(HTTPParser.Failure)
+    }
+
+    public let maxBody: Int
+    private(set) var phase: Phase = .size(value: 0, digits: 0)
+    /// Size line plus extensions, and trailers, are bounded so a client cannot stream them forever.
+    private var lineBytes = 0
+    private var trailerBytes = 0
+    /// Decoded body bytes so far.
+    public private(set) var bodyCount = 0
+
+    static let maxLineBytes = 1024
+    static let maxTrailerBytes = 16384
+
+    public init(maxBody: Int) { self.maxBody = maxBody }
+
+    /// Data bytes the next `feed` of `available` bytes can append at most (for budget reservations).
+    public func dataBytes(in available: Int) -> Int {
+        if case .data(let remaining) = phase { return min(remaining, available) }
+        return available
+    }
+
+    public var isDone: Bool { phase == .done }
+
+    /// Consumes `input`, appending chunk data to `body`.
+    public mutating func feed(_ input: UnsafeRawBufferPointer, into body: inout [UInt8]) -> Step {
+        var i = 0
+        let n = input.count
+        func fail(_ status: Int, _ message: String) -> Step { .failure(HTTPParser.Failure(status: status, message: message)) }
+        while i < n {
+            let c = input[i]
+            switch phase {
+            case .size(let value, let digits):
+                if let v = Self.hex(c) {
+                    guard digits < 15 else { return fail(400, "chunk size too large") }
+                    phase = .size(value: value * 16 + v, digits: digits + 1)
+                } else {
+                    guard digits > 0 else { return fail(400, "invalid chunk size") }
+                    switch c {
+                    case 13: phase = .sizeLF(value: value)
+                    case UInt8(ascii: ";"), UInt8(ascii: " "), UInt8(ascii: "\t"): phase = .extensions(value: value)
+                    default: return fail(400, "invalid chunk size")
+                    }
+                }
+                lineBytes += 1
+                i += 1
+            case .extensions(let value):
+                if c == 13 { phase = .sizeLF(value: value) }
+                else if c == 10 { return fail(400, "bare LF in a chunk size line") }
+                lineBytes += 1
+                guard lineBytes <= Self.maxLineBytes else { return fail(400, "chunk size line too long") }
+                i += 1
+            case .sizeLF(let value):
+                guard c == 10 else { return fail(400, "chunk size line not ended by CRLF") }
+                lineBytes = 0
+                i += 1
+                if value == 0 {
+                    phase = .trailerStart
+                } else {
+                    guard value <= maxBody - bodyCount else { return fail(413, "chunked body is larger than the limit of \(maxBody) bytes") }
+                    phase = .data(remaining: value)
+                }
+            case .data(let remaining):
+                let take = min(remaining, n - i)
+                body.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[i..<(i + take)]))
+                bodyCount += take
+                i += take
+                phase = remaining == take ? .dataCR : .data(remaining: remaining - take)
+            case .dataCR:
+                guard c == 13 else { return fail(400, "chunk data not followed by CRLF") }
+                phase = .dataLF
+                i += 1
+            case .dataLF:
+                guard c == 10 else { return fail(400, "chunk data not followed by CRLF") }
+                phase = .size(value: 0, digits: 0)
+                i += 1
+            case .trailerStart:
+                phase = c == 13 ? .finalLF : .trailer
+                if c == 10 { return fail(400, "bare LF in the trailers") }
+                trailerBytes += 1
+                i += 1
+            case .trailer:
+                if c == 13 { phase = .trailerLF } else if c == 10 { return fail(400, "bare LF in the trailers") }
+                trailerBytes += 1
+                guard trailerBytes <= Self.maxTrailerBytes else { return fail(431, "trailers larger than \(Self.maxTrailerBytes) bytes") }
+                i += 1
+            case .trailerLF:
+                guard c == 10 else { return fail(400, "trailer line not ended by CRLF") }
+                phase = .trailerStart
+                i += 1
+            case .finalLF:
+                guard c == 10 else { return fail(400, "chunked body not ended by CRLF") }
+                phase = .done
+                return .done(used: i + 1)
+            case .done:
+                return .done(used: i)
+            }
+        }
+        return phase == .done ? .done(used: n) : .needMore
+    }
+
+    static func hex(_ c: UInt8) -> Int? {
+        switch c {
+        case 48...57: return Int(c) - 48
+        case 65...70: return Int(c) - 55
+        case 97...102: return Int(c) - 87
+        default: return nil
+        }
+    }
+}
