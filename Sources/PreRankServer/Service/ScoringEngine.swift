@@ -333,9 +333,13 @@ private struct ScanWork: @unchecked Sendable {
         var scanTuning = tuning
         if fullScan { scanTuning.prefetch = ItemIndex.scanPrefetch }
         let ids = index.ids.baseAddress!
+        // The first call is short: until the heap holds k candidates the threshold is -inf and
+        // every candidate comes back to be pushed; a short first call sets a real threshold sooner.
+        var callSize = min(block, max(2 * k, 256))
         while start < range.upperBound {
             if let deadline, DispatchTime.now().uptimeNanoseconds > deadline { partial = true; break }
-            let n = min(block, range.upperBound - start)
+            let n = min(callSize, range.upperBound - start)
+            callSize = block
             // Only candidates not below the current K-th score come back (exact: see scoreAndFilter).
             let threshold = top.threshold.map { $0.score.isNaN ? -Double.infinity : $0.score } ?? -Double.infinity
             let rowBase = fullScan ? nil : rows.baseAddress.map { $0 + start }
