@@ -25,6 +25,8 @@ public struct PreRankConfig: Sendable, Equatable {
         /// Loopback by default: exposing the server is a decision to make in the file.
         public var host = "127.0.0.1"
         public var port = 8080
+        /// `server.port` and `--port`: 0 binds a free port (tests, side-by-side runs).
+        public static let portRange = 0...65535
         /// Open connections beyond this are closed right after accept.
         public var maxConnections = 1024
         /// Larger bodies are refused with 413 before they are read.

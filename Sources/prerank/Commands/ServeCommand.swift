@@ -19,6 +19,14 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Listen address (overrides server.host).") var host: String?
     @Option(help: "Listen port (overrides server.port; 0 picks a free one).") var port: Int?
 
+    func validate() throws {
+        do throws(ConfigError) {
+            try ConfigLoader.checkServeFlags(host: host, port: port, modelDir: model, index: index)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
     func run() throws {
         do {
             try ServerRunner.run(configPath: config, modelDir: model, index: index, host: host, port: port)
