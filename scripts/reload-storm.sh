@@ -71,10 +71,11 @@ sleep 2   # let the last reloads finish before counting them
 reloads="$(curl -fsS "http://127.0.0.1:$PORT/metrics" | grep -E '^prerank_(reloads_total|index_loads_total|model_loads_total|snapshots_released_total)' | tr '\n' ' ')"
 
 field() { sed -E "s/.*$2=([0-9.]+).*/\1/" <<<"$1"; }
-printf '%-7s %9s %7s %13s %8s %8s %8s\n' phase requests non200 socket_errors p50_ms p99_ms max_ms
+printf '%-7s %9s %7s %5s %5s %13s %8s %8s %8s\n' phase requests non200 503 504 socket_errors p50_ms p99_ms max_ms
 for phase in steady storm; do
     r="${!phase}"
-    printf '%-7s %9s %7s %13s %8s %8s %8s\n' "$phase" "$(field "$r" requests)" "$(field "$r" non200)" "$(field "$r" socket_errors)" \
+    printf '%-7s %9s %7s %5s %5s %13s %8s %8s %8s\n' "$phase" "$(field "$r" requests)" "$(field "$r" non200)" "$(field "$r" 503)" \
+        "$(field "$r" 504)" "$(field "$r" socket_errors)" \
         "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" "$(field "$r" max_ms)"
 done
 ratio="$(python3 -c "print(f'{$(field "$storm" p99_ms) / $(field "$steady" p99_ms):.2f}')")"
