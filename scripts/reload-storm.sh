@@ -8,7 +8,9 @@
 #   defaults: .build-reload/release/prerank, /tmp/prerank-spec (scripts/spec-world.sh builds it)
 #   env: SECONDS_PER_PHASE (15), RELOADS (100), WRK_THREADS (2), WRK_CONNECTIONS (4),
 #        CHANGE_CONFIG (1: every other reload changes fusion.beta, so config-only reloads are
-#        exercised too; 0: every reload re-reads unchanged files), INDEX (index-f32.safetensors)
+#        exercised too; 0: every reload re-reads unchanged files), INDEX (index-f32.safetensors),
+#        SWAP_INDEX (0; N > 0: every Nth reload points model.index at the other of two copies of
+#        the index, so those reloads really map a new 776 MB file — a model rollout under load)
 # Needs wrk (scripts/setup.sh installs it). Exit status 1 when the storm phase had a failure or
 # p99 above 1.5x the steady phase.
 set -euo pipefail
@@ -19,12 +21,15 @@ SECS="${SECONDS_PER_PHASE:-15}"
 RELOADS="${RELOADS:-100}"
 INDEX="${INDEX:-index-f32.safetensors}"
 CHANGE_CONFIG="${CHANGE_CONFIG:-1}"
+SWAP_INDEX="${SWAP_INDEX:-0}"
 command -v wrk >/dev/null || { echo "reload-storm: wrk is not installed (scripts/setup.sh)" >&2; exit 2; }
 [ -f "$WORLD/bodies.jsonl" ] || { echo "reload-storm: no $WORLD/bodies.jsonl (scripts/spec-world.sh)" >&2; exit 2; }
 
 TMP="$(mktemp -d)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 echo "reload-storm-token-0123456789" > "$TMP/token"
+INDEX_PATH="$WORLD/$INDEX"
+if [ "$SWAP_INDEX" -gt 0 ]; then cp "$WORLD/$INDEX" "$TMP/index-copy.safetensors"; fi
 write_config() {   # $1 = fusion beta; written to a temporary file and renamed (never read torn)
     cat > "$TMP/prerank.yaml.tmp" <<YAML
 server:
@@ -33,7 +38,7 @@ server:
   admin_token_file: $TMP/token
 model:
   dir: $WORLD/model
-  index: $WORLD/$INDEX
+  index: $INDEX_PATH
 fusion:
   beta: $1
 logging:
@@ -61,7 +66,10 @@ steady="$("${LOAD[@]}" -d"${SECS}s" | grep '^RESULT')"
 WRK=$!
 gap="$(python3 -c "print($SECS / $RELOADS * 0.95)")"
 for i in $(seq 1 "$RELOADS"); do
-    if [ "$CHANGE_CONFIG" = 1 ] && [ $((i % 2)) = 0 ]; then write_config "$((20 + i % 4)).0"; fi
+    if [ "$SWAP_INDEX" -gt 0 ] && [ $((i % SWAP_INDEX)) = 0 ]; then
+        if [ "$INDEX_PATH" = "$WORLD/$INDEX" ]; then INDEX_PATH="$TMP/index-copy.safetensors"; else INDEX_PATH="$WORLD/$INDEX"; fi
+        write_config "$((20 + i % 4)).0"
+    elif [ "$CHANGE_CONFIG" = 1 ] && [ $((i % 2)) = 0 ]; then write_config "$((20 + i % 4)).0"; fi
     kill -HUP "$PID"
     sleep "$gap"
 done
