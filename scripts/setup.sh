@@ -7,7 +7,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 
 need_apt=()
-for pkg in libopenblas-dev libgfortran5 zlib1g-dev libssl-dev pkg-config openssl curl; do
+for pkg in libopenblas-dev libgfortran5 zlib1g-dev libssl-dev pkg-config openssl curl wrk; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then

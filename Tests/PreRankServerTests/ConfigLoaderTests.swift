@@ -49,6 +49,26 @@ import Testing
         #expect(c == expected)
     }
 
+    @Test func portZeroPicksAFreePortAndServeFlagsFollowTheKeysRules() throws {
+        #expect(try ConfigLoader.parse(yaml: "server: {port: 0}").server.port == 0)
+        #expect(try ConfigLoader.parse(yaml: "server: {port: 65535}").server.port == 65535)
+        #expect(error("server: {port: 65536}")?.description == "server.port must be 0...65535 (line 1)")
+        for (port, ok) in [(0, true), (1, true), (65535, true), (-1, false), (65536, false)] {
+            #expect((try? ConfigLoader.checkServeFlags(host: nil, port: port, modelDir: nil, index: nil)) != nil || !ok, "\(port)")
+        }
+        do throws(ConfigError) {
+            try ConfigLoader.checkServeFlags(host: nil, port: 70000, modelDir: nil, index: nil)
+            Issue.record("--port 70000 was accepted")
+        } catch {
+            #expect(error.description == "--port must be 0...65535 (0 picks a free port), not 70000")
+        }
+        for (host, model, index, flag) in [("", nil, nil, "--host"), (nil, "", nil, "--model"), (nil, nil, "", "--index")] as [(String?, String?, String?, String)] {
+            #expect(throws: ConfigError(key: flag, message: "must not be empty")) {
+                try ConfigLoader.checkServeFlags(host: host, port: nil, modelDir: model, index: index)
+            }
+        }
+    }
+
     @Test func optionalSections() throws {
         let c = try ConfigLoader.parse(yaml: """
         server:
@@ -85,7 +105,7 @@ import Testing
         ("model: {dir: {a: 1}}", "model.dir"),
         ("- a\n- b", ""),
         // out of range
-        ("server: {port: 0}", "server.port"),
+        ("server: {port: -1}", "server.port"),
         ("server: {port: 70000}", "server.port"),
         ("server: {workers: -1}", "server.workers"),
         ("server: {max_body_bytes: 0}", "server.max_body_bytes"),
@@ -129,7 +149,7 @@ import Testing
     }
 
     @Test func messages() {
-        #expect(error("server: {port: 0}")?.description == "server.port must be 1...65535 (line 1)")
+        #expect(error("server: {port: 70000}")?.description == "server.port must be 0...65535 (line 1)")
         #expect(error("fusion:\n  alpha: .nan")?.description == "fusion.alpha must be a finite number (line 2)")
         #expect(error("fusion: {formula: multiplicative, gamma: 0.1}")?.description
                 == "fusion.gamma must be 0 with the multiplicative formula (line 1)")

@@ -2,7 +2,7 @@
 /// the file as a whole) and what is wrong with it.
 ///
 /// `description` is one line, so that `prerank validate-config`, the server's start-up error and
-/// a refused `/admin/reload` all print the same sentence: `server.port must be 1...65535 (line 3)`.
+/// a refused `/admin/reload` all print the same sentence: `server.port must be 0...65535 (line 3)`.
 public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     public var key: String
     public var message: String

@@ -45,7 +45,7 @@ public enum ConfigLoader {
                                                        "header_timeout_ms", "body_timeout_ms", "idle_timeout_ms", "workers",
                                                        "queue_depth", "max_candidates", "tls", "admin_token_file"]) {
             try s.string("host", into: &c.server.host)
-            try s.int("port", 1...65535, into: &c.server.port)
+            try s.int("port", PreRankConfig.Server.portRange, into: &c.server.port)
             try s.int("max_connections", 1...1_000_000, into: &c.server.maxConnections)
             try s.int("max_body_bytes", 1...(1 << 30), into: &c.server.maxBodyBytes)
             try s.int("max_buffered_bytes", (1 << 20)...(1 << 40), into: &c.server.maxBufferedBytes)
@@ -110,6 +110,17 @@ public enum ConfigLoader {
             c.canary = canary
         }
         return c
+    }
+
+    /// Checks the `prerank serve` flags that override config keys, with the same rules as the
+    /// keys they replace; the error names the flag (`--port`).
+    public static func checkServeFlags(host: String?, port: Int?, modelDir: String?, index: String?) throws(ConfigError) {
+        if let port, !PreRankConfig.Server.portRange.contains(port) {
+            throw ConfigError(key: "--port", message: "must be \(PreRankConfig.Server.portRange.lowerBound)...\(PreRankConfig.Server.portRange.upperBound) (0 picks a free port), not \(port)")
+        }
+        for (flag, value) in [("--host", host), ("--model", modelDir), ("--index", index)] where value?.isEmpty == true {
+            throw ConfigError(key: flag, message: "must not be empty")
+        }
     }
 
     /// One line for a YAML syntax error: where and what, without the snippet Yams appends.

@@ -25,6 +25,8 @@ public struct PreRankConfig: Sendable, Equatable {
         /// Loopback by default: exposing the server is a decision to make in the file.
         public var host = "127.0.0.1"
         public var port = 8080
+        /// `server.port` and `--port`: 0 binds a free port (tests, side-by-side runs).
+        public static let portRange = 0...65535
         /// Open connections at most: at the limit the connection idle longest (no request in
         /// progress) is closed to admit a new one; if none is idle, the new one gets 503.
         public var maxConnections = 1024

@@ -47,7 +47,12 @@ public final class MetricsRegistry: Sendable {
         var arms: [String: UInt64] = [:]
         var gauges: [String: (help: String, value: Double)] = [:]
         var transport: HTTPServerStats?
+        var loads = LoadCounts()
+        var reloadsCoalesced: UInt64 = 0
     }
+
+    /// Model directories and index files read since start, and reloads that shared them instead.
+    struct LoadCounts { var modelLoads = 0, indexLoads = 0, modelsReused = 0, indexesReused = 0 }
 
     struct RequestKey: Hashable { var route: String; var code: Int; var arm: String }
 
@@ -91,6 +96,12 @@ public final class MetricsRegistry: Sendable {
     public func recordShed() { state.withLock { $0.shed += 1 } }
     public func recordBudgetExpired() { state.withLock { $0.budgetExpired += 1 } }
     public func recordReload(result: String) { state.withLock { $0.reloads[result, default: 0] += 1 } }
+    /// A reload trigger that joined a reload already queued (one reload answers both).
+    public func recordReloadCoalesced() { state.withLock { $0.reloadsCoalesced += 1 } }
+    /// The loader's running totals (`ServingCache`): files read versus shared by reloads.
+    public func setLoadCounts(modelLoads: Int, indexLoads: Int, modelsReused: Int, indexesReused: Int) {
+        state.withLock { $0.loads = LoadCounts(modelLoads: modelLoads, indexLoads: indexLoads, modelsReused: modelsReused, indexesReused: indexesReused) }
+    }
     public func setModelInfo(_ info: [ModelInfo]) { state.withLock { $0.modelInfo = info } }
     public func adjustInflight(_ delta: Int) { state.withLock { $0.inflight += delta } }
     public func recordRequestLog(written: Int = 0, dropped: Int = 0) {
@@ -163,6 +174,15 @@ public final class MetricsRegistry: Sendable {
         for (result, v) in s.reloads.sorted(by: { $0.key < $1.key }) {
             out += "prerank_reloads_total{result=\"\(escape(result))\"} \(v)\n"
         }
+        header("prerank_reloads_coalesced_total", "counter", "Reload triggers (SIGHUP, POST /admin/reload) answered by a reload already queued.")
+        out += "prerank_reloads_coalesced_total \(s.reloadsCoalesced)\n"
+        header("prerank_model_loads_total", "counter", "Model directories read (start and reloads); an unchanged one is shared, not read.")
+        out += "prerank_model_loads_total \(s.loads.modelLoads)\n"
+        header("prerank_index_loads_total", "counter", "Index files mapped and faulted in (start and reloads); an unchanged one is shared, not re-mapped.")
+        out += "prerank_index_loads_total \(s.loads.indexLoads)\n"
+        header("prerank_reload_reused_total", "counter", "Models and indexes a reload shared with the snapshot in force because their files were unchanged.")
+        out += "prerank_reload_reused_total{part=\"model\"} \(s.loads.modelsReused)\n"
+        out += "prerank_reload_reused_total{part=\"index\"} \(s.loads.indexesReused)\n"
         header("prerank_model_info", "gauge", "The model and index in force (value 1), by arm.")
         for m in s.modelInfo {
             out += "prerank_model_info{arm=\"\(escape(m.arm))\",version=\"\(escape(m.version))\",fingerprint=\"\(escape(m.fingerprint))\",dtype=\"\(m.dtype)\",tasks=\"\(escape(m.tasks.joined(separator: ",")))\"} 1\n"

@@ -17,6 +17,12 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     private let configPath: String?
     private let overrides: @Sendable (PreRankConfig) -> PreRankConfig
     private let reloadQueue = DispatchQueue(label: "prerank.reload", qos: .utility)
+    /// Completions of triggers waiting for the reload queued next (nil: none queued); a trigger
+    /// arriving while one is queued joins it, so a SIGHUP storm runs at most one reload behind
+    /// the one in progress.
+    private let queuedReload = Mutex<[@Sendable (Result<ServingSnapshot, ReloadError>) -> Void]?>(nil)
+    /// The model and index files behind `snapshot`, shared by reloads that leave them unchanged.
+    private let cache: ServingCache
     private let parallelism: Int
     /// HTTP-layer counters, read at scrape time.
     public var transportStats: (@Sendable () -> HTTPServerStats)?
@@ -24,9 +30,12 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     /// - parameters:
     ///   - configPath: re-read on every reload (nil: keep `initial`'s config).
     ///   - overrides: applied to every config read (command-line `--model`, `--index`).
+    ///   - cache: the cache `initial` was loaded (and committed) with, so the first reload shares
+    ///     its files; a fresh one makes the first reload load everything again.
     public init(initial: ServingSnapshot, configPath: String?, overrides: @escaping @Sendable (PreRankConfig) -> PreRankConfig,
-                metrics: MetricsRegistry = MetricsRegistry(), logger: Logger, workers: Int) {
+                metrics: MetricsRegistry = MetricsRegistry(), logger: Logger, workers: Int, cache: ServingCache? = nil) {
         self.snapshot = Mutex(initial)
+        self.cache = cache ?? ServingCache(metrics: metrics)
         self.metrics = metrics
         self.configPath = configPath
         self.overrides = overrides
@@ -52,8 +61,10 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
 
     public func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
         let route = Self.routes[request.path] != nil ? request.path : "other"
+        // Captures the receive time, not the request: a queued job must not keep the body alive.
+        let receivedAt = request.receivedAt
         let done: @Sendable (HTTPResponse, String?) -> Void = { [metrics] response, arm in
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - request.receivedAt) / 1e9
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - receivedAt) / 1e9
             metrics.recordRequest(route: route, code: response.status, seconds: seconds, arm: arm ?? "")
             respond(response)
         }
@@ -97,19 +108,34 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             done(.error(APIError(status: 503, code: "not_ready", message: "no model loaded", headers: [("Retry-After", "1")])), nil)
             return
         }
+        // Decoded here, before admission, so the request's cost in worker slots is known.
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let decoded: PreRankRequest
+        do {
+            decoded = try RequestDecoder.decode(request.body, maxCandidates: snap.options.maxCandidates)
+        } catch {
+            logger.info("prerank", metadata: ["route": "/prerank", "status": "\(error.status)", "code": "\(error.code)",
+                                              "field": "\(error.field ?? "")"])
+            done(.error(error), nil)
+            return
+        }
+        let (bundle, arm) = snap.select(decoded)
+        let parseNanos = DispatchTime.now().uptimeNanoseconds - t0
+        let cost = ScoringCost.slots(for: decoded, indexCount: bundle.index.count, options: snap.options)
+        let receivedAt = request.receivedAt
         metrics.adjustInflight(1)
-        let accepted = pool.submit { [self] in
+        let accepted = pool.submit(cost: cost) { [self] in
             defer { metrics.adjustInflight(-1) }
             let budget = snap.config.budgetMs
-            let waited = Double(DispatchTime.now().uptimeNanoseconds - request.receivedAt) / 1e6
+            let waited = Double(DispatchTime.now().uptimeNanoseconds - receivedAt) / 1e6
             if waited >= budget {
                 metrics.recordBudgetExpired()
                 done(.error(APIError(status: 504, code: "budget_expired", message: "the \(budget) ms budget expired in the queue before scoring began")), nil)
                 return
             }
             do {
-                let outcome = try PreRankService.handle(body: request.body, options: snap.options, receivedAt: request.receivedAt,
-                                                        budgetMs: budget, select: snap.select)
+                let outcome = try PreRankService.handle(request: decoded, bundle: bundle, arm: arm, parseNanos: parseNanos,
+                                                        options: snap.options, receivedAt: receivedAt, budgetMs: budget)
                 let r = outcome.result
                 metrics.recordStage("parse", seconds: Double(outcome.parseNanos) / 1e9)
                 metrics.recordStage("user_tower", seconds: Double(r.stages.userTower) / 1e9)
@@ -192,7 +218,8 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
                 + "\"architecture\":{\"hidden\":[\(a.hidden.map(String.init).joined(separator: ","))],\"d\":\(a.d),\"fr\":\(a.fr),\"lr\":\(a.lr),\"clamp\":\(a.clamp),\"chain\":\"\(a.chain.rawValue)\"},"
                 + "\"index\":{\"items\":\(b.index.count),\"dtype\":\"\(b.index.dtype.rawValue)\",\"d\":\(b.index.d),\"bytes\":\(b.index.vectorBytes),"
                 + "\"rescore\":\(b.index.rescore == nil ? "null" : "{\"dtype\":\"f32\",\"bytes\":\(b.index.rescoreBytes),\"depth\":\(rescoreDepth.map(String.init) ?? "null")}"),"
-                + "\"residency\":\"\(b.index.residency.rawValue)\",\"path\":\(JSONText.quote(b.index.path))}}"
+                + "\"residency\":\"\(b.index.residency.rawValue)\",\"path\":\(JSONText.quote(b.index.path)),"
+                + "\"mapped_at\":\(JSONText.quote(Self.iso8601(b.indexMappedAt)))}}"
         }
         let f = snap.options.fusion
         var body = "{\"model\":\(describe(snap.primary)),"
@@ -201,8 +228,15 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         if let canary = snap.canary, let c = snap.config.canary {
             body += ",\"canary\":{\"share\":\(c.share),\"key\":\"\(c.key.rawValue)\",\"model\":\(describe(canary))}"
         }
-        body += ",\"loaded_at\":\(JSONText.quote(ISO8601DateFormatter().string(from: snap.loadedAt)))}"
+        body += ",\"loaded_at\":\(JSONText.quote(Self.iso8601(snap.loadedAt)))}"
         return .json(200, Array(body.utf8))
+    }
+
+    /// UTC with milliseconds: two reloads within a second must show different `loaded_at`.
+    static func iso8601(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: date)
     }
 
     // MARK: reload
@@ -231,22 +265,51 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     }
 
     /// Reloads config, model and index off the serving path and swaps them in atomically;
-    /// on any error the old snapshot keeps serving. Reloads run one at a time.
+    /// on any error the old snapshot keeps serving.
+    ///
+    /// Reloads run one at a time on the reload queue. A trigger that arrives while another
+    /// reload is queued (not yet started) joins it: that reload starts after both triggers, so it
+    /// reads what both asked for, and both completions get its result. Files that did not change
+    /// are shared with the snapshot in force (`ServingCache`), so a config-only reload maps
+    /// nothing.
     public func reload(trigger: String, completion: @escaping @Sendable (Result<ServingSnapshot, ReloadError>) -> Void = { _ in }) {
+        let joined = queuedReload.withLock { queued -> Bool in
+            if queued != nil {
+                queued!.append(completion)
+                return true
+            }
+            queued = [completion]
+            return false
+        }
+        if joined {
+            metrics.recordReloadCoalesced()
+            return
+        }
         reloadQueue.async { [self] in
+            // From here on, new triggers queue the next reload: this one may have read the files already.
+            let completions = queuedReload.withLock { queued in
+                defer { queued = nil }
+                return queued ?? []
+            }
             let started = Date()
+            let before = cache.loadCounts
             let result = loadNext(trigger: trigger)
+            let after = cache.loadCounts
             switch result {
             case .success(let snap):
                 metrics.recordReload(result: "ok")
-                logger.notice("reload ok", metadata: ["trigger": "\(trigger)", "model_version": "\(snap.primary.version)",
-                                                       "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(started)))"])
+                logger.notice("reload ok", metadata: [
+                    "trigger": "\(trigger)", "model_version": "\(snap.primary.version)",
+                    "seconds": "\(String(format: "%.3f", Date().timeIntervalSince(started)))",
+                    "models_read": "\(after.modelLoads - before.modelLoads)", "indexes_mapped": "\(after.indexLoads - before.indexLoads)",
+                    "coalesced": "\(completions.count - 1)",
+                ])
             case .failure(let error):
                 metrics.recordReload(result: "rejected")
                 logger.error("reload rejected; the old model keeps serving", metadata: ["trigger": "\(trigger)", "key": "\(error.key)",
                                                                                         "reason": "\(error.message)"])
             }
-            completion(result)
+            for completion in completions { completion(result) }
         }
     }
 
@@ -260,9 +323,15 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             logger.warning("reload: server.* changes take effect at the next restart", metadata: ["trigger": "\(trigger)"])
         }
         let next: ServingSnapshot
-        do { next = try ServingSnapshot.load(config: config, parallelism: parallelism) } catch { return .failure(error) }
+        do { next = try ServingSnapshot.load(config: config, parallelism: parallelism, cache: cache) } catch {
+            cache.discard()
+            return .failure(error)
+        }
         requestLogBox.withLock { $0 }?.flush()
+        // The replaced snapshot is released here or by the last request still using it; either
+        // way its model and index are freed on `ReleaseQueue`, off the request path.
         snapshot.withLock { $0 = next }
+        cache.commit()
         swapRequestLog(config.requestLog)
         publishModelInfo(next)
         return .success(next)

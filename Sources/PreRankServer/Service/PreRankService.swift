@@ -49,6 +49,17 @@ public enum PreRankService {
         let request = try RequestDecoder.decode(body, maxCandidates: options.maxCandidates)
         let (bundle, arm) = select(request)
         let t1 = DispatchTime.now().uptimeNanoseconds
+        return try handle(request: request, bundle: bundle, arm: arm, parseNanos: t1 - t0, options: options,
+                          receivedAt: receivedAt, budgetMs: budgetMs)
+    }
+
+    /// Scores and encodes a request already decoded (the server decodes before admission, to
+    /// know the request's cost in worker slots).
+    ///
+    /// - parameters:
+    ///   - parseNanos: what decoding took, reported in the outcome.
+    public static func handle(request: PreRankRequest, bundle: ServingBundle, arm: String?, parseNanos: UInt64,
+                              options: ScoringOptions, receivedAt: UInt64, budgetMs: Double?) throws(APIError) -> Outcome {
         var deadline: UInt64? = nil
         if let budgetMs {
             deadline = receivedAt + UInt64(budgetMs * 1_000_000) - encodeReserveNanos(budgetMs: budgetMs)
@@ -63,6 +74,6 @@ public enum PreRankService {
         let encoded = ResponseEncoder.encode(response)
         let t3 = DispatchTime.now().uptimeNanoseconds
         return Outcome(body: encoded, request: request, result: result, response: response,
-                       parseNanos: t1 - t0, encodeNanos: t3 - t2, arm: arm, bundle: bundle)
+                       parseNanos: parseNanos, encodeNanos: t3 - t2, arm: arm, bundle: bundle)
     }
 }

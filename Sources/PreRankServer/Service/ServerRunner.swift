@@ -33,11 +33,15 @@ public enum ServerRunner {
         BLASThreads.set(1)
         let workers = config.server.workers > 0 ? config.server.workers : ProcessInfo.processInfo.activeProcessorCount
         logger.info("loading model and index", metadata: ["model": "\(config.model.dir)", "index": "\(config.model.index)"])
+        let metrics = MetricsRegistry()
+        let cache = ServingCache(metrics: metrics)
         let snapshot: ServingSnapshot
-        do { snapshot = try ServingSnapshot.load(config: config, parallelism: workers) } catch {
+        do { snapshot = try ServingSnapshot.load(config: config, parallelism: workers, cache: cache) } catch {
             throw RunError(description: error.description)
         }
-        let app = PreRankApp(initial: snapshot, configPath: configPath, overrides: overrides, logger: logger, workers: workers)
+        cache.commit()
+        let app = PreRankApp(initial: snapshot, configPath: configPath, overrides: overrides, metrics: metrics, logger: logger,
+                             workers: workers, cache: cache)
 
         var limits = ServerLimits()
         limits.maxConnections = config.server.maxConnections

@@ -1,9 +1,12 @@
+import Dispatch
+import Foundation
 import TwinTower
 
 /// A model and its item index, checked against each other, ready to serve.
 ///
-/// Immutable and shared by every request; a reload builds a new bundle off the serving path and
-/// swaps it in atomically, so requests in flight finish on the bundle they started with.
+/// Immutable and shared by every request; a reload builds a new bundle off the serving path (or
+/// shares this one when its files are unchanged, see `ServingCache`) and swaps it in atomically,
+/// so requests in flight finish on the bundle they started with.
 public final class ServingBundle: Sendable {
     public let model: Model
     public let index: ItemIndex
@@ -13,8 +16,17 @@ public final class ServingBundle: Sendable {
     public let userTower: PreciseTower
     /// Names of the user-side fields the model knows (others in a request are ignored).
     public let userFields: Set<String>
+    /// When the index file was mapped; a reload that shares the index keeps it (`/v1/model`).
+    public let indexMappedAt: Date
+    /// Where the model and index are freed when the last reference to this bundle goes.
+    private let releaseQueue: DispatchQueue
 
-    public init(model: Model, index: ItemIndex) throws(FormatError) {
+    /// - parameters:
+    ///   - indexMappedAt: when `index` was mapped (a bundle sharing an older bundle's index
+    ///     passes that one's time).
+    ///   - releaseQueue: where the model and index are released (default `ReleaseQueue.shared`).
+    public init(model: Model, index: ItemIndex, indexMappedAt: Date = Date(),
+                releaseQueue: DispatchQueue = ReleaseQueue.shared) throws(FormatError) {
         guard index.fingerprint == model.fingerprint else {
             throw FormatError(index.path, "index model_fingerprint does not match the model's weights; rebuild the index")
         }
@@ -27,6 +39,17 @@ public final class ServingBundle: Sendable {
         self.chain = model.chain
         self.userTower = model.userTower.precise
         self.userFields = Set(model.spec.fields(of: .user).map(\.name))
+        self.indexMappedAt = indexMappedAt
+        self.releaseQueue = releaseQueue
+    }
+
+    /// Hands the heavy parts to the release queue. The last reference to a replaced bundle is
+    /// usually dropped by a scoring worker finishing the last request that started on it;
+    /// unmapping a populated 776 MB index (and freeing the embedding tables) there would stall
+    /// that worker for tens of ms, so the queue's closure holds the last references instead.
+    deinit {
+        let parts = (model, index, userEncoder, userTower)
+        releaseQueue.async { withExtendedLifetime(parts) {} }
     }
 
     /// Loads `modelDirectory` and `indexPath`, populating the index mapping (so the first
@@ -38,4 +61,10 @@ public final class ServingBundle: Sendable {
     }
 
     public var version: String { model.spec.version }
+}
+
+/// The background queue on which replaced models and indexes are freed and unmapped, off the
+/// scoring workers and the I/O queues.
+public enum ReleaseQueue {
+    public static let shared = DispatchQueue(label: "prerank.release", qos: .utility)
 }

@@ -25,18 +25,24 @@ public final class ServingSnapshot: Sendable {
     /// Loads and checks config-named model, index, canary and token file.
     ///
     /// - parameters:
-    ///   - overrides: `--model` / `--index` from the command line win over the file.
-    public static func load(config: PreRankConfig, parallelism: Int) throws(ReloadError) -> ServingSnapshot {
+    ///   - cache: shares a model or index whose files are unchanged since the snapshot in force
+    ///     (a config-only reload reads no model and maps no index); the caller commits it once
+    ///     the new snapshot is in force, or discards it. Without one, everything is loaded.
+    public static func load(config: PreRankConfig, parallelism: Int, cache: ServingCache? = nil) throws(ReloadError) -> ServingSnapshot {
+        func bundle(_ paths: PreRankConfig.ModelPaths) throws(FormatError) -> ServingBundle {
+            if let cache { return try cache.bundle(modelDirectory: paths.dir, indexPath: paths.index) }
+            return try ServingBundle.load(modelDirectory: paths.dir, indexPath: paths.index)
+        }
         let primary: ServingBundle
         do {
-            primary = try ServingBundle.load(modelDirectory: config.model.dir, indexPath: config.model.index)
+            primary = try bundle(config.model)
         } catch {
             throw ReloadError(key: "model", message: error.description)
         }
         var canary: ServingBundle?
         if let c = config.canary {
             do {
-                canary = try ServingBundle.load(modelDirectory: c.model.dir, indexPath: c.model.index)
+                canary = try bundle(c.model)
             } catch {
                 throw ReloadError(key: "canary.model", message: error.description)
             }

@@ -48,6 +48,18 @@ public final class HugePageBuffer: @unchecked Sendable {
         seal()
     }
 
+    /// Drops this process's mapping of the whole pages inside `bytes` (a private, read-only file
+    /// mapping that has just been copied), so RSS counts the copy once. The page cache keeps the
+    /// file; touching the range again simply faults it back in.
+    public static func dropResidentPages(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: base) + page - 1) / page * page
+        let end = (Int(bitPattern: base) + bytes.count) / page * page
+        guard end > start, let p = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(p, end - start, MADV_DONTNEED)
+    }
+
     /// Makes the buffer read-only (a stray write traps instead of corrupting the index).
     public func seal() {
         let huge = Self.hugePageSize

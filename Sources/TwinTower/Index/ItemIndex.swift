@@ -130,6 +130,7 @@ public final class ItemIndex: @unchecked Sendable {
         /// A vector table: a huge-page copy when asked for (and possible), else `place`.
         func table(_ view: TensorView, alignment: Int) -> UnsafeRawPointer {
             if residency == .hugePages, view.bytes.count > 0, let copy = HugePageBuffer(copying: view.bytes) {
+                HugePageBuffer.dropResidentPages(view.bytes)
                 copies.append(copy)
                 return UnsafeRawPointer(copy.base)
             }

@@ -20,8 +20,11 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Listen port (overrides server.port; 0 picks a free one).") var port: Int?
 
     func validate() throws {
-        if let port, !(0...65535).contains(port) {
-            throw CLIError("--port \(port) must be 0...65535 (0 picks a free one)")
+        do throws(ConfigError) {
+            try ConfigLoader.checkServeFlags(host: host, port: port, modelDir: model, index: index)
+        } catch {
+            // One line, like every other refusal (ValidationError would append the usage).
+            throw CLIError(error.description)
         }
     }
 
