@@ -78,7 +78,7 @@ public final class HugePageBuffer: @unchecked Sendable {
         var inside = false
         var line = [CChar](repeating: 0, count: 512)
         while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(cString: line)
+            let text = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if let dash = text.firstIndex(of: "-"), let space = text.firstIndex(of: " "), dash < space,
                let lo = UInt(text[..<dash], radix: 16), let hi = UInt(text[text.index(after: dash)..<space], radix: 16) {
                 inside = lo <= target && target < hi
