@@ -3,7 +3,7 @@ import Fusion
 import Testing
 import TwinTower
 @testable import PreRankServer
-import Benchmarks
+@testable import Benchmarks
 
 /// The engine's fused scan: equal to a naive scan (every candidate pushed into the top-K with
 /// FusionPolicy.score), parallel splits equal to one thread exactly, request semantics kept.
