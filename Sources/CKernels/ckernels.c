@@ -195,11 +195,10 @@ static inline void prefetch_bytes(const char *p, size_t bytes) {
     __builtin_prefetch(p + bytes - 1, 0, 3);
 }
 
-/// Prefetch of a whole F32 row into L2 (`prefetcht1`), one request per 128-byte pair of lines:
-/// the L2's adjacent-line prefetcher fetches the other line of each pair, so a 768-byte row costs
-/// 6 requests instead of 12 and more rows fit in the core's outstanding-miss buffers. Measured on
-/// the SPEC-scale gather (docs/PERFORMANCE.md "Gather kernel"): faster than `prefetcht0` of every
-/// line at every distance tried.
+/// Prefetch of a whole F32 row into L2 (`prefetcht1`), one request per 128-byte pair of lines
+/// (the L2's adjacent-line prefetcher fetches the other line). A plain-C microbenchmark of the
+/// bare gather liked it (1.2 vs 1.4 ms for 10k rows); inside the kernel it measured 0.97–1.03×
+/// of `prefetcht0` of every line (docs/PERFORMANCE.md), so it is kept only as a measured option.
 static inline void prefetch_row_l2(const char *p, size_t bytes) {
     for (size_t off = 0; off < bytes; off += 128) _mm_prefetch(p + off, _MM_HINT_T1);
     _mm_prefetch(p + bytes - 1, _MM_HINT_T1);
@@ -223,7 +222,7 @@ static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, i
             for (int64_t q = 0; q < 4; q++)
                 if (pf && c + q + pf < n) {
                     const char *ahead = (const char *)(v + (int64_t)rows[c + q + pf] * row_elems);
-                    if (K->prefetch_mode == 1) prefetch_bytes(ahead, row_bytes); else prefetch_row_l2(ahead, row_bytes);
+                    if (K->prefetch_mode == 1) prefetch_row_l2(ahead, row_bytes); else prefetch_bytes(ahead, row_bytes);
                 }
             const float *p0 = v + (rows ? (int64_t)rows[c] : start + c) * row_elems;
             const float *p1 = v + (rows ? (int64_t)rows[c + 1] : start + c + 1) * row_elems;

@@ -37,8 +37,8 @@ typedef struct {
     int32_t clamp;             // r_k = min(r_k, 0) for k > 0
     int32_t prefetch;          // rows ahead to prefetch when gathering (0 = none)
     int32_t i8_integer;        // I8 only: integer dot products against user_q (else widen to F32)
-    int32_t prefetch_mode;     // F32 gather: 0 = whole row to L2, one request per 128 B (default);
-                               // 1 = every 64 B line to L1 (the earlier kernel, a bench baseline)
+    int32_t prefetch_mode;     // F32 gather: 0 = every 64 B line to L1 (default); 1 = whole row to
+                               // L2, one request per 128 B (measured no faster; a bench variant)
     const int8_t *user_q;      // [T × d] the user vector quantised per task (pk_quantize_user)
     const float *user_scale;   // [T]     its scales: u_k ≈ user_scale[k] · user_q[k·d ..]
 } pk_kernel;
