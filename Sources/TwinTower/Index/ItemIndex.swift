@@ -160,7 +160,10 @@ public final class ItemIndex: @unchecked Sendable {
                 owned.forEach { $0.deallocate() }
                 throw FormatError(path, "tensor rescore: expected F32 [\(n), \(t), \(d)], found \(r.dtype.rawValue) \(r.shape)")
             }
-            self.rescore = table(r, alignment: 4)
+            // Read in place even when serving: a request touches only its best few hundred
+            // rescore rows, so a huge-page copy would cost N·T·d·4 bytes of anonymous memory for
+            // no measurable gain; in the mapping they stay reclaimable page cache.
+            self.rescore = place(r, alignment: 4)
         } else {
             // Beside F32 vectors a rescore tensor would repeat them: read and ignored.
             self.rescore = nil
