@@ -72,7 +72,7 @@ import TwinTower
             (" \n{ }\r\n\t", PreRankRequest()),
             ("\u{FEFF}{}", PreRankRequest()),
             ("{\"candidates\":[]}", PreRankRequest(candidates: [])),
-            ("{\"candidates\":null,\"user\":null,\"k\":null,\"fusion\":null,\"debug\":null,\"request_id\":null}", PreRankRequest()),
+            ("{\"user\":null,\"k\":null,\"fusion\":null,\"debug\":null,\"request_id\":null,\"relevance\":null}", PreRankRequest()),
             ("{\"candidates\":[9223372036854775807,-9223372036854775808,-0]}", PreRankRequest(candidates: [.max, .min, 0])),
             ("{\"request_id\":-0}", PreRankRequest(requestID: "0")),
             ("{\"request_id\":123}", PreRankRequest(requestID: "123")),
@@ -84,11 +84,19 @@ import TwinTower
             // Underflow rounds to zero as IEEE 754 says (JSONDecoder refuses it: a known difference).
             ("{\"fusion\":{\"beta\":1e-400,\"gamma\":-1e-400}}", PreRankRequest(fusion: FusionOverride(beta: 0, gamma: 0))),
             ("{\"k\":9223372036854775807}", PreRankRequest(k: Int.max)),
-            ("{\"x\":" + String(repeating: "[", count: 60) + String(repeating: "]", count: 60) + "}", PreRankRequest()),
-            ("{\"x\":{\"a\":[1,{\"b\":null}],\"c\":\"\\\"\"},\"y\":-0.5e-3}", PreRankRequest()),
         ]
         for (body, expected) in cases {
             #expect(try decodeResult(body).get() == expected, "\(body)")
+        }
+    }
+
+    /// The message of an unknown key suggests the nearest known one when it is close.
+    @Test func unknownFieldSuggestsTheNearestKey() {
+        for (body, hint) in [("{\"candidate\":[1]}", "did you mean \"candidates\""), ("{\"topk\":3}", "did you mean \"k\""),
+                             ("{\"Request_ID\":\"a\"}", "did you mean \"request_id\""), ("{\"zzzzzzzzzzzz\":1}", nil)] {
+            guard case .failure(let e) = decodeResult(body) else { Issue.record("accepted \(body)"); continue }
+            #expect(e.status == 400 && e.code == "unknown_field")
+            if let hint { #expect(e.message.contains(hint), "\(e.message)") } else { #expect(!e.message.contains("did you mean")) }
         }
     }
 
@@ -138,6 +146,12 @@ import TwinTower
             ("{\"candidates\":[-9223372036854775809]}", "bad_field", "candidates[0]", false),
             ("{\"candidates\":[\"1\"]}", "bad_field", "candidates[0]", false),
             ("{\"candidates\":[1,null]}", "bad_field", "candidates[1]", false),
+            // A null or misspelt key is refused, not read as "absent" (the whole index, default k).
+            ("{\"candidates\":null}", "bad_field", "candidates", false),
+            ("{\"candidate\":[1,2]}", "unknown_field", "candidate", false),
+            ("{\"topk\":5,\"candidates\":[1]}", "unknown_field", "topk", false),
+            ("{\"x\":" + String(repeating: "[", count: 60) + String(repeating: "]", count: 60) + "}", "unknown_field", "x", false),
+            ("{\"x\":{\"a\":[1,{\"b\":null}],\"c\":\"\\\"\"},\"y\":-0.5e-3}", "unknown_field", "x", false),
             ("{\"candidates\":[[1]]}", "bad_field", "candidates[0]", false),
             ("{\"candidates\":[true]}", "bad_field", "candidates[0]", false),
             ("{\"candidates\":[1,[}", "bad_json", "candidates", true),

@@ -154,7 +154,8 @@ def score_request(model: RefModel, item_vectors: dict, request: dict, fusion: di
     unknown, seen, scored = [], set(), []
     for i, cid in enumerate(cands):
         if cid not in item_vectors:
-            unknown.append(cid)
+            if cid not in unknown:  # listed once each, in request order
+                unknown.append(cid)
             continue
         if cid in seen:
             continue

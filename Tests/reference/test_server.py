@@ -143,6 +143,10 @@ def test_answers_equal_prerank_score(prerank, world, server, tmp_path):
     (b'{"fusion": {"alpha": NaN}}', 400, None),
     (b'{"user": {"user_id": 1.5}}', 400, "user.user_id"),
     (b'', 400, None),
+    # Caller mistakes are refused, not guessed at.
+    (b'{"candidate": [1, 2]}', 400, "candidate"),
+    (b'{"candidates": [1], "topk": 5}', 400, "topk"),
+    (b'{"candidates": null}', 400, "candidates"),
 ])
 def test_bad_bodies_get_json_errors_naming_the_field(server, body, status, field):
     r, data = server.request("POST", "/prerank", body, {"Content-Type": "application/json"})
@@ -151,6 +155,23 @@ def test_bad_bodies_get_json_errors_naming_the_field(server, body, status, field
     assert err["code"] and err["message"]
     if field:
         assert err["field"] == field
+
+
+def test_disallowed_fusion_override_is_refused(prerank, world, tmp_path):
+    port = free_port()
+    config = tmp_path / "c.yaml"
+    write_config(config, world, port)
+    config.write_text(config.read_text().replace("allow_request_override: true", "allow_request_override: false"))
+    s = Server(prerank, config, port)
+    try:
+        r, data = s.request("POST", "/prerank", b'{"candidates": [1], "fusion": {"beta": 3}}', {"Content-Type": "application/json"})
+        assert r.status == 400, data
+        err = json.loads(data)["error"]
+        assert err["code"] == "fusion_override_not_allowed" and err["field"] == "fusion"
+        r, data = s.request("POST", "/prerank", b'{"candidates": [1], "fusion": {}}', {"Content-Type": "application/json"})
+        assert r.status == 200, data
+    finally:
+        assert s.stop() == 0
 
 
 def test_routes_methods_and_media_types(server):

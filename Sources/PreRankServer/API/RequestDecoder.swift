@@ -9,12 +9,14 @@ import TwinTower
 ///
 /// Rules beyond plain JSON validity, each a 400:
 /// - the body is one object; duplicate top-level keys and duplicate names inside `user`,
-///   `query` and `fusion` are refused (which one wins would be a guess); unknown top-level keys
-///   are skipped, strictly validated;
+///   `query` and `fusion` are refused (which one wins would be a guess);
+/// - an unknown top-level key is refused (`unknown_field`, naming it and the nearest known key):
+///   a misspelt `candidate` or `topk` silently ignored would score the whole index or the
+///   default k, an incident found late;
 /// - a body that is not JSON is always `bad_json`, even when a field before the syntax error
 ///   is also wrong (a truncated body is reported as truncated);
-/// - `null` for a top-level key means the key is absent (as `Codable` optionals read it), so
-///   `"candidates": null` scores the whole index like an omitted `candidates`;
+/// - `null` for an optional top-level key means the key is absent, except `candidates`: absent
+///   means the whole index, so `"candidates": null` (a caller's unset list) is refused;
 /// - `candidates[i]` is an integer literal within Int64 (no fraction, no exponent);
 /// - `relevance[i]` is a number 0...3, and `relevance` has one per candidate;
 /// - `k` is an integer literal ≥ 1 (a `k` above config's maximum is capped later, not here);
@@ -76,6 +78,7 @@ private struct Parser {
         var request = PreRankRequest()
         var seen: UInt16 = 0
         var unknownSeen: Set<String> = []
+        var unknownKey: String?
         var first = true
         while try s.nextMember(&first) {
             let keyOffset = s.pos
@@ -91,10 +94,13 @@ private struct Parser {
             } else {
                 guard unknownSeen.insert(name).inserted else { throw duplicate(name, at: keyOffset) }
                 try s.skipValue(depth: 1)
+                // Reported after the walk, so a body that is not JSON is still `bad_json` first.
+                if unknownKey == nil { unknownKey = name }
             }
         }
         s.skipWhitespace()
         guard s.atEnd else { throw .badJSON("trailing data after the JSON object at byte \(s.pos)") }
+        if let unknownKey { throw Self.unknownField(unknownKey) }
 
         if let relevance = request.relevance {
             guard let candidates = request.candidates else {
@@ -105,6 +111,38 @@ private struct Parser {
             }
         }
         return request
+    }
+
+    /// The known top-level keys, in the SPEC's order (for messages).
+    static let knownKeys = ["request_id", "user", "query", "candidates", "relevance", "k", "fusion", "debug"]
+
+    /// Names other APIs use for our keys.
+    static let aliases = ["topk": "k", "top_k": "k", "limit": "k", "size": "k", "items": "candidates", "item_ids": "candidates",
+                          "ids": "candidates", "id": "request_id", "requestid": "request_id", "weights": "fusion"]
+
+    static func unknownField(_ name: String) -> APIError {
+        let nearest = knownKeys.min { editDistance(name, $0) < editDistance(name, $1) }!
+        let suggestion = aliases[name.lowercased()] ?? (editDistance(name, nearest) <= max(2, nearest.count / 3) ? nearest : nil)
+        let hint = suggestion.map { "; did you mean \(JSONText.quote($0))?" } ?? ""
+        return APIError(status: 400, code: "unknown_field",
+                        message: "unknown field \(JSONText.quote(name))\(hint) (known: \(knownKeys.joined(separator: ", ")))",
+                        field: name)
+    }
+
+    /// Levenshtein distance over Unicode scalars (names are short).
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let x = Array(a.lowercased().unicodeScalars), y = Array(b.unicodeScalars)
+        var row = Array(0...y.count)
+        for i in 1...max(x.count, 1) where i <= x.count {
+            var prev = row[0]
+            row[0] = i
+            for j in 1...max(y.count, 1) where j <= y.count {
+                let cur = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (x[i - 1] == y[j - 1] ? 0 : 1))
+                prev = cur
+            }
+        }
+        return row[y.count]
     }
 
     private func duplicate(_ name: String, at offset: Int) -> APIError {
@@ -119,7 +157,12 @@ private struct Parser {
     }
 
     private mutating func value(for key: Key, into request: inout PreRankRequest) throws(APIError) {
-        if try null() { return }
+        if try null() {
+            guard key != .candidates else {
+                throw .badField("candidates", "candidates is null; send an array of ids, or omit the key to score the whole index")
+            }
+            return
+        }
         switch key {
         case .request_id: request.requestID = try requestID()
         case .user: request.user = try features("user")

@@ -69,7 +69,8 @@ public enum ConfigLoader {
             try s.string("index", into: &c.model.index)
         }
         try top.double("budget_ms", 0.001...3_600_000, into: &c.budgetMs)
-        if let s = try top.section("topk", known: ["default", "max", "rescore_depth"]) {
+        if let s = try top.section("topk", known: ["default", "max", "rescore_depth", "allow_whole_index"]) {
+            try s.bool("allow_whole_index", into: &c.topk.allowWholeIndex)
             try s.int("max", 1...1_000_000, into: &c.topk.max)
             try s.int("default", 1...1_000_000, into: &c.topk.default)
             c.topk.rescoreDepth = try s.optionalInt("rescore_depth", 1...10_000_000)

@@ -87,6 +87,10 @@ public struct PreRankConfig: Sendable, Equatable {
         /// Candidates rescored exactly from F32 rows after a quantised scan (indexes built with
         /// `--rescore`); nil: `max(4·k, 256)`. Larger: closer to the F32 answer, slower.
         public var rescoreDepth: Int?
+        /// Whether a request that omits `candidates` scores the whole index (SPEC §2). Turn it
+        /// off where no caller should ever do that: such a request is then a 400, not N rows
+        /// of work.
+        public var allowWholeIndex = true
         public init() {}
     }
 

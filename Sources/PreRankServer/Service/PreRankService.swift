@@ -6,9 +6,11 @@ import TwinTower
 public enum PreRankService {
     /// Engine options from config (SPEC §5).
     public static func options(from config: PreRankConfig, parallelism: Int = 1) -> ScoringOptions {
-        ScoringOptions(defaultK: config.topk.default, maxK: config.topk.max, maxCandidates: config.server.maxCandidates,
-                       fusion: config.fusion.policy, allowFusionOverride: config.fusion.allowRequestOverride,
-                       parallelism: parallelism, rescoreDepth: config.topk.rescoreDepth)
+        var options = ScoringOptions(defaultK: config.topk.default, maxK: config.topk.max, maxCandidates: config.server.maxCandidates,
+                                     fusion: config.fusion.policy, allowFusionOverride: config.fusion.allowRequestOverride,
+                                     parallelism: parallelism, rescoreDepth: config.topk.rescoreDepth)
+        options.allowWholeIndex = config.topk.allowWholeIndex
+        return options
     }
 
     /// Time kept back from the budget for encoding the answer, so a partial answer still leaves

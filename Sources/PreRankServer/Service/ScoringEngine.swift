@@ -20,6 +20,9 @@ public struct ScoringOptions: Sendable, Equatable {
     /// Requests with at least this many candidates are split across `parallelism` threads.
     public var parallelThreshold: Int
     public var parallelism: Int
+    /// Whether a request without `candidates` scores the whole index (config
+    /// `topk.allow_whole_index`); when false such a request is a 400.
+    public var allowWholeIndex: Bool = true
     /// Candidates rescored from F32 rows after a quantised scan, when the index has them
     /// (config `topk.rescore_depth`); nil: `max(4·k, 256)`. Never fewer than k.
     public var rescoreDepth: Int?
@@ -88,6 +91,9 @@ public enum ScoringEngine {
     public static func score(_ request: PreRankRequest, bundle: ServingBundle, options: ScoringOptions,
                              deadline: UInt64? = nil) throws(APIError) -> ScoringResult {
         let fusion = try resolveFusion(request.fusion, options: options)
+        guard request.candidates != nil || options.allowWholeIndex else {
+            throw APIError.badField("candidates", "candidates is required: this server does not score the whole index (config topk.allow_whole_index is false)")
+        }
         let k = min(request.k ?? options.defaultK, options.maxK)
         guard k >= 1 else { throw APIError.badField("k", "k must be at least 1") }
         if let c = request.candidates, c.count > options.maxCandidates {
@@ -200,12 +206,17 @@ public enum ScoringEngine {
         if relevance != nil { relevanceOut.reserveCapacity(n) }
         let words = (index.count + 63) / 64
         var kept = 0
+        var unknownSeen = Set<Int64>()
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { seen in
             seen.initialize(repeating: 0)
             looked.withUnsafeMutableBufferPointer { rows in
                 for i in 0..<n {
                     let r = rows[i]
-                    if r < 0 { unknown.append(candidates[i]); continue }
+                    if r < 0 {
+                        // Listed once each, in request order, like duplicates of known ids.
+                        if unknownSeen.insert(candidates[i]).inserted { unknown.append(candidates[i]) }
+                        continue
+                    }
                     let w = Int(r) >> 6, bit = UInt64(1) << UInt64(r & 63)
                     if seen[w] & bit != 0 { continue }
                     seen[w] |= bit
@@ -274,6 +285,12 @@ public enum ScoringEngine {
     /// Config fusion, with the request's overrides when config allows them.
     static func resolveFusion(_ override: FusionOverride?, options: ScoringOptions) throws(APIError) -> FusionPolicy {
         var fusion = options.fusion
+        if let o = override, o.alpha != nil || o.beta != nil || o.gamma != nil, !options.allowFusionOverride {
+            // Ignoring the weights would answer with other scores than the caller asked for.
+            throw APIError(status: 400, code: "fusion_override_not_allowed",
+                           message: "this server does not take fusion weights from requests (config fusion.allow_request_override is false); omit fusion",
+                           field: "fusion")
+        }
         if let o = override, options.allowFusionOverride {
             fusion.alpha = o.alpha ?? fusion.alpha
             fusion.beta = o.beta ?? fusion.beta
