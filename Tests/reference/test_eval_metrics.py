@@ -233,6 +233,15 @@ def test_tune_fusion_best_equals_eval_and_svg_parses(world, prerank):
     assert "fusion:\n  formula: multiplicative\n  alpha: " in txt and "gamma: 0" in txt
 
 
+def test_tune_fusion_refuses_a_k_that_cannot_separate(world, prerank):
+    p = run(prerank, "tune-fusion", "--model", world["model"], "--index", world["index"], "--data", world["test"],
+            "--k", 100000, check=False)
+    assert p.returncode == 1
+    lines = p.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: --k 100000 is not below any request's list length"), p.stderr
+    assert p.stdout == ""
+
+
 def test_bad_input_is_one_line_error(world, prerank, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("request_id,item_id,click,cart\nr1,1000,1,0\n")

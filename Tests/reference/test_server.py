@@ -542,3 +542,19 @@ def test_half_closed_client_gets_every_pipelined_answer(server):
     s.close()
     assert out.count(b"HTTP/1.1 200 OK") == 3
     assert [b'"request_id":"h%d"' % i in out for i in range(3)] == [True] * 3
+
+
+def test_validate_config_opens_what_the_server_would(prerank, world, tmp_path):
+    good = tmp_path / "good.yaml"
+    write_config(good, world, 8080)
+    p = run(prerank, "validate-config", good)
+    assert p.stdout.startswith(f"ok: {good}")
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(good.read_text().replace(str(world / "model"), str(tmp_path / "nowhere")))
+    p = run(prerank, "validate-config", missing, check=False)
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and "model" in p.stderr, p.stderr
+    assert run(prerank, "validate-config", "--syntax-only", missing).stdout.startswith(f"ok: {missing} (syntax only")
+    csv_index = tmp_path / "csv.yaml"
+    csv_index.write_text(good.read_text().replace(str(world / "index.st"), str(world / "data" / "items.csv")))
+    p = run(prerank, "validate-config", csv_index, check=False)
+    assert p.returncode == 1 and "not a safetensors file" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr

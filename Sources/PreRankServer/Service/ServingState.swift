@@ -47,19 +47,42 @@ public final class ServingSnapshot: Sendable {
                 throw ReloadError(key: "canary.model", message: error.description)
             }
         }
-        var token: String?
-        if let path = config.server.adminTokenFile {
-            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-                throw ReloadError(key: "server.admin_token_file", message: "cannot read \(path)")
-            }
-            let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard trimmed.count >= 8 else {
-                throw ReloadError(key: "server.admin_token_file", message: "\(path) holds a token shorter than 8 characters")
-            }
-            token = trimmed
-        }
+        let token = try adminToken(config)
         return ServingSnapshot(config: config, options: PreRankService.options(from: config, parallelism: parallelism),
                                primary: primary, canary: canary, adminToken: token)
+    }
+
+    /// The admin token named by `server.admin_token_file` (nil when the key is absent).
+    static func adminToken(_ config: PreRankConfig) throws(ReloadError) -> String? {
+        guard let path = config.server.adminTokenFile else { return nil }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw ReloadError(key: "server.admin_token_file", message: "cannot read \(path)")
+        }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard trimmed.count >= 8 else {
+            throw ReloadError(key: "server.admin_token_file", message: "\(path) holds a token shorter than 8 characters")
+        }
+        return trimmed
+    }
+
+    /// What `prerank validate-config` checks beyond the file itself: every file the server
+    /// would load at start (model directories, indexes against their model's fingerprint, the
+    /// admin token, the TLS certificate and key) opens and validates, without populating or
+    /// copying the index. The same errors as a start-up or reload would give, naming the key.
+    public static func check(config: PreRankConfig) throws(ReloadError) {
+        for (key, paths) in [("model", config.model)] + (config.canary.map { [("canary.model", $0.model)] } ?? []) {
+            do {
+                _ = try ServingBundle.load(modelDirectory: paths.dir, indexPath: paths.index, populate: false)
+            } catch {
+                throw ReloadError(key: key, message: error.description)
+            }
+        }
+        _ = try adminToken(config)
+        if let tls = config.server.tls {
+            for (key, path) in [("server.tls.cert", tls.cert), ("server.tls.key", tls.key)] where !FileManager.default.isReadableFile(atPath: path) {
+                throw ReloadError(key: key, message: "cannot read \(path)")
+            }
+        }
     }
 
     /// The arm serving `request`: the canary for a stable share of request or user ids.

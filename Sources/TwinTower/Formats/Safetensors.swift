@@ -86,9 +86,15 @@ public struct SafetensorsFile: @unchecked Sendable {
         guard bytes.count >= 8 else { throw FormatError(path, "truncated: \(bytes.count) bytes, need at least 8 for the header length") }
         var n: UInt64 = 0
         for i in 0..<8 { n |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-        guard n <= UInt64(Self.maxHeaderBytes) else { throw FormatError(path, "header length \(n) is larger than the 100 MB limit") }
+        // A file of another kind (a CSV given as the index, say) fails here: say that first.
+        let looksLikeHeader = bytes.count > 8 && bytes[8] == UInt8(ascii: "{")
+        guard n <= UInt64(Self.maxHeaderBytes) else {
+            throw FormatError(path, looksLikeHeader ? "header length \(n) is larger than the 100 MB limit"
+                                                    : "not a safetensors file (its first 8 bytes are no plausible header length and no JSON header follows)")
+        }
         guard n <= UInt64(bytes.count - 8) else {
-            throw FormatError(path, "header length \(n) runs past the end of the file (\(bytes.count) bytes)")
+            throw FormatError(path, looksLikeHeader ? "header length \(n) runs past the end of the file (\(bytes.count) bytes)"
+                                                    : "not a safetensors file (its first 8 bytes are no plausible header length and no JSON header follows)")
         }
         let headerLength = Int(n)
         let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + headerLength)])

@@ -17,7 +17,7 @@ struct LoadTestCommand: ParsableCommand {
         Only 127.0.0.1 / localhost / ::1 are allowed unless --allow-remote.
 
         Examples:
-          prerank loadtest --url http://127.0.0.1:8080/prerank --model demo/model --index demo/items.index --rate 500 --duration 20
+          prerank loadtest --url http://127.0.0.1:8080/prerank --model demo/model --index demo/index.safetensors --rate 500 --duration 20
           prerank loadtest --requests bodies.jsonl --sweep --rate 200 --p99-target 15 --svg sweep.svg --json
         """
     )

@@ -59,6 +59,17 @@ struct TuneFusionCommand: ParsableCommand {
             guard scored.rows > 0 else { throw CLIError("\(data): no row with an item in the index") }
             let lists = TuneFusion.Lists(scored)
             guard lists.count > 0 else { throw CLIError("\(data): no order in any request: WR@K is undefined") }
+            // A list no longer than k is captured whole whatever the weights: WR@K cannot tell
+            // weightings apart there, and if that holds for every list the search is meaningless.
+            let lengths = (0..<lists.count).map { lists.start[$0 + 1] - lists.start[$0] }
+            let longest = lengths.max() ?? 0
+            guard k < longest else {
+                throw CLIError("--k \(k) is not below any request's list length (the longest has \(longest) candidates): every weighting captures every order (WR@\(k) = 1); use a --k below the list length")
+            }
+            let short = lengths.filter { $0 <= k }.count
+            if short > 0 {
+                Progress.line("tune-fusion: warning: \(short) of \(lists.count) requests with orders have at most k = \(k) candidates; they count 1 at every grid point", final: true)
+            }
             var results: [FusionGridResult] = []
             for f in formulas {
                 var grid: FusionGrid
@@ -76,6 +87,10 @@ struct TuneFusionCommand: ParsableCommand {
                 let started = Date()
                 let result = TuneFusion.search(lists, grid: grid, k: k)
                 Progress.line(String(format: "tune-fusion: %@ %d points in %.2f s", f.rawValue, grid.pointCount, Date().timeIntervalSince(started)))
+                let values = result.wr.compactMap { $0 }
+                if let lo = values.min(), let hi = values.max(), hi - lo <= 1e-12 {
+                    Progress.line(String(format: "tune-fusion: warning: the %@ grid does not separate (every point has WR@%d = %.6f): its recommended weights are arbitrary", f.rawValue, k, lo), final: true)
+                }
                 results.append(result)
             }
             if let svg {

@@ -6,11 +6,17 @@ import PreRankServer
 struct ValidateConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate-config",
-        abstract: "Check a config file: every key known, every value typed and in range.",
-        discussion: "Prints `ok: FILE` and a summary of what the file sets, or the one-line reason and exits 1. Model files are not opened."
+        abstract: "Check a config file the way the server would load it: keys, values, and the files it names.",
+        discussion: """
+        Checks every key and value, then opens what the server would load at start: the model \
+        directories, the indexes (against their model's fingerprint), the admin token file and \
+        the TLS files. Prints `ok: FILE` and a summary, or the one-line reason and exits 1. \
+        --syntax-only stops after the file itself (for a config whose model is not on this machine).
+        """
     )
 
     @Argument(help: "The YAML config file.") var file: String
+    @Flag(help: "Check only the file's keys and values; open no model, index, token or TLS file.") var syntaxOnly = false
 
     func run() throws {
         let c: PreRankConfig
@@ -19,7 +25,14 @@ struct ValidateConfigCommand: ParsableCommand {
         } catch {
             throw CLIError("\(file): \(error.description)")
         }
-        print("ok: \(file)")
+        if !syntaxOnly {
+            do {
+                try ServingSnapshot.check(config: c)
+            } catch {
+                throw CLIError("\(file): \(error.description)")
+            }
+        }
+        print("ok: \(file)\(syntaxOnly ? " (syntax only; model, index and token files not opened)" : "")")
         for line in Self.summary(c) { print("  " + line) }
     }
 
