@@ -41,12 +41,18 @@ public struct LoadStepResult: Codable, Sendable {
     /// Non-2xx statuses by code, and transport failures (`timeout`, `io`, `connect`, `closed`,
     /// `malformed`, `unsent`: still unsent when the step's time ran out).
     public var errors: [String: Int]
+    /// Latency percentiles of the 2xx answers only: a fast 503 is not an answer, and mixed in
+    /// it would make an overloaded server look faster.
     public var p50Ms: Double
     public var p90Ms: Double
     public var p99Ms: Double
     public var p999Ms: Double
     public var maxMs: Double
     public var meanMs: Double
+    /// Non-2xx responses (shed, refused, failed) and their own latency; nil p50/p99 when none.
+    public var refused: Int
+    public var refusedP50Ms: Double?
+    public var refusedP99Ms: Double?
     public var connections: Int
     public var seconds: Double
 
@@ -68,6 +74,7 @@ public final class OpenLoopRunner: @unchecked Sendable {
     private var next = 0
     private var workers = 0
     private var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+    private var refusedHistogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
     private var errors: [String: Int] = [:]
     private var completed = 0
     private var ok = 0
@@ -124,6 +131,9 @@ public final class OpenLoopRunner: @unchecked Sendable {
             p999Ms: recorded > 0 ? ms(histogram.valueAtPercentile(99.9)) : 0,
             maxMs: recorded > 0 ? ms(histogram.max) : 0,
             meanMs: recorded > 0 ? histogram.mean / 1000 : 0,
+            refused: Int(refusedHistogram.totalCount),
+            refusedP50Ms: refusedHistogram.totalCount > 0 ? ms(refusedHistogram.valueAtPercentile(50)) : nil,
+            refusedP99Ms: refusedHistogram.totalCount > 0 ? ms(refusedHistogram.valueAtPercentile(99)) : nil,
             connections: workers,
             seconds: seconds)
     }
@@ -144,6 +154,7 @@ public final class OpenLoopRunner: @unchecked Sendable {
     private func work() {
         let connection = HTTPConnection(target: target, timeoutMs: step.timeoutMs)
         var local = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+        var localRefused = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
         var localErrors: [String: Int] = [:]
         var localCompleted = 0, localOK = 0
         try? connection.open()
@@ -172,9 +183,14 @@ public final class OpenLoopRunner: @unchecked Sendable {
                 let response = try connection.exchange(head: heads[b], body: bodies[b])
                 let latencyUs = max(1, (Self.now() - due) / 1000)
                 if record {
-                    _ = local.record(latencyUs)
                     localCompleted += 1
-                    if (200..<300).contains(response.status) { localOK += 1 } else { localErrors[String(response.status), default: 0] += 1 }
+                    if (200..<300).contains(response.status) {
+                        _ = local.record(latencyUs)
+                        localOK += 1
+                    } else {
+                        _ = localRefused.record(latencyUs)
+                        localErrors[String(response.status), default: 0] += 1
+                    }
                 }
                 if response.closes { connection.close() }
             } catch {
@@ -186,6 +202,7 @@ public final class OpenLoopRunner: @unchecked Sendable {
         connection.close()
         lock.lock()
         histogram.add(local)
+        refusedHistogram.add(localRefused)
         for (k, v) in localErrors { errors[k, default: 0] += v }
         completed += localCompleted
         ok += localOK

@@ -519,9 +519,17 @@ def test_loadtest_against_the_server(prerank, server, world, tmp_path):
     assert step["scheduled"] == 100 and step["completed"] == 100 and step["errors"] == {}
     assert abs(step["achievedRate"] - 50) <= 5
     assert 0 < step["p50Ms"] <= step["p99Ms"] <= step["p999Ms"] <= step["maxMs"]
+    assert step["refused"] == 0 and step.get("refusedP50Ms") is None
     p = run(prerank, "loadtest", "--url", "http://10.1.2.3:8080/prerank", "--requests", tmp_path / "none.jsonl",
             "--duration", 1, check=False)
     assert p.returncode != 0 and "allow-remote" in p.stderr
+    # Refused requests (here 400s) are counted and timed apart from the answers.
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"candidates": [1, 2, 3], "k": 2}\n{"candidate": [1]}\n')
+    step = json.loads(run(prerank, "loadtest", "--url", f"http://127.0.0.1:{server.port}/prerank", "--requests", mixed,
+                          "--rate", 40, "--duration", 1, "--warmup", 0, "--json").stdout)["steps"][0]
+    assert step["ok"] == 20 and step["refused"] == 20 and step["errors"] == {"400": 20}
+    assert 0 < step["refusedP50Ms"] <= step["refusedP99Ms"] and 0 < step["p50Ms"] <= step["p99Ms"]
 
 
 def test_half_closed_client_gets_every_pipelined_answer(server):
