@@ -118,6 +118,8 @@ import Testing
         ("topk: {default: 2000}", "topk.default"),
         ("topk: {max: 10, default: 50}", "topk.default"),
         ("topk: {rescore_depth: 0}", "topk.rescore_depth"),
+        ("topk: {allow_whole_index: 1}", "topk.allow_whole_index"),
+        ("logging: {access_sample_rate: 2}", "logging.access_sample_rate"),
         ("topk: {rescore_depth: 1.5}", "topk.rescore_depth"),
         ("fusion: {alpha: .nan}", "fusion.alpha"),
         ("fusion: {beta: .inf}", "fusion.beta"),
@@ -158,6 +160,17 @@ import Testing
     }
 
     /// The shipped config parses, and equals the defaults wherever it says it shows them (all of it).
+    @Test func restartKeysAreExactlyTheListenerOnes() throws {
+        let old = PreRankConfig().server
+        var new = old
+        new.adminTokenFile = "/x"
+        new.maxCandidates = 5
+        #expect(new.keysNeedingRestart(comparedWith: old).isEmpty)
+        new.workers = 3
+        new.port = 9
+        #expect(new.keysNeedingRestart(comparedWith: old) == ["server.port", "server.workers"])
+    }
+
     @Test func rescoreDepthIsOptional() throws {
         #expect(try ConfigLoader.parse(yaml: "topk: {default: 10}").topk.rescoreDepth == nil)
         #expect(try ConfigLoader.parse(yaml: "topk: {rescore_depth: 1000}").topk.rescoreDepth == 1000)

@@ -36,9 +36,9 @@ CONFIG_KEYS = {
                "admin_token_file"},
     "model": {"dir", "index"},
     "budget_ms": None,
-    "topk": {"default", "max"},
+    "topk": {"default", "max", "rescore_depth", "allow_whole_index"},
     "fusion": {"formula", "alpha", "beta", "gamma", "allow_request_override"},
-    "logging": {"level", "format"},
+    "logging": {"level", "format", "access_sample_rate"},
     "request_log": {"dir", "sample_rate", "max_file_bytes", "max_files"},
     "canary": {"model", "share", "key"},
 }

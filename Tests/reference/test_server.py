@@ -6,6 +6,7 @@ transport, not change answers.
 import gzip
 import http.client
 import json
+import re
 import os
 import signal
 import socket
@@ -566,3 +567,64 @@ def test_validate_config_opens_what_the_server_would(prerank, world, tmp_path):
     csv_index.write_text(good.read_text().replace(str(world / "index.st"), str(world / "data" / "items.csv")))
     p = run(prerank, "validate-config", csv_index, check=False)
     assert p.returncode == 1 and "not a safetensors file" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_logging_applies_on_reload_and_access_lines_are_sampled(prerank, world, tmp_path):
+    """logging.* applies on reload; per-request access lines follow logging.access_sample_rate
+    (default 0: none); the restart warning names exactly the keys a reload cannot apply."""
+    port = free_port()
+    config = tmp_path / "c.yaml"
+    write_config(config, world, port)  # level info, json
+    s = Server(prerank, config, port)
+    body = json.dumps({"candidates": [int(x) for x in range(100001, 100040)], "k": 3}).encode()
+
+    def lines():
+        s.log.flush()
+        out = []
+        for l in open(str(config) + ".log").read().splitlines():
+            try:
+                out.append(json.loads(l))
+            except ValueError:
+                pass
+        return out
+
+    def reloads_ok():
+        text = s.request("GET", "/metrics")[1].decode()
+        m = re.search(r'^prerank_reloads_total\{result="ok"\} (\d+)', text, flags=re.M)
+        return int(m.group(1)) if m else 0
+
+    def reload_with(text):
+        n = reloads_ok()
+        config.write_text(text)
+        s.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            time.sleep(0.1)
+            if reloads_ok() > n:
+                return
+        raise AssertionError("no reload ok")
+
+    try:
+        base = config.read_text()
+        for _ in range(5):
+            assert s.request("POST", "/prerank", body, {"Content-Type": "application/json"})[0].status == 200
+        time.sleep(0.3)
+        assert not [l for l in lines() if l.get("msg") == "prerank" and l.get("status") == "200"]
+        reload_with(base.replace("gamma: 0.1", "gamma: 0.2") + "  access_sample_rate: 1.0\n")
+        for _ in range(4):
+            assert s.request("POST", "/prerank", body, {"Content-Type": "application/json"})[0].status == 200
+        time.sleep(0.5)
+        assert len([l for l in lines() if l.get("msg") == "prerank" and l.get("status") == "200"]) == 4
+        assert not [l for l in lines() if "restart" in l.get("msg", "")], "no key needing a restart changed"
+        # Level warning: info lines stop; the restart warning names server.workers only.
+        reload_with(base.replace("level: info", "level: warning").replace("  port:", "  workers: 1\n  port:") +
+                    "  access_sample_rate: 1.0\n")
+        before = len([l for l in lines() if l.get("msg") == "prerank"])
+        for _ in range(3):
+            assert s.request("POST", "/prerank", body, {"Content-Type": "application/json"})[0].status == 200
+        time.sleep(0.5)
+        assert len([l for l in lines() if l.get("msg") == "prerank"]) == before
+        warnings = [l for l in lines() if "restart" in l.get("msg", "")]
+        assert len(warnings) == 1 and warnings[0]["keys"] == "server.workers", warnings
+    finally:
+        assert s.stop() == 0

@@ -91,9 +91,10 @@ public enum ConfigLoader {
                 throw s.error(error.field, error.message)
             }
         }
-        if let s = try top.section("logging", known: ["level", "format"]) {
+        if let s = try top.section("logging", known: ["level", "format", "access_sample_rate"]) {
             try s.choice("level", into: &c.logging.level)
             try s.choice("format", into: &c.logging.format)
+            try s.double("access_sample_rate", 0...1, into: &c.logging.accessSampleRate)
         }
         if let s = try top.section("request_log", known: ["dir", "sample_rate", "max_file_bytes", "max_files"]) {
             var r = PreRankConfig.RequestLog()

@@ -57,6 +57,27 @@ public struct PreRankConfig: Sendable, Equatable {
         public var adminTokenFile: String? = nil
 
         public init() {}
+
+        /// The keys whose change a reload cannot apply: the listener and its limits are set up
+        /// once at start. (`max_candidates` and `admin_token_file` are read per snapshot and
+        /// apply on reload.)
+        public func keysNeedingRestart(comparedWith old: Server) -> [String] {
+            var keys: [String] = []
+            func check<T: Equatable>(_ name: String, _ a: T, _ b: T) { if a != b { keys.append("server." + name) } }
+            check("host", host, old.host)
+            check("port", port, old.port)
+            check("max_connections", maxConnections, old.maxConnections)
+            check("max_body_bytes", maxBodyBytes, old.maxBodyBytes)
+            check("max_buffered_bytes", maxBufferedBytes, old.maxBufferedBytes)
+            check("max_header_bytes", maxHeaderBytes, old.maxHeaderBytes)
+            check("header_timeout_ms", headerTimeoutMs, old.headerTimeoutMs)
+            check("body_timeout_ms", bodyTimeoutMs, old.bodyTimeoutMs)
+            check("idle_timeout_ms", idleTimeoutMs, old.idleTimeoutMs)
+            check("workers", workers, old.workers)
+            check("queue_depth", queueDepth, old.queueDepth)
+            check("tls", tls, old.tls)
+            return keys
+        }
     }
 
     /// `server.tls`: PEM files; both are required when the section is present.
@@ -112,6 +133,11 @@ public struct PreRankConfig: Sendable, Equatable {
     public struct LogSettings: Sendable, Equatable {
         public var level: Logger.Level = .info
         public var format: LineLogHandler.Format = .text
+        /// Share of answered (2xx) `/prerank` requests that write an access line at info level,
+        /// 0...1. Refusals and errors are always logged. Default 0: at hundreds of requests a
+        /// second a line each is megabytes a minute, and the request log (`request_log`) is the
+        /// record of answers.
+        public var accessSampleRate = 0.0
         public init() {}
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// One log line per event on stderr, as text or as a JSON object (config `logging.format`).
 ///
@@ -8,16 +9,45 @@ import Logging
 public struct LineLogHandler: LogHandler {
     public enum Format: String, Sendable { case text, json }
 
+    /// The server's level and format, shared by every handler it bootstraps, so a reload that
+    /// changes `logging.*` applies to every logger at once (swift-log copies a handler into
+    /// each `Logger`, so a plain stored level could not be changed after start).
+    public final class Live: Sendable {
+        private let state: Mutex<(Logger.Level, Format)>
+        public init(level: Logger.Level, format: Format) { state = Mutex((level, format)) }
+        /// The settings `prerank serve` bootstraps logging with and reloads change.
+        public static let server = Live(level: .info, format: .text)
+        public var level: Logger.Level { state.withLock { $0.0 } }
+        public var format: Format { state.withLock { $0.1 } }
+        public func set(level: Logger.Level, format: Format) { state.withLock { $0 = (level, format) } }
+    }
+
     public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level
+    public var logLevel: Logger.Level {
+        get { live?.level ?? fixedLevel }
+        set { if let live { live.set(level: newValue, format: live.format) } else { fixedLevel = newValue } }
+    }
     public let label: String
-    public let format: Format
+    public var format: Format { live?.format ?? fixedFormat }
+    private var fixedLevel: Logger.Level
+    private let fixedFormat: Format
+    private let live: Live?
     private let sink: LogSink
 
     public init(label: String, level: Logger.Level, format: Format, sink: LogSink = .standardError) {
         self.label = label
-        self.logLevel = level
-        self.format = format
+        self.fixedLevel = level
+        self.fixedFormat = format
+        self.live = nil
+        self.sink = sink
+    }
+
+    /// A handler that follows `live` (the server's; reloads change it).
+    public init(label: String, live: Live, sink: LogSink = .standardError) {
+        self.label = label
+        self.fixedLevel = live.level
+        self.fixedFormat = live.format
+        self.live = live
         self.sink = sink
     }
 

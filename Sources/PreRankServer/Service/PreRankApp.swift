@@ -147,12 +147,13 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
                 metrics.recordCandidates(r.candidateCount)
                 if r.partial { metrics.recordPartial() }
                 logRequest(outcome)
-                logger.info("prerank", metadata: [
+                let rate = snap.config.logging.accessSampleRate
+                if rate > 0 && (rate >= 1 || Double.random(in: 0..<1) < rate) { logger.info("prerank", metadata: [
                     "route": "/prerank", "status": "200", "candidates": "\(r.candidateCount)",
                     "took_ms": "\(String(format: "%.2f", outcome.response.tookMs))",
                     "request_id": "\(outcome.request.requestID ?? "")", "arm": "\(outcome.arm ?? "")",
                     "partial": "\(r.partial)",
-                ])
+                ]) }
                 done(.json(200, outcome.body), outcome.arm)
             } catch let error as APIError {
                 if error.status == 504 { metrics.recordBudgetExpired() }
@@ -319,8 +320,12 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             do { config = try ConfigLoader.load(path: configPath) } catch { return .failure(ReloadError(key: error.key, message: error.message)) }
         }
         config = overrides(config)
-        if let old = current?.config, old.server != config.server {
-            logger.warning("reload: server.* changes take effect at the next restart", metadata: ["trigger": "\(trigger)"])
+        if let old = current?.config {
+            let keys = config.server.keysNeedingRestart(comparedWith: old.server)
+            if !keys.isEmpty {
+                logger.warning("reload: these keys change only at the next restart; the rest is applied", metadata: [
+                    "trigger": "\(trigger)", "keys": "\(keys.joined(separator: ","))"])
+            }
         }
         let next: ServingSnapshot
         do { next = try ServingSnapshot.load(config: config, parallelism: parallelism, cache: cache) } catch {
@@ -332,6 +337,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         // way its model and index are freed on `ReleaseQueue`, off the request path.
         snapshot.withLock { $0 = next }
         cache.commit()
+        LineLogHandler.Live.server.set(level: config.logging.level, format: config.logging.format)
         swapRequestLog(config.requestLog)
         publishModelInfo(next)
         return .success(next)

@@ -26,8 +26,8 @@ public enum ServerRunner {
         guard (0...65535).contains(config.server.port) else {
             throw RunError(description: "port \(config.server.port) must be 0...65535 (0 picks a free one)")
         }
-        let level = config.logging.level, format = config.logging.format
-        LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level, format: format) }
+        LineLogHandler.Live.server.set(level: config.logging.level, format: config.logging.format)
+        LoggingSystem.bootstrap { label in LineLogHandler(label: label, live: .server) }
         let logger = Logger(label: "prerank")
 
         BLASThreads.set(1)
