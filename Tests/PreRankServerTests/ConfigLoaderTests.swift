@@ -118,6 +118,8 @@ import Testing
         ("topk: {default: 2000}", "topk.default"),
         ("topk: {max: 10, default: 50}", "topk.default"),
         ("topk: {rescore_depth: 0}", "topk.rescore_depth"),
+        ("canary: {fusion: {formula: multiplicative, gamma: 0.1}}", "canary.fusion.gamma"),
+        ("canary: {fusion: {allow_request_override: true}}", "canary.fusion.allow_request_override"),
         ("topk: {allow_whole_index: 1}", "topk.allow_whole_index"),
         ("logging: {access_sample_rate: 2}", "logging.access_sample_rate"),
         ("topk: {rescore_depth: 1.5}", "topk.rescore_depth"),
@@ -160,6 +162,12 @@ import Testing
     }
 
     /// The shipped config parses, and equals the defaults wherever it says it shows them (all of it).
+    @Test func canaryMayBeAFusionOnlyArm() throws {
+        let c = try ConfigLoader.parse(yaml: "fusion: {alpha: 2, beta: 30}\ncanary: {fusion: {beta: 5}, share: 0.5}")
+        #expect(c.canary?.model == nil && c.canary?.share == 0.5)
+        #expect(c.canary?.fusion?.policy == FusionPolicy(formula: .additive, alpha: 2, beta: 5, gamma: 0))
+    }
+
     @Test func restartKeysAreExactlyTheListenerOnes() throws {
         let old = PreRankConfig().server
         var new = old

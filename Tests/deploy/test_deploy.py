@@ -40,7 +40,7 @@ CONFIG_KEYS = {
     "fusion": {"formula", "alpha", "beta", "gamma", "allow_request_override"},
     "logging": {"level", "format", "access_sample_rate"},
     "request_log": {"dir", "sample_rate", "max_file_bytes", "max_files"},
-    "canary": {"model", "share", "key"},
+    "canary": {"model", "fusion", "share", "key"},
 }
 # Labels Prometheus or our scrape config attach to every series.
 TARGET_LABELS = {"job", "instance", "pod", "namespace", "node", "environment"}

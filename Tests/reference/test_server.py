@@ -628,3 +628,28 @@ def test_logging_applies_on_reload_and_access_lines_are_sampled(prerank, world, 
         assert len(warnings) == 1 and warnings[0]["keys"] == "server.workers", warnings
     finally:
         assert s.stop() == 0
+
+
+def test_fusion_ab_on_the_canary_arm(prerank, world, tmp_path):
+    """A canary with only its own fusion weights serves the primary model with them; /v1/model and
+    prerank_fusion_weight{arm,term} show both arms' weights."""
+    port = free_port()
+    config = tmp_path / "c.yaml"
+    write_config(config, world, port, extra="canary:\n  share: 1.0\n  fusion: {beta: 2.5, gamma: 0}\n")
+    s = Server(prerank, config, port)
+    try:
+        body = json.dumps({"request_id": "ab-1", "candidates": list(range(100001, 100200)), "k": 5, "debug": True}).encode()
+        r, data = s.request("POST", "/prerank", body, {"Content-Type": "application/json"})
+        assert r.status == 200, data
+        answer = json.loads(data)
+        assert answer["arm"] == "canary"
+        for item in answer["items"]:
+            assert item["score"] == pytest.approx(1.0 * item["ctr"] + 2.5 * item["ctcvr"], rel=1e-6)
+        model = json.loads(s.request("GET", "/v1/model")[1])
+        assert model["canary"]["fusion"] == {"formula": "additive", "alpha": 1.0, "beta": 2.5, "gamma": 0.0}
+        assert model["canary"]["model"]["fingerprint"] == model["model"]["fingerprint"]
+        metrics = s.request("GET", "/metrics")[1].decode()
+        assert 'prerank_fusion_weight{arm="canary",formula="additive",term="beta"} 2.5' in metrics
+        assert 'prerank_fusion_weight{arm="primary",formula="additive",term="beta"} 20.0' in metrics
+    finally:
+        assert s.stop() == 0

@@ -104,9 +104,29 @@ public enum ConfigLoader {
             try s.int("max_files", 1...1_000_000, into: &r.maxFiles)
             c.requestLog = r
         }
-        if let s = try top.section("canary", known: ["model", "share", "key"]) {
-            guard let m = try s.section("model", known: ["dir", "index"]) else { throw s.error("model", "is required with a canary") }
-            var canary = PreRankConfig.Canary(model: .init(dir: try m.requiredString("dir"), index: try m.requiredString("index")))
+        if let s = try top.section("canary", known: ["model", "fusion", "share", "key"]) {
+            // A canary arm is another model, other fusion weights, or both (a fusion A/B keeps
+            // the primary model and changes only the weights).
+            var canary = PreRankConfig.Canary()
+            if let m = try s.section("model", known: ["dir", "index"]) {
+                canary.model = .init(dir: try m.requiredString("dir"), index: try m.requiredString("index"))
+            }
+            if let f = try s.section("fusion", known: ["formula", "alpha", "beta", "gamma"]) {
+                var fusion = c.fusion  // unspecified weights default to the primary's
+                try f.choice("formula", into: &fusion.formula)
+                try f.double("alpha", nil, into: &fusion.alpha)
+                try f.double("beta", nil, into: &fusion.beta)
+                try f.double("gamma", nil, into: &fusion.gamma)
+                do throws(FusionError) {
+                    _ = try fusion.policy.validated()
+                } catch {
+                    throw f.error(error.field, error.message)
+                }
+                canary.fusion = fusion
+            }
+            guard canary.model != nil || canary.fusion != nil else {
+                throw s.error("model", "or canary.fusion is required: a canary differs from the primary by its model, its fusion weights, or both")
+            }
             try s.double("share", 0...1, into: &canary.share)
             try s.choice("key", into: &canary.key)
             c.canary = canary

@@ -154,7 +154,10 @@ public struct PreRankConfig: Sendable, Equatable {
     /// `canary`: a second model that serves a share of the traffic (A/B). Its `model` paths have
     /// no default: a canary of the demo model would be a mistake, not a choice.
     public struct Canary: Sendable, Equatable {
-        public var model: ModelPaths
+        /// The canary's own model and index; nil: the primary's (a fusion-only A/B).
+        public var model: ModelPaths?
+        /// The canary's fusion (the primary's `allow_request_override` applies); nil: the primary's.
+        public var fusion: FusionSettings?
         /// Share of requests routed to the canary, 0...1.
         public var share = 0.05
         /// What the routing hashes, so that one request id or one user always gets the same arm.
@@ -165,8 +168,9 @@ public struct PreRankConfig: Sendable, Equatable {
             case userID = "user_id"
         }
 
-        public init(model: ModelPaths, share: Double = 0.05, key: Key = .requestID) {
+        public init(model: ModelPaths? = nil, fusion: FusionSettings? = nil, share: Double = 0.05, key: Key = .requestID) {
             self.model = model
+            self.fusion = fusion
             self.share = share
             self.key = key
         }

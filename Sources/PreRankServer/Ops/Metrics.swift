@@ -1,3 +1,4 @@
+import Fusion
 import Synchronization
 
 /// A cumulative histogram with fixed upper bounds (Prometheus `le` buckets).
@@ -63,7 +64,11 @@ public final class MetricsRegistry: Sendable {
         public var dtype: String
         public var items: Int
         public var tasks: [String]
-        public init(arm: String, version: String, fingerprint: String, dtype: String, items: Int, tasks: [String]) {
+        /// The fusion this arm scores with (nil: not exported).
+        public var fusion: FusionPolicy?
+        public init(arm: String, version: String, fingerprint: String, dtype: String, items: Int, tasks: [String],
+                    fusion: FusionPolicy? = nil) {
+            self.fusion = fusion
             self.arm = arm
             self.version = version
             self.fingerprint = fingerprint
@@ -186,6 +191,13 @@ public final class MetricsRegistry: Sendable {
         header("prerank_model_info", "gauge", "The model and index in force (value 1), by arm.")
         for m in s.modelInfo {
             out += "prerank_model_info{arm=\"\(escape(m.arm))\",version=\"\(escape(m.version))\",fingerprint=\"\(escape(m.fingerprint))\",dtype=\"\(m.dtype)\",tasks=\"\(escape(m.tasks.joined(separator: ",")))\"} 1\n"
+        }
+        header("prerank_fusion_weight", "gauge", "Fusion weights in force, by arm and term (alpha: CTR, beta: CTCVR, gamma: relevance).")
+        for m in s.modelInfo {
+            guard let f = m.fusion else { continue }
+            for (term, v) in [("alpha", f.alpha), ("beta", f.beta), ("gamma", f.gamma)] {
+                out += "prerank_fusion_weight{arm=\"\(escape(m.arm))\",formula=\"\(f.formula.rawValue)\",term=\"\(term)\"} \(v)\n"
+            }
         }
         header("prerank_index_items", "gauge", "Items in the index in force, by arm.")
         for m in s.modelInfo { out += "prerank_index_items{arm=\"\(escape(m.arm))\"} \(m.items)\n" }

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Fusion
 import Logging
 import Synchronization
 import TwinTower
@@ -135,7 +136,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             }
             do {
                 let outcome = try PreRankService.handle(request: decoded, bundle: bundle, arm: arm, parseNanos: parseNanos,
-                                                        options: snap.options, receivedAt: receivedAt, budgetMs: budget)
+                                                        options: snap.options(arm: arm), receivedAt: receivedAt, budgetMs: budget)
                 let r = outcome.result
                 metrics.recordStage("parse", seconds: Double(outcome.parseNanos) / 1e9)
                 metrics.recordStage("user_tower", seconds: Double(r.stages.userTower) / 1e9)
@@ -227,7 +228,9 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         body += "\"fusion\":{\"formula\":\"\(f.formula.rawValue)\",\"alpha\":\(f.alpha),\"beta\":\(f.beta),\"gamma\":\(f.gamma),\"allow_request_override\":\(snap.options.allowFusionOverride)},"
         body += "\"topk\":{\"default\":\(snap.options.defaultK),\"max\":\(snap.options.maxK),\"rescore_depth\":\(rescoreDepth.map(String.init) ?? "null")},\"budget_ms\":\(snap.config.budgetMs)"
         if let canary = snap.canary, let c = snap.config.canary {
-            body += ",\"canary\":{\"share\":\(c.share),\"key\":\"\(c.key.rawValue)\",\"model\":\(describe(canary))}"
+            let cf = snap.canaryOptions.fusion
+            body += ",\"canary\":{\"share\":\(c.share),\"key\":\"\(c.key.rawValue)\",\"model\":\(describe(canary)),"
+                + "\"fusion\":{\"formula\":\"\(cf.formula.rawValue)\",\"alpha\":\(cf.alpha),\"beta\":\(cf.beta),\"gamma\":\(cf.gamma)}}"
         }
         body += ",\"loaded_at\":\(JSONText.quote(Self.iso8601(snap.loadedAt)))}"
         return .json(200, Array(body.utf8))
@@ -367,14 +370,14 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     }
 
     private func publishModelInfo(_ snap: ServingSnapshot) {
-        var info = [Self.info(snap.primary, arm: "primary")]
-        if let canary = snap.canary { info.append(Self.info(canary, arm: "canary")) }
+        var info = [Self.info(snap.primary, arm: "primary", fusion: snap.options.fusion)]
+        if let canary = snap.canary { info.append(Self.info(canary, arm: "canary", fusion: snap.canaryOptions.fusion)) }
         metrics.setModelInfo(info)
     }
 
-    static func info(_ b: ServingBundle, arm: String) -> MetricsRegistry.ModelInfo {
+    static func info(_ b: ServingBundle, arm: String, fusion: FusionPolicy) -> MetricsRegistry.ModelInfo {
         .init(arm: arm, version: b.version, fingerprint: b.model.fingerprint, dtype: b.index.dtype.rawValue,
-              items: b.index.count, tasks: b.model.taskNames)
+              items: b.index.count, tasks: b.model.taskNames, fusion: fusion)
     }
 
     static func constantTimeEquals(_ a: String, _ b: String) -> Bool {

@@ -10,6 +10,8 @@ public final class ServingSnapshot: Sendable {
     public let options: ScoringOptions
     public let primary: ServingBundle
     public let canary: ServingBundle?
+    /// Engine options of the canary arm: the primary's with the canary's fusion, when it has one.
+    public let canaryOptions: ScoringOptions
     public let adminToken: String?
     public let loadedAt: Date
 
@@ -18,6 +20,9 @@ public final class ServingSnapshot: Sendable {
         self.options = options
         self.primary = primary
         self.canary = canary
+        var c = options
+        if let fusion = config.canary?.fusion { c.fusion = fusion.policy }
+        self.canaryOptions = c
         self.adminToken = adminToken
         self.loadedAt = Date()
     }
@@ -42,7 +47,7 @@ public final class ServingSnapshot: Sendable {
         var canary: ServingBundle?
         if let c = config.canary {
             do {
-                canary = try bundle(c.model)
+                canary = try c.model.map { paths throws(FormatError) in try bundle(paths) } ?? primary
             } catch {
                 throw ReloadError(key: "canary.model", message: error.description)
             }
@@ -70,7 +75,7 @@ public final class ServingSnapshot: Sendable {
     /// admin token, the TLS certificate and key) opens and validates, without populating or
     /// copying the index. The same errors as a start-up or reload would give, naming the key.
     public static func check(config: PreRankConfig) throws(ReloadError) {
-        for (key, paths) in [("model", config.model)] + (config.canary.map { [("canary.model", $0.model)] } ?? []) {
+        for (key, paths) in [("model", config.model)] + (config.canary?.model.map { [("canary.model", $0)] } ?? []) {
             do {
                 _ = try ServingBundle.load(modelDirectory: paths.dir, indexPath: paths.index, populate: false)
             } catch {
@@ -84,6 +89,9 @@ public final class ServingSnapshot: Sendable {
             }
         }
     }
+
+    /// Engine options of an arm ("canary" or anything else: the primary's).
+    public func options(arm: String?) -> ScoringOptions { arm == "canary" ? canaryOptions : options }
 
     /// The arm serving `request`: the canary for a stable share of request or user ids.
     func select(_ request: PreRankRequest) -> (ServingBundle, String?) {

@@ -48,7 +48,10 @@ struct ValidateConfigCommand: ParsableCommand {
             "logging \(c.logging.level.rawValue) as \(c.logging.format.rawValue); admin reload \(s.adminTokenFile == nil ? "off" : "on")",
         ]
         if let r = c.requestLog { lines.append("request log \(r.dir), sample rate \(r.sampleRate)") }
-        if let k = c.canary { lines.append("canary \(k.model.dir) on \(k.share * 100)% by \(k.key.rawValue)") }
+        if let k = c.canary {
+            let fusion = k.fusion.map { " fusion \($0.formula.rawValue) alpha \($0.alpha) beta \($0.beta) gamma \($0.gamma)" } ?? ""
+            lines.append("canary \(k.model?.dir ?? "(primary model)")\(fusion) on \(k.share * 100)% by \(k.key.rawValue)")
+        }
         return lines
     }
 }
