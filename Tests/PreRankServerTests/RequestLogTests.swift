@@ -53,7 +53,7 @@ struct RequestLogTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let text = (0..<20000).map { "{\"n\":\($0)}\n" }.joined()
-        FileManager.default.createFile(atPath: dir + "/a.jsonl", contents: Data(text.utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/a.jsonl", contents: Data(text.utf8))
         try RequestLogGzip.compressFile(from: dir + "/a.jsonl", to: dir + "/a.jsonl.gz")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
@@ -181,8 +181,8 @@ struct RequestLogTests {
         let dir = Self.tempDir("recover")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: dir + "/requests-20990101T000000Z-000007.jsonl", contents: Data("{\"old\":1}\n".utf8))
-        FileManager.default.createFile(atPath: dir + "/requests-20990101T000000Z-000006.jsonl.gz.tmp", contents: Data("junk".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/requests-20990101T000000Z-000007.jsonl", contents: Data("{\"old\":1}\n".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/requests-20990101T000000Z-000006.jsonl.gz.tmp", contents: Data("junk".utf8))
         let log = RequestLog(config: RequestLogConfig(dir: dir, sampleRate: 1, maxFileBytes: 1000, maxFiles: 10),
                              metrics: MetricsRegistry())
         log.submit(Array("{\"new\":1}".utf8))

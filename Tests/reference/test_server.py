@@ -609,12 +609,15 @@ def test_logging_applies_on_reload_and_access_lines_are_sampled(prerank, world, 
         for _ in range(5):
             assert s.request("POST", "/prerank", body, {"Content-Type": "application/json"})[0].status == 200
         time.sleep(0.3)
-        assert not [l for l in lines() if l.get("msg") == "prerank" and l.get("status") == "200"]
+        assert not [l for l in lines() if l.get("msg") == "prerank" and l.get("status") == 200]
         reload_with(base.replace("gamma: 0.1", "gamma: 0.2") + "  access_sample_rate: 1.0\n")
         for _ in range(4):
             assert s.request("POST", "/prerank", body, {"Content-Type": "application/json"})[0].status == 200
         time.sleep(0.5)
-        assert len([l for l in lines() if l.get("msg") == "prerank" and l.get("status") == "200"]) == 4
+        access = [l for l in lines() if l.get("msg") == "prerank" and l.get("status") == 200]
+        assert len(access) == 4
+        # JSON log lines type their values: numbers and booleans are not strings.
+        assert all(isinstance(l["took_ms"], float) and l["candidates"] == 39 and l["partial"] is False for l in access), access
         assert not [l for l in lines() if "restart" in l.get("msg", "")], "no key needing a restart changed"
         # Level warning: info lines stop; the restart warning names server.workers only.
         reload_with(base.replace("level: info", "level: warning").replace("  port:", "  workers: 1\n  port:") +

@@ -84,6 +84,7 @@ public struct LineLogHandler: LogHandler {
         case .stringConvertible(let c):
             if let n = c as? any BinaryInteger { return "\(n)" }
             if let d = c as? Double, d.isFinite { return "\(d)" }
+            if let b = c as? Bool { return b ? "true" : "false" }
             return JSONText.quote(c.description)
         case .array(let a): return "[" + a.map(json).joined(separator: ",") + "]"
         case .dictionary(let d):

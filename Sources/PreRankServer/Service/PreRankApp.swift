@@ -115,7 +115,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         do {
             decoded = try RequestDecoder.decode(request.body, maxCandidates: snap.options.maxCandidates)
         } catch {
-            logger.info("prerank", metadata: ["route": "/prerank", "status": "\(error.status)", "code": "\(error.code)",
+            logger.info("prerank", metadata: ["route": "/prerank", "status": .stringConvertible(error.status), "code": "\(error.code)",
                                               "field": "\(error.field ?? "")"])
             done(.error(error), nil)
             return
@@ -150,15 +150,16 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
                 logRequest(outcome)
                 let rate = snap.config.logging.accessSampleRate
                 if rate > 0 && (rate >= 1 || Double.random(in: 0..<1) < rate) { logger.info("prerank", metadata: [
-                    "route": "/prerank", "status": "200", "candidates": "\(r.candidateCount)",
-                    "took_ms": "\(String(format: "%.2f", outcome.response.tookMs))",
+                    // Numbers and booleans as such, so a JSON log line types them (took_ms is a number).
+                    "route": "/prerank", "status": .stringConvertible(200), "candidates": .stringConvertible(r.candidateCount),
+                    "took_ms": .stringConvertible((outcome.response.tookMs * 100).rounded() / 100),
                     "request_id": "\(outcome.request.requestID ?? "")", "arm": "\(outcome.arm ?? "")",
-                    "partial": "\(r.partial)",
+                    "partial": .stringConvertible(r.partial),
                 ]) }
                 done(.json(200, outcome.body), outcome.arm)
             } catch let error as APIError {
                 if error.status == 504 { metrics.recordBudgetExpired() }
-                logger.info("prerank", metadata: ["route": "/prerank", "status": "\(error.status)", "code": "\(error.code)",
+                logger.info("prerank", metadata: ["route": "/prerank", "status": .stringConvertible(error.status), "code": "\(error.code)",
                                                   "field": "\(error.field ?? "")"])
                 done(.error(error), nil)
             } catch {

@@ -44,8 +44,8 @@ struct BenchTrainCommand: ParsableCommand {
         do {
             report = try TrainingBenchmark.run(features: try FeaturesFile.load(path: features), data: data, config: config,
                                                rowsPerRepeat: rows, repeats: repeats) { Progress.line("# " + $0, final: true) }
-        } catch let e as FormatError {
-            throw CLIError(e.description)
+        } catch {
+            throw CLIError(error.description)  // the do block throws only FormatError
         }
         if json {
             let encoder = JSONEncoder()

@@ -33,8 +33,8 @@ struct InitModelCommand: ParsableCommand {
             var rng = SplitMix64(seed: seed)
             let saved = try ModelStore.save(ModelStore.random(spec: spec, using: &rng), directory: out)
             print("wrote \(out) (\(spec.tasks.count) tasks, fingerprint \(saved.fingerprint.prefix(12)))")
-        } catch let e as FormatError {
-            throw CLIError(e.description)
+        } catch {
+            throw CLIError(error.description)  // the do block throws only FormatError
         }
     }
 }

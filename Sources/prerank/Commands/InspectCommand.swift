@@ -23,8 +23,8 @@ struct InspectCommand: ParsableCommand {
             } else {
                 try inspectIndex()
             }
-        } catch let e as FormatError {
-            throw CLIError(e.description)
+        } catch {
+            throw CLIError(error.description)  // the do block throws only FormatError
         }
     }
 
