@@ -66,6 +66,12 @@ import TwinTower
         }
     }
 
+    func integerID(_ text: String) -> PreRankRequest {
+        var r = PreRankRequest(requestID: text)
+        r.requestIDIsInteger = true
+        return r
+    }
+
     @Test func validEdgeCases() throws {
         let cases: [(String, PreRankRequest)] = [
             ("{}", PreRankRequest()),
@@ -74,9 +80,9 @@ import TwinTower
             ("{\"candidates\":[]}", PreRankRequest(candidates: [])),
             ("{\"user\":null,\"k\":null,\"fusion\":null,\"debug\":null,\"request_id\":null,\"relevance\":null}", PreRankRequest()),
             ("{\"candidates\":[9223372036854775807,-9223372036854775808,-0]}", PreRankRequest(candidates: [.max, .min, 0])),
-            ("{\"request_id\":-0}", PreRankRequest(requestID: "0")),
-            ("{\"request_id\":123}", PreRankRequest(requestID: "123")),
-            ("{\"request_id\":123456789012345678901234567890}", PreRankRequest(requestID: "123456789012345678901234567890")),
+            ("{\"request_id\":-0}", integerID("0")),
+            ("{\"request_id\":123}", integerID("123")),
+            ("{\"request_id\":123456789012345678901234567890}", integerID("123456789012345678901234567890")),
             ("{\"request_id\":\"\\u0000\\ud83d\\ude00\\/\"}", PreRankRequest(requestID: "\u{0}😀/")),
             ("{\"user\":{\"big\":9223372036854775808,\"neg\":-1e2,\"b\":true,\"n\":null,\"e\":[]}}",
              PreRankRequest(user: ["big": .number(9223372036854775808), "neg": .number(-100), "b": .bool(true), "n": .null, "e": .array([])])),

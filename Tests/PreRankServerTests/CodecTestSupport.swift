@@ -17,18 +17,21 @@ struct MirrorRequest: Decodable {
     var debug: Bool?
 
     var request: PreRankRequest {
-        PreRankRequest(requestID: request_id?.text, user: (user ?? [:]).mapValues(\.value),
-                       query: (query ?? [:]).mapValues(\.value), candidates: candidates, relevance: relevance,
-                       k: k, fusion: fusion.map { FusionOverride(alpha: $0.alpha, beta: $0.beta, gamma: $0.gamma) },
-                       debug: debug ?? false)
+        var r = PreRankRequest(requestID: request_id?.text, user: (user ?? [:]).mapValues(\.value),
+                               query: (query ?? [:]).mapValues(\.value), candidates: candidates, relevance: relevance,
+                               k: k, fusion: fusion.map { FusionOverride(alpha: $0.alpha, beta: $0.beta, gamma: $0.gamma) },
+                               debug: debug ?? false)
+        r.requestIDIsInteger = request_id?.isInteger ?? false
+        return r
     }
 }
 
 struct MirrorID: Decodable {
     var text: String
+    var isInteger = false
     init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if let s = try? c.decode(String.self) { text = s } else { text = String(try c.decode(Int64.self)) }
+        if let s = try? c.decode(String.self) { text = s } else { text = String(try c.decode(Int64.self)); isInteger = true }
     }
 }
 
@@ -211,7 +214,7 @@ struct BodyGenerator {
         var members: [String] = []
         if chance(0.8) {
             if chance(0.7) { let s = string(); r.requestID = s.value; members.append("\"request_id\":" + ws() + s.json) }
-            else { let i = integer(); r.requestID = String(i); members.append("\"request_id\":" + ws() + String(i)) }
+            else { let i = integer(); r.requestID = String(i); r.requestIDIsInteger = true; members.append("\"request_id\":" + ws() + String(i)) }
         }
         if chance(0.8) { let f = features(); r.user = f.value; members.append("\"user\":" + ws() + f.json) }
         if chance(0.8) { let f = features(); r.query = f.value; members.append("\"query\":" + ws() + f.json) }

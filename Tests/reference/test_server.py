@@ -175,6 +175,14 @@ def test_disallowed_fusion_override_is_refused(prerank, world, tmp_path):
         assert s.stop() == 0
 
 
+def test_request_id_is_echoed_as_it_came(server):
+    for rid in ["r-9", 123, 0, -5, 12345678901234567890]:
+        r, data = server.request("POST", "/prerank", json.dumps({"request_id": rid, "candidates": [1]}).encode(),
+                                 {"Content-Type": "application/json"})
+        assert r.status == 200, data
+        assert json.loads(data)["request_id"] == rid and type(json.loads(data)["request_id"]) is type(rid)
+
+
 def test_routes_methods_and_media_types(server):
     r, data = server.request("GET", "/nope")
     assert r.status == 404 and json.loads(data)["error"]["code"]

@@ -7,6 +7,9 @@ import TwinTower
 /// the encoder.
 public struct PreRankRequest: Sendable, Equatable {
     public var requestID: String?
+    /// The body gave `request_id` as a JSON integer (its canonical decimal text is in
+    /// `requestID`): the answer echoes it as an integer, as it came.
+    public var requestIDIsInteger = false
     public var user: [String: FeatureValue]
     public var query: [String: FeatureValue]
     /// `nil` means "score the whole index".

@@ -164,7 +164,9 @@ private struct Parser {
             return
         }
         switch key {
-        case .request_id: request.requestID = try requestID()
+        case .request_id:
+            request.requestIDIsInteger = s.current != UInt8(ascii: "\"")
+            request.requestID = try requestID()
         case .user: request.user = try features("user")
         case .query: request.query = try features("query")
         case .candidates: request.candidates = try candidates()

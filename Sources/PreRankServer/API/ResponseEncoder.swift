@@ -38,6 +38,8 @@ public struct ScoredItem: Sendable, Equatable {
 /// A `200` body of `POST /prerank` (SPEC §2), before encoding.
 public struct PreRankResponse: Sendable, Equatable {
     public var requestID: String?
+    /// Write `requestID` as a JSON integer (the request gave it as one).
+    public var requestIDIsInteger = false
     public var modelVersion: String
     /// True when the budget ran out while scoring: `items` are the best of what was scored.
     public var partial: Bool
@@ -79,7 +81,11 @@ public enum ResponseEncoder {
         var out: [UInt8] = []
         out.reserveCapacity(128 + r.modelVersion.utf8.count + r.items.count * perItem + r.unknownIDs.count * 21)
         appendLiteral("{\"request_id\":", to: &out)
-        if let id = r.requestID { appendString(id, to: &out) } else { appendLiteral("null", to: &out) }
+        if let id = r.requestID {
+            if r.requestIDIsInteger { out.append(contentsOf: id.utf8) } else { appendString(id, to: &out) }
+        } else {
+            appendLiteral("null", to: &out)
+        }
         appendLiteral(",\"model_version\":", to: &out)
         appendString(r.modelVersion, to: &out)
         appendLiteral(r.partial ? ",\"partial\":true" : ",\"partial\":false", to: &out)

@@ -72,6 +72,7 @@ public enum PreRankService {
         let items = result.items.map { ScoredItem($0, taskNames: request.debug ? names : nil) }
         var response = PreRankResponse(requestID: request.requestID, modelVersion: bundle.version, partial: result.partial,
                                        tookMs: 0, items: items, unknownIDs: result.unknownIDs, arm: arm)
+        response.requestIDIsInteger = request.requestIDIsInteger
         response.tookMs = Double(DispatchTime.now().uptimeNanoseconds - receivedAt) / 1e6
         let encoded = ResponseEncoder.encode(response)
         let t3 = DispatchTime.now().uptimeNanoseconds
