@@ -85,6 +85,7 @@ print(f\"{s['achievedRate']:.0f} {s['p50Ms']:.2f} {s['p99Ms']:.2f} {s['p999Ms']:
 done
 
 field() { sed -E "s/.*$2=([0-9.]+).*/\1/" <<<"$1"; }
+echo "$(date -u +%Y-%m-%dT%H:%MZ) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "SPEC-scale world: $(python3 -c "import json; print(json.load(open('$WORLD/model/model.json'))['version'])"), 1M items, T = 3, d = 64, 10k random candidates, k = 100, $(nproc) cores (server and load share them)"
 printf '| index | wrk req/s | wrk p50 ms | wrk p99 ms | non-200 | socket errors | open-loop rate | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for idx in index-f32.safetensors index-i8r.safetensors; do

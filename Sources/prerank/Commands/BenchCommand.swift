@@ -78,6 +78,7 @@ struct BenchCommand: ParsableCommand {
             return
         }
         print("prerank bench: N = \(report.items), T = \(report.tasks), d = \(report.d), candidates = \(report.candidates), k = \(report.k), \(report.cores) cores")
+        print("measured \(ISO8601DateFormatter().string(from: Date())) on \(Self.machine())")
         print("| scenario | dtype | figure | p50 ms | min ms | GB/s | vs baseline (p50 ratio) | value |")
         print("|---|---|---|---:|---:|---:|---|---:|")
         for f in report.figures {
@@ -92,4 +93,13 @@ struct BenchCommand: ParsableCommand {
     }
 
     private func fmt(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
+
+    /// CPU model and load average, so a figure pasted into the docs says where it came from.
+    static func machine() -> String {
+        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("model name") }
+            .map { $0.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "" } ?? "unknown CPU"
+        let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+        return "\(cpu), load average \(load)"
+    }
 }
