@@ -9,7 +9,8 @@
 # against F32, largest probability difference of the items both return).
 #
 # Usage: scripts/loadtest-spec.sh [PRERANK_BINARY] [WORLD_DIR]
-#   env: SECONDS_PER_RUN (15), RATE_FRACTION (0.7), WRK_THREADS (2), WRK_CONNECTIONS (4)
+#   env: SECONDS_PER_RUN (15), RATE_FRACTION (0.7), WRK_THREADS (2), WRK_CONNECTIONS (4),
+#        INDEXES ("index-f32.safetensors index-i8r.safetensors")
 # Output: a table on stdout; raw outputs under /tmp/prerank-spec-e2e.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ BIN="${1:-$(swift build -c release --show-bin-path)/prerank}"
 WORLD="${2:-/tmp/prerank-spec}"
 SECS="${SECONDS_PER_RUN:-15}"
 FRACTION="${RATE_FRACTION:-0.7}"
+INDEXES="${INDEXES:-index-f32.safetensors index-i8r.safetensors}"   # which of the world's indexes to serve
 command -v wrk >/dev/null || { echo "loadtest-spec: wrk is not installed (scripts/setup.sh)" >&2; exit 2; }
 scripts/spec-world.sh "$BIN" "$WORLD"
 OUT=/tmp/prerank-spec-e2e
@@ -63,12 +65,40 @@ for line in open(bodies):
 PY
 }
 
-declare -A WRK LT
-for idx in index-f32.safetensors index-i8r.safetensors; do
+# Server CPU (utime + stime from /proc) and the /metrics stage sums around a run: CPU per
+# answered request, the part spent in the timed stages (parse ... encode), and the rest (the HTTP
+# layer: reading, framing, writing; admission; logging).
+snapshot() {   # $1 = output JSON
+    python3 - "$PID" "$PORT" > "$1" <<'PY'
+import json, os, re, sys, urllib.request
+pid, port = sys.argv[1], sys.argv[2]
+fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+stages = sum(float(v) for v in re.findall(r'^prerank_stage_duration_seconds_sum\{stage="[^"]+"\} (\S+)', text, re.M))
+ok = sum(float(v) for v in re.findall(r'^prerank_requests_total\{route="/prerank",code="200"[^}]*\} (\S+)', text, re.M))
+print(json.dumps({"cpu": cpu, "stages": stages, "ok": ok}))
+PY
+}
+cpu_per_request() {   # $1 $2 = snapshots: "cpu_ms stage_ms other_ms" per answered request
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+n = max(1, b["ok"] - a["ok"])
+cpu, st = (b["cpu"] - a["cpu"]) / n * 1e3, (b["stages"] - a["stages"]) / n * 1e3
+print(f"{cpu:.2f} {st:.2f} {cpu - st:.2f}")
+PY
+}
+
+declare -A WRK LT CPU
+for idx in $INDEXES; do
     serve "$idx"
     LOAD=(wrk -t"${WRK_THREADS:-2}" -c"${WRK_CONNECTIONS:-4}" --timeout 5s -s scripts/reload-storm.lua "http://127.0.0.1:$PORT")
     "${LOAD[@]}" -d3s > /dev/null   # warm-up
+    snapshot "$OUT/before-$idx.json"
     WRK[$idx]="$("${LOAD[@]}" -d"${SECS}s" | tee "$OUT/wrk-$idx.txt" | grep '^RESULT')"
+    snapshot "$OUT/after-$idx.json"
+    CPU[$idx]="$(cpu_per_request "$OUT/before-$idx.json" "$OUT/after-$idx.json")"
     if [ "$idx" = index-f32.safetensors ]; then
         requests="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"${WRK[$idx]}")"
         RATE="$(python3 -c "print(max(10, round($requests / $SECS * $FRACTION)))")"
@@ -88,13 +118,21 @@ field() { sed -E "s/.*$2=([0-9.]+).*/\1/" <<<"$1"; }
 echo "$(date -u +%Y-%m-%dT%H:%MZ) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "SPEC-scale world: $(python3 -c "import json; print(json.load(open('$WORLD/model/model.json'))['version'])"), 1M items, T = 3, d = 64, 10k random candidates, k = 100, $(nproc) cores (server and load share them)"
 printf '| index | wrk req/s | wrk p50 ms | wrk p99 ms | non-200 | socket errors | open-loop rate | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
-for idx in index-f32.safetensors index-i8r.safetensors; do
+for idx in $INDEXES; do
     r="${WRK[$idx]}"
     read -r lrate lp50 lp99 lp999 lerr <<<"${LT[$idx]}"
     printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$idx" \
         "$(python3 -c "print($(field "$r" requests) / $SECS)")" "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" \
         "$(field "$r" non200)" "$(field "$r" socket_errors)" "$lrate" "$lp50" "$lp99" "$lp999" "$lerr"
 done
+echo
+echo "| index | server CPU ms per answered request | in timed stages | outside them (HTTP layer, admission, logging) |"
+echo "|---|---:|---:|---:|"
+for idx in $INDEXES; do
+    read -r c st other <<<"${CPU[$idx]}"
+    echo "| $idx | $c | $st | $other |"
+done
+[ -f "$OUT/answers-index-f32.safetensors.jsonl" ] && [ -f "$OUT/answers-index-i8r.safetensors.jsonl" ] || exit 0
 python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
