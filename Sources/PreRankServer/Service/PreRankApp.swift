@@ -26,6 +26,9 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     private let parallelism: Int
     /// HTTP-layer counters, read at scrape time.
     public var transportStats: (@Sendable () -> HTTPServerStats)?
+    /// The serving TLS context (nil for plain HTTP): a reload re-reads `server.tls.cert`/`key`
+    /// into it, so a renewed certificate needs no restart.
+    public var tlsContext: TLSContext?
 
     /// - parameters:
     ///   - configPath: re-read on every reload (nil: keep `initial`'s config).
@@ -194,11 +197,6 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
 
     private func metricsResponse() -> HTTPResponse {
         if let stats = transportStats?() {
-            metrics.setGauge("prerank_http_connections_open", help: "Open HTTP connections.", value: Double(stats.open))
-            metrics.setGauge("prerank_http_connections_accepted", help: "HTTP connections accepted since start.", value: Double(stats.accepted))
-            metrics.setGauge("prerank_http_connections_rejected", help: "HTTP connections refused at the connection limit.", value: Double(stats.rejected))
-            metrics.setGauge("prerank_http_protocol_errors", help: "Requests refused by the HTTP parser since start.", value: Double(stats.protocolErrors))
-            metrics.setGauge("prerank_http_timeouts", help: "Connections closed by a header, body or idle timeout since start.", value: Double(stats.timeouts))
             metrics.setTransport(stats)
         }
         let load = pool.load
@@ -228,7 +226,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         if let canary = snap.canary, let c = snap.config.canary {
             body += ",\"canary\":{\"share\":\(c.share),\"key\":\"\(c.key.rawValue)\",\"model\":\(describe(canary))}"
         }
-        body += ",\"loaded_at\":\(JSONText.quote(Self.iso8601(snap.loadedAt)))}"
+        body += ",\"loaded_at\":\(JSONText.quote(Self.iso8601(snap.loadedAt))),\"kernel\":\"\(BuildInfo.kernel)\"}"
         return .json(200, Array(body.utf8))
     }
 
@@ -319,8 +317,23 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             do { config = try ConfigLoader.load(path: configPath) } catch { return .failure(ReloadError(key: error.key, message: error.message)) }
         }
         config = overrides(config)
-        if let old = current?.config, old.server != config.server {
-            logger.warning("reload: server.* changes take effect at the next restart", metadata: ["trigger": "\(trigger)"])
+        if let old = current?.config {
+            // The certificate and key files are re-read below; everything else under server.*
+            // (the TLS profile included) is bound at start.
+            var before = old.server, after = config.server
+            before.tls?.cert = ""; before.tls?.key = ""
+            after.tls?.cert = ""; after.tls?.key = ""
+            if before != after {
+                logger.warning("reload: server.* changes take effect at the next restart", metadata: ["trigger": "\(trigger)"])
+            }
+        }
+        // A new certificate/key pair is loaded and checked before anything is swapped: a bad pair
+        // rejects the reload and the pair in force keeps serving.
+        var nextTLS: TLSContext?
+        if let tls = tlsContext, let files = config.server.tls {
+            do { nextTLS = try TLSContext(certificate: files.cert, privateKey: files.key, profile: tls.profile) } catch {
+                return .failure(ReloadError(key: error.key, message: error.message))
+            }
         }
         let next: ServingSnapshot
         do { next = try ServingSnapshot.load(config: config, parallelism: parallelism, cache: cache) } catch {
@@ -332,6 +345,10 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         // way its model and index are freed on `ReleaseQueue`, off the request path.
         snapshot.withLock { $0 = next }
         cache.commit()
+        if let nextTLS, let tls = tlsContext {
+            tls.replace(with: nextTLS)
+            logger.notice("reload: TLS certificate in force", metadata: ["sha256": "\(tls.certificateFingerprint)"])
+        }
         swapRequestLog(config.requestLog)
         publishModelInfo(next)
         return .success(next)
