@@ -63,10 +63,21 @@ public struct PreRankConfig: Sendable, Equatable {
     public struct TLS: Sendable, Equatable {
         public var cert: String
         public var key: String
-        public init(cert: String, key: String) {
+        /// Mozilla's server-side TLS profile: `intermediate` (default) or `modern` (TLS 1.3 only).
+        public var profile: TLSProfile = .intermediate
+        public init(cert: String, key: String, profile: TLSProfile = .intermediate) {
             self.cert = cert
             self.key = key
+            self.profile = profile
         }
+    }
+
+    /// Mozilla's recommended server configurations (https://wiki.mozilla.org/Security/Server_Side_TLS).
+    public enum TLSProfile: String, Sendable, Equatable, CaseIterable {
+        /// TLS 1.2 with ECDHE + AEAD suites only, and TLS 1.3; groups X25519, P-256, P-384.
+        case intermediate
+        /// TLS 1.3 only (clients from 2018 on).
+        case modern
     }
 
     /// `model` (and `canary.model`): a model directory and the item index built from it.
