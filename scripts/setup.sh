@@ -20,14 +20,15 @@ fi
 
 # Python tools for the reference tests (numpy reference, official safetensors, OpenAPI validator).
 py_missing=0
-python3 -c "import numpy, safetensors, pytest, openapi_spec_validator, yaml, kubernetes_validate" >/dev/null 2>&1 || py_missing=1
+python3 -c "import numpy, safetensors, pytest, openapi_spec_validator, yaml, kubernetes_validate, sslyze" >/dev/null 2>&1 || py_missing=1
 if [ "$py_missing" -eq 1 ]; then
     echo "setup: installing Python test tools" >&2
     # pip's own exit status decides (a pipeline through grep would report grep's); the root
     # warning is filtered from its output only.
     log=$(mktemp)
+    # sslyze: Tests/reference/test_tls.py checks the server against Mozilla's TLS profile.
     if ! python3 -m pip install -q --disable-pip-version-check numpy safetensors pytest openapi-spec-validator pyyaml \
-            kubernetes-validate >"$log" 2>&1; then
+            kubernetes-validate sslyze >"$log" 2>&1; then
         grep -v "WARNING: Running pip as the 'root' user" "$log" >&2 || true
         rm -f "$log"
         echo "setup: pip install of the Python test tools failed (see above)" >&2
@@ -35,6 +36,6 @@ if [ "$py_missing" -eq 1 ]; then
     fi
     grep -v "WARNING: Running pip as the 'root' user" "$log" >&2 || true
     rm -f "$log"
-    python3 -c "import numpy, safetensors, pytest, openapi_spec_validator, yaml, kubernetes_validate" \
+    python3 -c "import numpy, safetensors, pytest, openapi_spec_validator, yaml, kubernetes_validate, sslyze" \
         || { echo "setup: Python test tools still missing after pip install" >&2; exit 1; }
 fi
