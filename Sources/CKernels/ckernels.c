@@ -5,6 +5,10 @@
 // `prefetch` candidates ahead, dots stored task-major; (2) logit chain + sigmoid, 8 candidates
 // per AVX2 vector; (3) fusion in double and a threshold pre-filter for the caller's top-K.
 // No allocation: the caller passes scratch. A scalar reference sits beside every SIMD path.
+//
+// Two implementations of the entry points live here: the AVX2/FMA/F16C one (functions compiled
+// with target attributes, so no ISA flag is needed on any target) and a portable C one; the
+// public pk_* functions pick one at the first call (see "Run-time dispatch" at the end).
 
 // Fusion is computed in double exactly as Swift's FusionPolicy.score does (no FMA contraction),
 // so the scores the kernel ranks by are bit-identical to the Swift formula.
@@ -771,7 +775,7 @@ int32_t pk_cpu_has_avx2(void) {
 
 /// PRERANK_KERNEL=scalar forces the portable path; unset, empty or "auto" picks AVX2 when the CPU
 /// has AVX2, FMA and F16C. Any other value is refused by the CLI before the first call
-/// (PreRankServer's KernelSelection); here it means auto, so a kernel can never SIGILL.
+/// (BuildInfo.kernelEnvironmentProblem); here it means auto, so a kernel can never SIGILL.
 static const pk_impl *resolve_impl(void) {
     const char *env = getenv("PRERANK_KERNEL");
     if (env && strcmp(env, "scalar") == 0) return &impl_portable;
