@@ -17,6 +17,8 @@ import PackageDescription
 /// The commit `prerank_build_info{commit}` reports: `PRERANK_GIT_COMMIT` in the build's
 /// environment (scripts/test.sh and the Dockerfile set it), else "unknown". Read here because
 /// SwiftPM has no build-time hook for a Swift constant; a C define carries it into CKernels.
+/// A different value rebuilds every target that imports CKernels: set it for release builds
+/// (scripts/test.sh, the Dockerfile), not in an edit-build loop.
 let gitCommit: String = {
     let raw = Context.environment["PRERANK_GIT_COMMIT"] ?? ""
     let ok = !raw.isEmpty && raw.count <= 64 && raw.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
