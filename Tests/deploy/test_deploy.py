@@ -289,11 +289,12 @@ def grafana_to_promql(expr):
 
 
 def series_in(expr):
-    """Metric names referenced in a PromQL expression (tokens outside strings and braces)."""
+    """Metric names referenced in a PromQL expression (tokens outside strings and braces): the
+    server's prerank_* and the standard process_* it exports."""
     stripped = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)
     stripped = re.sub(r"\{[^}]*\}", "", stripped)
     stripped = re.sub(r"\[[^\]]*\]", "", stripped)
-    return set(re.findall(r"(?<![A-Za-z0-9_:])prerank_[a-z0-9_]+(?![A-Za-z0-9_:])", stripped))
+    return set(re.findall(r"(?<![A-Za-z0-9_:])(?:prerank|process)_[a-z0-9_]+(?![A-Za-z0-9_:])", stripped))
 
 
 def all_exprs():
