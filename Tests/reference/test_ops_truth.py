@@ -207,3 +207,22 @@ def test_train_without_validation_rows_writes_null_not_numbers(prerank, world, t
     spec = json.loads((tmp_path / "m" / "model.json").read_text())
     for task, figures in spec["training"]["validation"].items():
         assert figures == {"auc": None, "logloss": None}, task
+
+
+def test_eval_says_why_a_figure_is_null(prerank, world, tmp_path):  # noqa: F811
+    """A task without positive rows has no AUC: null in the report and a warning naming it."""
+    import csv
+    src = world / "data" / "test.csv"
+    rows = list(csv.reader(src.open()))
+    header, body = rows[0], rows[1:]
+    col = header.index("order")
+    for r in body:
+        r[col] = "0"
+    data = tmp_path / "no-orders.csv"
+    with data.open("w", newline="") as f:
+        csv.writer(f).writerows([header] + body)
+    run(prerank, "build-index", "--model", world / "model", "--items", world / "data" / "items.csv", "--out", tmp_path / "i.st")
+    p = run(prerank, "eval", "--model", world / "model", "--index", tmp_path / "i.st", "--data", data, "--json", "--k", 5)
+    report = json.loads(p.stdout)
+    assert report["tasks"]["ctcvr"]["auc"] is None
+    assert "warning: task ctcvr has 0 positive rows" in p.stderr

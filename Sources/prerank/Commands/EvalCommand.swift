@@ -51,6 +51,11 @@ struct EvalCommand: ParsableCommand {
             guard scored.rows > 0 else { throw CLIError("\(data): no row with an item in the index") }
             if let predictions { try scored.writePredictions(to: predictions, fusion: policy) }
             let report = Evaluator.evaluate(scored, fusion: policy, k: k)
+            // An undefined figure is null in the report; say why on stderr, so a null is not
+            // mistaken for a bug (one class of labels missing from the rows).
+            for task in report.tasks where task.auc == nil || task.logLoss == nil {
+                Progress.line("eval: warning: task \(task.name) has \(task.positives) positive rows of \(scored.rows); AUC/log-loss undefined (null)", final: true)
+            }
             print(json ? report.json() : report.table())
         } catch let e as FormatError {
             throw CLIError(e.description)
