@@ -8,9 +8,22 @@
 //                                                    Benchmarks (prerank bench) ──┘
 import PackageDescription
 
-/// `SIMD.addProduct` lowers to libm `fmaf` calls unless FMA is enabled (13x slower, measured in
-/// docs/PERFORMANCE.md). `unsafeFlags` is allowed because this is the root package.
-let kernelFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+// No ISA flags on any target: the AVX2/FMA/F16C code is the C kernel's, compiled with function
+// target attributes and chosen at run time (pk_kernel_isa), so the binary runs on any x86-64 and
+// the TwinTower and Fusion products can be depended on (SwiftPM refuses `unsafeFlags` in a
+// dependency). Dropping `-target-cpu haswell` from the Swift targets was measured with
+// `prerank bench --scenarios gather,request` before and after (docs/PERFORMANCE.md "Portability").
+
+/// The commit `prerank_build_info{commit}` reports: `PRERANK_GIT_COMMIT` in the build's
+/// environment (scripts/test.sh and the Dockerfile set it), else "unknown". Read here because
+/// SwiftPM has no build-time hook for a Swift constant; a C define carries it into CKernels.
+/// A different value rebuilds every target that imports CKernels: set it for release builds
+/// (scripts/test.sh, the Dockerfile), not in an edit-build loop.
+let gitCommit: String = {
+    let raw = Context.environment["PRERANK_GIT_COMMIT"] ?? ""
+    let ok = !raw.isEmpty && raw.count <= 64 && raw.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
+    return ok ? raw : "unknown"
+}()
 
 let package = Package(
     name: "prerank",
@@ -33,13 +46,12 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
 
         // The fused scoring loop in C (prefetch intrinsics, AVX2/FMA/F16C via target attributes).
-        .target(name: "CKernels"),
-        .target(name: "TwinTower", dependencies: ["CBLAS", "COpenSSL", "CKernels"], swiftSettings: kernelFlags),
-        .target(name: "Fusion", swiftSettings: kernelFlags),
+        .target(name: "CKernels", cSettings: [.define("PK_GIT_COMMIT", to: "\"\(gitCommit)\"")]),
+        .target(name: "TwinTower", dependencies: ["CBLAS", "COpenSSL", "CKernels"]),
+        .target(name: "Fusion"),
         .target(
             name: "Training",
-            dependencies: ["TwinTower", "Fusion", "CBLAS", .product(name: "Yams", package: "Yams")],
-            swiftSettings: kernelFlags
+            dependencies: ["TwinTower", "Fusion", "CBLAS", .product(name: "Yams", package: "Yams")]
         ),
         .target(
             name: "PreRankServer",
@@ -47,14 +59,12 @@ let package = Package(
                 "TwinTower", "Fusion", "CZlib", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
-            ],
-            swiftSettings: kernelFlags
+            ]
         ),
         // `prerank bench`: the kernel and request-stage benchmarks (kept out of the server library).
         .target(
             name: "Benchmarks",
-            dependencies: ["PreRankServer", "TwinTower", "Fusion"],
-            swiftSettings: kernelFlags
+            dependencies: ["PreRankServer", "TwinTower", "Fusion"]
         ),
         .target(
             name: "LoadTest",
@@ -68,11 +78,10 @@ let package = Package(
             dependencies: [
                 "TwinTower", "Fusion", "Training", "PreRankServer", "LoadTest", "Benchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            swiftSettings: kernelFlags
+            ]
         ),
 
-        .testTarget(name: "TwinTowerTests", dependencies: ["TwinTower"], swiftSettings: kernelFlags),
+        .testTarget(name: "TwinTowerTests", dependencies: ["TwinTower"]),
         .testTarget(name: "FusionTests", dependencies: ["Fusion"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TwinTower", "Fusion"]),
         .testTarget(name: "PreRankServerTests", dependencies: ["PreRankServer", "TwinTower", "Fusion", "Benchmarks"]),

@@ -7,22 +7,37 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 
 need_apt=()
-for pkg in libopenblas-dev libgfortran5 zlib1g-dev libssl-dev pkg-config openssl curl wrk; do
+# prometheus: its promtool checks /metrics in Tests/reference/test_ops_truth.py.
+for pkg in libopenblas-dev libgfortran5 zlib1g-dev libssl-dev pkg-config openssl curl wrk prometheus; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing ${need_apt[*]}" >&2
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    # --no-install-recommends: promtool is all the tests need from the prometheus package.
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 # Python tools for the reference tests (numpy reference, official safetensors, OpenAPI validator).
 py_missing=0
-python3 -c "import numpy, safetensors, pytest, openapi_spec_validator, yaml, kubernetes_validate" >/dev/null 2>&1 || py_missing=1
+python3 -c "import numpy, safetensors, pytest, openapi_spec_validator, yaml, kubernetes_validate, sslyze" >/dev/null 2>&1 || py_missing=1
 if [ "$py_missing" -eq 1 ]; then
     echo "setup: installing Python test tools" >&2
-    python3 -m pip install -q --disable-pip-version-check numpy safetensors pytest openapi-spec-validator pyyaml kubernetes-validate \
-        2>&1 | grep -v "WARNING: Running pip as the 'root' user" || true
+    # pip's own exit status decides (a pipeline through grep would report grep's); the root
+    # warning is filtered from its output only.
+    log=$(mktemp)
+    # sslyze: Tests/reference/test_tls.py checks the server against Mozilla's TLS profile.
+    if ! python3 -m pip install -q --disable-pip-version-check numpy safetensors pytest openapi-spec-validator pyyaml \
+            kubernetes-validate sslyze >"$log" 2>&1; then
+        grep -v "WARNING: Running pip as the 'root' user" "$log" >&2 || true
+        rm -f "$log"
+        echo "setup: pip install of the Python test tools failed (see above)" >&2
+        exit 1
+    fi
+    grep -v "WARNING: Running pip as the 'root' user" "$log" >&2 || true
+    rm -f "$log"
+    python3 -c "import numpy, safetensors, pytest, openapi_spec_validator, yaml, kubernetes_validate, sslyze" \
+        || { echo "setup: Python test tools still missing after pip install" >&2; exit 1; }
 fi
 
 # Linters the deploy tests run: a PromQL parser for the alert and dashboard expressions, and

@@ -75,6 +75,8 @@ public struct BenchReport: Codable, Sendable {
     public var candidates: Int
     public var k: Int
     public var cores: Int
+    /// The scoring kernel that ran: "avx2" or "scalar" (`ItemIndex.kernelISA`).
+    public var kernel: String = ItemIndex.kernelISA
     public var figures: [BenchFigure]
 }
 

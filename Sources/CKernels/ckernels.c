@@ -5,6 +5,10 @@
 // `prefetch` candidates ahead, dots stored task-major; (2) logit chain + sigmoid, 8 candidates
 // per AVX2 vector; (3) fusion in double and a threshold pre-filter for the caller's top-K.
 // No allocation: the caller passes scratch. A scalar reference sits beside every SIMD path.
+//
+// Two implementations of the entry points live here: the AVX2/FMA/F16C one (functions compiled
+// with target attributes, so no ISA flag is needed on any target) and a portable C one; the
+// public pk_* functions pick one at the first call (see "Run-time dispatch" at the end).
 
 // Fusion is computed in double exactly as Swift's FusionPolicy.score does (no FMA contraction),
 // so the scores the kernel ranks by are bit-identical to the Swift formula.
@@ -13,7 +17,81 @@
 #include "ckernels.h"
 #include <immintrin.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+
+// ---------------------------------------------------------------------------------------------
+// Entry points, defined once per ISA (PK_DEFINE_ENTRIES(avx2) inside the target region, (portable)
+// after it) from that ISA's block_dots_ / block_chain_, so each copy inlines its own kernels and
+// the fusion expression is the same text in both. The public pk_* functions dispatch at run time.
+//
+// Scratch layout: dots [T·B] | probs [T·B] | scores [B] doubles (2·B floats), 32-byte aligned
+// sections given a 32-byte-aligned base (B = 256).
+#define PK_DEFINE_ENTRIES(ISA)                                                                      \
+    static void probabilities_##ISA(const pk_kernel *K, const int32_t *rows, int64_t start, int64_t n, \
+                                    float *scratch, float *out) {                                  \
+        const int t = K->t;                                                                        \
+        float *dots = scratch, *probs = scratch + (size_t)t * PK_BLOCK;                            \
+        for (int64_t b0 = 0; b0 < n; b0 += PK_BLOCK) {                                             \
+            const int64_t m = n - b0 < PK_BLOCK ? n - b0 : PK_BLOCK;                               \
+            block_dots_##ISA(K, rows, start, b0, m, n, dots);                                      \
+            block_chain_##ISA(K, dots, probs, m);                                                  \
+            for (int64_t i = 0; i < m; i++)                                                        \
+                for (int k = 0; k < t; k++) out[(b0 + i) * t + k] = probs[k * PK_BLOCK + i];       \
+        }                                                                                          \
+    }                                                                                              \
+    static void dots_##ISA(const pk_kernel *K, const int32_t *rows, int64_t start, int64_t n,      \
+                           float *scratch, float *out) {                                           \
+        const int t = K->t;                                                                        \
+        float *dots = scratch;                                                                     \
+        for (int64_t b0 = 0; b0 < n; b0 += PK_BLOCK) {                                             \
+            const int64_t m = n - b0 < PK_BLOCK ? n - b0 : PK_BLOCK;                               \
+            block_dots_##ISA(K, rows, start, b0, m, n, dots);                                      \
+            for (int64_t i = 0; i < m; i++)                                                        \
+                for (int k = 0; k < t; k++) out[(b0 + i) * t + k] = dots[k * PK_BLOCK + i];       \
+        }                                                                                          \
+    }                                                                                              \
+    /* Fusion: the same expression and evaluation order as FusionPolicy.score. */                  \
+    static int64_t score_filter_##ISA(const pk_kernel *K, const pk_fusion *F, const int32_t *rows, \
+                                      int64_t start, int64_t n, const float *relevance,            \
+                                      double threshold, float *scratch, int32_t *kept_index,       \
+                                      double *kept_score) {                                        \
+        const int t = K->t;                                                                        \
+        float *dots = scratch, *probs = scratch + (size_t)t * PK_BLOCK;                            \
+        double *scores = (double *)(scratch + (size_t)2 * t * PK_BLOCK);                           \
+        const float *ctr = probs, *ctcvr = probs + (size_t)(t - 1) * PK_BLOCK;                     \
+        const double alpha = F->alpha, beta = F->beta, gamma = F->gamma;                           \
+        int64_t kept = 0;                                                                          \
+        for (int64_t b0 = 0; b0 < n; b0 += PK_BLOCK) {                                             \
+            const int64_t m = n - b0 < PK_BLOCK ? n - b0 : PK_BLOCK;                               \
+            block_dots_##ISA(K, rows, start, b0, m, n, dots);                                      \
+            block_chain_##ISA(K, dots, probs, m);                                                  \
+            if (F->formula == PK_ADDITIVE) {                                                       \
+                if (relevance) {                                                                   \
+                    const float *rel = relevance + b0;                                             \
+                    for (int64_t i = 0; i < m; i++)                                                \
+                        scores[i] = alpha * (double)ctr[i] + beta * (double)ctcvr[i] + gamma * (double)rel[i]; \
+                } else {                                                                           \
+                    const double g0 = gamma * 0.0;                                                 \
+                    for (int64_t i = 0; i < m; i++)                                                \
+                        scores[i] = alpha * (double)ctr[i] + beta * (double)ctcvr[i] + g0;         \
+                }                                                                                  \
+            } else {                                                                               \
+                for (int64_t i = 0; i < m; i++)                                                    \
+                    scores[i] = pow((double)ctr[i], alpha) * pow((double)ctcvr[i], beta);          \
+            }                                                                                      \
+            for (int64_t i = 0; i < m; i++) {                                                      \
+                const double s = scores[i];                                                        \
+                if (__builtin_expect(!(s < threshold), 0)) {                                       \
+                    kept_index[kept] = (int32_t)(b0 + i);                                          \
+                    kept_score[kept] = s;                                                          \
+                    kept++;                                                                        \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        return kept;                                                                               \
+    }
 
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 
@@ -206,7 +284,7 @@ static inline void prefetch_row_l2(const char *p, size_t bytes) {
 
 /// Dots of candidates [b0, b0 + m) of the call into dots[k·PK_BLOCK + i]; rows may be NULL
 /// (contiguous from start). `n` bounds the prefetch look-ahead.
-static void block_dots(const pk_kernel *K, const int32_t *rows, int64_t start, int64_t b0, int64_t m,
+static void block_dots_avx2(const pk_kernel *K, const int32_t *rows, int64_t start, int64_t b0, int64_t m,
                        int64_t n, float *dots) {
     const int t = K->t, d = K->d;
     const int64_t row_elems = (int64_t)t * d;
@@ -378,7 +456,7 @@ static inline __m256 sigmoid8(__m256 x) {
     return _mm256_blendv_ps(p, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
-void pk_sigmoid(const float *x, float *y, int64_t n) {
+static void sigmoid_avx2(const float *x, float *y, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, sigmoid8(_mm256_loadu_ps(x + i)));
     if (i < n) {
@@ -390,7 +468,7 @@ void pk_sigmoid(const float *x, float *y, int64_t n) {
 }
 
 /// dots[k·B + i] → probs[k·B + i] for i < m (rounded up to 8).
-static void block_chain(const pk_kernel *K, const float *dots, float *probs, int64_t m) {
+static void block_chain_avx2(const pk_kernel *K, const float *dots, float *probs, int64_t m) {
     const int t = K->t;
     const __m256 zero = _mm256_setzero_ps();
     for (int64_t i = 0; i < m; i += 8) {
@@ -412,73 +490,9 @@ static void block_chain(const pk_kernel *K, const float *dots, float *probs, int
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Entry points
+PK_DEFINE_ENTRIES(avx2)
 
-/// Scratch layout: dots [T·B] | probs [T·B] | scores [B] doubles (2·B floats), 32-byte aligned
-/// sections given a 32-byte-aligned base (B = 256).
-void pk_probabilities(const pk_kernel *K, const int32_t *rows, int64_t start, int64_t n, float *scratch, float *out) {
-    const int t = K->t;
-    float *dots = scratch, *probs = scratch + (size_t)t * PK_BLOCK;
-    for (int64_t b0 = 0; b0 < n; b0 += PK_BLOCK) {
-        const int64_t m = n - b0 < PK_BLOCK ? n - b0 : PK_BLOCK;
-        block_dots(K, rows, start, b0, m, n, dots);
-        block_chain(K, dots, probs, m);
-        for (int64_t i = 0; i < m; i++)
-            for (int k = 0; k < t; k++) out[(b0 + i) * t + k] = probs[k * PK_BLOCK + i];
-    }
-}
-
-void pk_dots(const pk_kernel *K, const int32_t *rows, int64_t start, int64_t n, float *scratch, float *out) {
-    const int t = K->t;
-    float *dots = scratch;
-    for (int64_t b0 = 0; b0 < n; b0 += PK_BLOCK) {
-        const int64_t m = n - b0 < PK_BLOCK ? n - b0 : PK_BLOCK;
-        block_dots(K, rows, start, b0, m, n, dots);
-        for (int64_t i = 0; i < m; i++)
-            for (int k = 0; k < t; k++) out[(b0 + i) * t + k] = dots[k * PK_BLOCK + i];
-    }
-}
-
-int64_t pk_score_filter(const pk_kernel *K, const pk_fusion *F, const int32_t *rows, int64_t start, int64_t n,
-                        const float *relevance, double threshold, float *scratch, int32_t *kept_index,
-                        double *kept_score) {
-    const int t = K->t;
-    float *dots = scratch, *probs = scratch + (size_t)t * PK_BLOCK;
-    double *scores = (double *)(scratch + (size_t)2 * t * PK_BLOCK);
-    const float *ctr = probs, *ctcvr = probs + (size_t)(t - 1) * PK_BLOCK;
-    const double alpha = F->alpha, beta = F->beta, gamma = F->gamma;
-    int64_t kept = 0;
-    for (int64_t b0 = 0; b0 < n; b0 += PK_BLOCK) {
-        const int64_t m = n - b0 < PK_BLOCK ? n - b0 : PK_BLOCK;
-        block_dots(K, rows, start, b0, m, n, dots);
-        block_chain(K, dots, probs, m);
-        if (F->formula == PK_ADDITIVE) {
-            // Same expression and evaluation order as FusionPolicy.score: (α·c + β·v) + γ·rel.
-            if (relevance) {
-                const float *rel = relevance + b0;
-                for (int64_t i = 0; i < m; i++)
-                    scores[i] = alpha * (double)ctr[i] + beta * (double)ctcvr[i] + gamma * (double)rel[i];
-            } else {
-                const double g0 = gamma * 0.0;
-                for (int64_t i = 0; i < m; i++) scores[i] = alpha * (double)ctr[i] + beta * (double)ctcvr[i] + g0;
-            }
-        } else {
-            for (int64_t i = 0; i < m; i++) scores[i] = pow((double)ctr[i], alpha) * pow((double)ctcvr[i], beta);
-        }
-        for (int64_t i = 0; i < m; i++) {
-            const double s = scores[i];
-            if (__builtin_expect(!(s < threshold), 0)) {
-                kept_index[kept] = (int32_t)(b0 + i);
-                kept_score[kept] = s;
-                kept++;
-            }
-        }
-    }
-    return kept;
-}
-
-uint64_t pk_stream_read(const void *base, size_t bytes) {
+static uint64_t stream_read_avx2(const void *base, size_t bytes) {
     const char *p = (const char *)base;
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     size_t i = 0;
@@ -602,4 +616,219 @@ void pk_lookup_rows(const pk_id_slot *slots, uint64_t mask, const int64_t *ids, 
             at = (at + 1) & mask;
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portable path: plain C for any x86-64 (or other) CPU, chosen when the CPU lacks AVX2/FMA/F16C
+// or PRERANK_KERNEL=scalar. Same block structure and results within the documented error
+// models: F32/F16/I8-as-float dots are summed in another order (8 running partial sums, no FMA,
+// so within a few ulp of the AVX2 sums); F16 is widened exactly; the I8 integer path is the same
+// exact integer sum (pk_dot_i8i8_scalar) times the same float product, bit for bit; the sigmoid
+// is libm expf (the reference's own), which the AVX2 sigmoid is held to within ~1 ulp.
+
+static inline void prefetch_bytes_portable(const char *p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
+    __builtin_prefetch(p + bytes - 1, 0, 3);
+}
+
+/// <a, b> with 8 independent partial sums (the compiler keeps them in SSE2 registers).
+static inline float dot_f32_portable(const float *a, const float *b, int d) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= d; j += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[j + l] * b[j + l];
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; j < d; j++) s += a[j] * b[j];
+    return s;
+}
+
+static inline float dot_f16_portable(const float *a, const uint16_t *b, int d) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= d; j += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[j + l] * half_to_float_scalar(b[j + l]);
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; j < d; j++) s += a[j] * half_to_float_scalar(b[j]);
+    return s;
+}
+
+static inline float dot_i8_portable(const float *a, const int8_t *b, int d) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= d; j += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[j + l] * (float)b[j + l];
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; j < d; j++) s += a[j] * (float)b[j];
+    return s;
+}
+
+static void block_dots_portable(const pk_kernel *K, const int32_t *rows, int64_t start, int64_t b0, int64_t m,
+                                int64_t n, float *dots) {
+    const int t = K->t, d = K->d;
+    const int64_t row_elems = (int64_t)t * d;
+    const float *u = K->user;
+    const int64_t pf = K->prefetch;
+    const size_t elem = K->dtype == PK_F32 ? 4 : K->dtype == PK_F16 ? 2 : 1;
+    const size_t row_bytes = (size_t)row_elems * elem;
+    const char *vbase = (const char *)K->vectors;
+    const float *s = K->scales;
+    for (int64_t i = 0; i < m; i++) {
+        const int64_t c = b0 + i;
+        if (pf && c + pf < n) {
+            const int64_t ra = rows ? (int64_t)rows[c + pf] : start + c + pf;
+            prefetch_bytes_portable(vbase + (size_t)ra * row_bytes, row_bytes);
+            if (K->dtype == PK_I8) __builtin_prefetch(s + ra * t, 0, 3);
+        }
+        const int64_t r = rows ? (int64_t)rows[c] : start + c;
+        for (int k = 0; k < t; k++) {
+            float dot;
+            switch (K->dtype) {
+            case PK_F32: dot = dot_f32_portable(u + k * d, (const float *)K->vectors + r * row_elems + k * d, d); break;
+            case PK_F16: dot = dot_f16_portable(u + k * d, (const uint16_t *)K->vectors + r * row_elems + k * d, d); break;
+            default: {
+                const int8_t *q = (const int8_t *)K->vectors + r * row_elems + k * d;
+                if (K->i8_integer)  // the exact integer sum of the AVX2 path, then the same product
+                    dot = (float)pk_dot_i8i8_scalar(K->user_q + k * d, q, d) * (K->user_scale[k] * s[r * t + k]);
+                else
+                    dot = dot_i8_portable(u + k * d, q, d) * s[r * t + k];
+                break;
+            }
+            }
+            dots[k * PK_BLOCK + i] = dot;
+        }
+    }
+}
+
+/// The logit chain of LogitChain.apply with libm's sigmoid, candidate by candidate.
+static void block_chain_portable(const pk_kernel *K, const float *dots, float *probs, int64_t m) {
+    const int t = K->t;
+    for (int64_t i = 0; i < m; i++) {
+        float prev_logit = 0, prev_p = 1;
+        for (int k = 0; k < t; k++) {
+            float r = dots[k * PK_BLOCK + i] + K->head_bias[k];
+            if (K->clamp && k > 0 && r > 0) r = 0;
+            float p;
+            if (K->chain == PK_ADDITIVE) {
+                const float logit = (K->logit_residual && k > 0) ? prev_logit + r : r;
+                prev_logit = logit;
+                p = sigmoid_scalar(logit);
+            } else {
+                prev_p = prev_p * sigmoid_scalar(r);
+                p = prev_p;
+            }
+            probs[k * PK_BLOCK + i] = p;
+        }
+    }
+}
+
+PK_DEFINE_ENTRIES(portable)
+
+static void sigmoid_portable(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] != x[i] ? x[i] : sigmoid_scalar(x[i]);
+}
+
+/// The same checksum as the AVX2 loop (64-bit words summed mod 2^64, then the tail bytes).
+static uint64_t stream_read_portable(const void *base, size_t bytes) {
+    const char *p = (const char *)base;
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    size_t i = 0;
+    for (; i + 128 <= bytes; i += 128)
+        for (size_t w = 0; w < 128; w += 32) {
+            uint64_t x[4];
+            memcpy(x, p + i + w, sizeof x);
+            a0 += x[0]; a1 += x[1]; a2 += x[2]; a3 += x[3];
+        }
+    uint64_t sum = a0 + a1 + a2 + a3;
+    for (; i < bytes; i++) sum += (uint8_t)p[i];
+    return sum;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run-time dispatch
+
+typedef struct {
+    const char *name;
+    void (*probabilities)(const pk_kernel *, const int32_t *, int64_t, int64_t, float *, float *);
+    void (*dots)(const pk_kernel *, const int32_t *, int64_t, int64_t, float *, float *);
+    int64_t (*score_filter)(const pk_kernel *, const pk_fusion *, const int32_t *, int64_t, int64_t, const float *,
+                            double, float *, int32_t *, double *);
+    void (*sigmoid)(const float *, float *, int64_t);
+    uint64_t (*stream_read)(const void *, size_t);
+} pk_impl;
+
+static const pk_impl impl_avx2 = {"avx2", probabilities_avx2, dots_avx2, score_filter_avx2, sigmoid_avx2, stream_read_avx2};
+static const pk_impl impl_portable = {"scalar", probabilities_portable, dots_portable, score_filter_portable,
+                                      sigmoid_portable, stream_read_portable};
+
+static _Atomic(const pk_impl *) chosen_impl;
+
+int32_t pk_cpu_has_avx2(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();  // may run before the constructor that fills the CPU model
+    // libgcc/compiler-rt also check that the OS saves the YMM state (XGETBV) for "avx2".
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}
+
+/// PRERANK_KERNEL=scalar forces the portable path; unset, empty or "auto" picks AVX2 when the CPU
+/// has AVX2, FMA and F16C. Any other value is refused by the CLI before the first call
+/// (BuildInfo.kernelEnvironmentProblem); here it means auto, so a kernel can never SIGILL.
+static const pk_impl *resolve_impl(void) {
+    const char *env = getenv("PRERANK_KERNEL");
+    if (env && strcmp(env, "scalar") == 0) return &impl_portable;
+    return pk_cpu_has_avx2() ? &impl_avx2 : &impl_portable;
+}
+
+static inline const pk_impl *impl(void) {
+    const pk_impl *p = atomic_load_explicit(&chosen_impl, memory_order_acquire);
+    if (__builtin_expect(p == NULL, 0)) {  // first use: racing threads resolve the same answer
+        p = resolve_impl();
+        atomic_store_explicit(&chosen_impl, p, memory_order_release);
+    }
+    return p;
+}
+
+const char *pk_kernel_isa(void) { return impl()->name; }
+
+void pk_probabilities_portable(const pk_kernel *K, const int32_t *rows, int64_t start, int64_t n, float *scratch,
+                               float *out) {
+    probabilities_portable(K, rows, start, n, scratch, out);
+}
+
+void pk_dots_portable(const pk_kernel *K, const int32_t *rows, int64_t start, int64_t n, float *scratch, float *out) {
+    dots_portable(K, rows, start, n, scratch, out);
+}
+
+int64_t pk_score_filter_portable(const pk_kernel *K, const pk_fusion *F, const int32_t *rows, int64_t start, int64_t n,
+                                 const float *relevance, double threshold, float *scratch, int32_t *kept_index,
+                                 double *kept_score) {
+    return score_filter_portable(K, F, rows, start, n, relevance, threshold, scratch, kept_index, kept_score);
+}
+
+void pk_probabilities(const pk_kernel *K, const int32_t *rows, int64_t start, int64_t n, float *scratch, float *out) {
+    impl()->probabilities(K, rows, start, n, scratch, out);
+}
+
+void pk_dots(const pk_kernel *K, const int32_t *rows, int64_t start, int64_t n, float *scratch, float *out) {
+    impl()->dots(K, rows, start, n, scratch, out);
+}
+
+int64_t pk_score_filter(const pk_kernel *K, const pk_fusion *F, const int32_t *rows, int64_t start, int64_t n,
+                        const float *relevance, double threshold, float *scratch, int32_t *kept_index,
+                        double *kept_score) {
+    return impl()->score_filter(K, F, rows, start, n, relevance, threshold, scratch, kept_index, kept_score);
+}
+
+void pk_sigmoid(const float *x, float *y, int64_t n) { impl()->sigmoid(x, y, n); }
+
+uint64_t pk_stream_read(const void *base, size_t bytes) { return impl()->stream_read(base, bytes); }
+
+const char *pk_build_commit(void) {
+#ifdef PK_GIT_COMMIT
+    return PK_GIT_COMMIT;
+#else
+    return "unknown";
+#endif
 }

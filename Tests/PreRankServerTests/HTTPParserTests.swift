@@ -107,10 +107,25 @@ import Testing
 
     @Test func gzipRoundTripAndBombLimit() throws {
         let data = Array(String(repeating: "prerank ", count: 1000).utf8)
-        let z = Gzip.deflate(data)
+        let z = try #require(Gzip.deflate(data))
         #expect(z.count < data.count / 10)
         #expect(try Gzip.inflate(z, limit: data.count) == data)
         #expect(throws: Gzip.Failure.tooLarge) { try Gzip.inflate(z, limit: data.count - 1) }
         #expect(throws: Gzip.Failure.corrupt) { try Gzip.inflate(Array(z.prefix(10)), limit: 1 << 20) }
+    }
+
+    /// A zlib failure (here an invalid level, which deflateInit2 refuses) sends the body as is
+    /// with no Content-Encoding: the label must describe the bytes sent.
+    @Test func failedGzipFallsBackToIdentity() throws {
+        let body = Array(String(repeating: "prerank ", count: 1000).utf8)
+        #expect(Gzip.deflate(body, level: 42) == nil)
+        let plain = HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: body)
+        let failed = Gzip.encode(plain, acceptsGzip: true, threshold: 10, level: 42)
+        #expect(failed.body == body)
+        #expect(!failed.headers.contains { $0.name.lowercased() == "content-encoding" })
+        let ok = Gzip.encode(plain, acceptsGzip: true, threshold: 10)
+        #expect(ok.headers.contains { $0.name == "Content-Encoding" && $0.value == "gzip" })
+        #expect(try Gzip.inflate(ok.body, limit: body.count) == body)
+        #expect(Gzip.encode(plain, acceptsGzip: false, threshold: 10).body == body)
     }
 }

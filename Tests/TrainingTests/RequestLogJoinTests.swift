@@ -108,4 +108,30 @@ struct RequestLogJoinTests {
             try LogJoin.run(LogJoin.Options(logs: ["/nonexistent/logs"], labels: nil, features: spec, items: nil, out: "/tmp/x.csv"))
         }
     }
+
+    /// A label cell that is not a number or true/false stops the join with the file and line
+    /// (it was read as 0: a typo became a negative example).
+    @Test func badLabelStopsWithFileAndLine() throws {
+        let dir = NSTemporaryDirectory() + "prerank-join-bad-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Self.log1.write(toFile: dir + "/logs/requests-20261123T020304Z-000001.jsonl", atomically: true, encoding: .utf8)
+        try "request_id,item_id,click,cart,order\nr-1,12,1,0,0\nr-1,10,yes,0,1\n".write(toFile: dir + "/labels.csv", atomically: true, encoding: .utf8)
+        let spec = try FeaturesFile.parse(yaml: Self.features)
+        do {
+            _ = try LogJoin.run(LogJoin.Options(logs: [dir + "/logs"], labels: dir + "/labels.csv", features: spec, items: nil, out: dir + "/out.csv"))
+            Issue.record("a bad label was accepted")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains(dir + "/labels.csv line 3"), "\(text)")
+            #expect(text.contains("click") && text.contains("\"yes\""))
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/out.csv"))
+    }
+
+    @Test func labelCells() {
+        #expect(LogJoin.parseLabel("1") == true && LogJoin.parseLabel(" 0 ") == false && LogJoin.parseLabel("") == false)
+        #expect(LogJoin.parseLabel("TRUE") == true && LogJoin.parseLabel("false") == false && LogJoin.parseLabel("0.5") == true)
+        #expect(LogJoin.parseLabel("yes") == nil && LogJoin.parseLabel("nan") == nil && LogJoin.parseLabel("1x") == nil)
+    }
 }

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 METRICS_SWIFT = ROOT / "Sources" / "PreRankServer" / "Ops" / "Metrics.swift"
+PROCESS_SWIFT = ROOT / "Sources" / "PreRankServer" / "Ops" / "ProcessMetrics.swift"
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 UNIT = DEPLOY / "systemd" / "prerank.service"
 ALERTS = DEPLOY / "prometheus" / "alerts.yaml"
@@ -63,6 +64,9 @@ def exported_metrics():
     for name, body in re.findall(r'histogram\("(prerank_[a-z0-9_]+)",\s*"([^"]*)', src):
         if name in metrics:
             metrics[name][1].update(re.findall(r'(\w+)=\\?', body) if "=" in body else [])
+    # The standard process_* metrics: metric("process_x", "gauge", ...)
+    for name, kind in re.findall(r'metric\("(process_[a-z0-9_]+)",\s*"(\w+)"', PROCESS_SWIFT.read_text()):
+        metrics[name] = (kind, set())
     return metrics
 
 
@@ -91,6 +95,21 @@ def test_metric_catalogue_is_parsed():
                  "prerank_inflight_requests", "prerank_index_items", "prerank_request_log_lines_total",
                  "prerank_request_log_dropped_total"]:
         assert name in m, name
+    assert m["prerank_build_info"] == ("gauge", {"version", "commit", "swift", "kernel"})
+    for name in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes",
+                 "process_open_fds", "process_max_fds", "process_start_time_seconds"]:
+        assert name in m, name
+
+
+def test_counts_since_start_are_counters_named_total():
+    """Prometheus conventions: a `_total` is a counter and a counter is a `_total` (rate() and
+    increase() rely on it across restarts); the old gauges of HTTP counts are gone."""
+    m = exported_metrics()
+    for name, (kind, _) in m.items():
+        assert name.endswith("_total") == (kind == "counter"), (name, kind)
+    for name in ["prerank_http_connections_accepted_total", "prerank_http_connections_rejected_total",
+                 "prerank_http_protocol_errors_total", "prerank_http_timeouts_total"]:
+        assert m[name][0] == "counter", name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,11 +289,12 @@ def grafana_to_promql(expr):
 
 
 def series_in(expr):
-    """Metric names referenced in a PromQL expression (tokens outside strings and braces)."""
+    """Metric names referenced in a PromQL expression (tokens outside strings and braces): the
+    server's prerank_* and the standard process_* it exports."""
     stripped = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)
     stripped = re.sub(r"\{[^}]*\}", "", stripped)
     stripped = re.sub(r"\[[^\]]*\]", "", stripped)
-    return set(re.findall(r"(?<![A-Za-z0-9_:])prerank_[a-z0-9_]+(?![A-Za-z0-9_:])", stripped))
+    return set(re.findall(r"(?<![A-Za-z0-9_:])(?:prerank|process)_[a-z0-9_]+(?![A-Za-z0-9_:])", stripped))
 
 
 def all_exprs():

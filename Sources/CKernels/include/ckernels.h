@@ -7,7 +7,8 @@
 //   vectors   [N × T × d] of dtype (F32 | F16 | I8); row r, task k at (r·T + k)·d
 //   scales    [N × T] F32 (I8 only)
 //   rows      [n] int32 row numbers, or NULL for the contiguous rows start ..< start + n
-// Every SIMD path has a scalar reference beside it (pk_*_scalar), used by the tests.
+// Every SIMD path has a scalar reference beside it (pk_*_scalar), used by the tests, and a portable
+// implementation chosen at run time when the CPU lacks AVX2/FMA/F16C (pk_kernel_isa).
 #ifndef CKERNELS_H
 #define CKERNELS_H
 
@@ -101,6 +102,26 @@ void pk_sigmoid(const float *x, float *y, int64_t n);
 /// Sums `bytes` bytes as 64-bit words with 4 independent AVX2 accumulators: the streaming-read
 /// baseline of the benchmark. Returns a checksum so the read is kept.
 uint64_t pk_stream_read(const void *base, size_t bytes);
+
+/// The kernel implementation in use: "avx2" (AVX2/FMA/F16C) or "scalar" (portable C). Chosen at
+/// the first kernel call: "scalar" when PRERANK_KERNEL=scalar or the CPU lacks any of the three
+/// (so an older CPU runs the portable path instead of dying with SIGILL), else "avx2".
+const char *pk_kernel_isa(void);
+
+/// Whether this CPU (and OS) can run the AVX2 path.
+int32_t pk_cpu_has_avx2(void);
+
+/// The portable implementations themselves, whatever pk_kernel_isa says, so tests can hold them
+/// to the references (and to the AVX2 path) in the same process.
+void pk_probabilities_portable(const pk_kernel *kernel, const int32_t *rows, int64_t start, int64_t n,
+                               float *scratch, float *out);
+void pk_dots_portable(const pk_kernel *kernel, const int32_t *rows, int64_t start, int64_t n, float *scratch, float *out);
+int64_t pk_score_filter_portable(const pk_kernel *kernel, const pk_fusion *fusion, const int32_t *rows,
+                                 int64_t start, int64_t n, const float *relevance, double threshold,
+                                 float *scratch, int32_t *kept_index, double *kept_score);
+
+/// The git commit the binary was built from (PRERANK_GIT_COMMIT at build time), or "unknown".
+const char *pk_build_commit(void);
 
 #ifdef __cplusplus
 }

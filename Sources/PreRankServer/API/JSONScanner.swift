@@ -1,7 +1,8 @@
 /// A strict RFC 8259 tokenizer over one request body, for the schema-specific `/prerank` decoder.
 ///
-/// Why hand-written: `JSONDecoder` takes about 2.8 ms for a 10k-candidate body on Linux, a byte
-/// scanner about 0.15 ms (notes/swift-on-linux.md §4), and the decoder runs on every request.
+/// Why hand-written: `JSONDecoder` is about 19× slower on a 10k-candidate body (`prerank bench`,
+/// request scenario; figures in docs/PERFORMANCE.md, the one place they are kept), and the
+/// decoder runs on every request.
 /// The scanner validates everything `JSONDecoder` would refuse (grammar, string escapes, UTF-8,
 /// numbers not representable as a finite Double) so that the fast path is not a lenient path.
 ///

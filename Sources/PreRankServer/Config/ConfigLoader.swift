@@ -59,8 +59,10 @@ public enum ConfigLoader {
             try s.int("workers", 0...1024, into: &c.server.workers)
             try s.int("queue_depth", 0...1_000_000, into: &c.server.queueDepth)
             try s.int("max_candidates", 1...10_000_000, into: &c.server.maxCandidates)
-            if let t = try s.section("tls", known: ["cert", "key"]) {
-                c.server.tls = PreRankConfig.TLS(cert: try t.requiredString("cert"), key: try t.requiredString("key"))
+            if let t = try s.section("tls", known: ["cert", "key", "profile"]) {
+                var tls = PreRankConfig.TLS(cert: try t.requiredString("cert"), key: try t.requiredString("key"))
+                try t.choice("profile", into: &tls.profile)
+                c.server.tls = tls
             }
             c.server.adminTokenFile = try s.optionalString("admin_token_file")
         }
@@ -165,6 +167,7 @@ extension LineLogHandler.Format: ConfigChoice {
     public static var allCases: [Self] { [.text, .json] }
 }
 extension PreRankConfig.Canary.Key: ConfigChoice {}
+extension PreRankConfig.TLSProfile: ConfigChoice {}
 
 /// One YAML mapping of the config, at a key path: typed reads of its keys, each error naming
 /// the full path of the key and its line.

@@ -59,8 +59,8 @@ public struct PreRankConfig: Sendable, Equatable {
         public init() {}
 
         /// The keys whose change a reload cannot apply: the listener and its limits are set up
-        /// once at start. (`max_candidates` and `admin_token_file` are read per snapshot and
-        /// apply on reload.)
+        /// once at start. (`max_candidates`, `admin_token_file` and the TLS certificate and key
+        /// files are read on reload and apply.)
         public func keysNeedingRestart(comparedWith old: Server) -> [String] {
             var keys: [String] = []
             func check<T: Equatable>(_ name: String, _ a: T, _ b: T) { if a != b { keys.append("server." + name) } }
@@ -75,7 +75,11 @@ public struct PreRankConfig: Sendable, Equatable {
             check("idle_timeout_ms", idleTimeoutMs, old.idleTimeoutMs)
             check("workers", workers, old.workers)
             check("queue_depth", queueDepth, old.queueDepth)
-            check("tls", tls, old.tls)
+            // The certificate and key files are re-read on reload; whether TLS is on and its
+            // profile are bound at start.
+            var a = tls, b = old.tls
+            a?.cert = ""; a?.key = ""; b?.cert = ""; b?.key = ""
+            check("tls", a, b)
             return keys
         }
     }
@@ -84,10 +88,21 @@ public struct PreRankConfig: Sendable, Equatable {
     public struct TLS: Sendable, Equatable {
         public var cert: String
         public var key: String
-        public init(cert: String, key: String) {
+        /// Mozilla's server-side TLS profile: `intermediate` (default) or `modern` (TLS 1.3 only).
+        public var profile: TLSProfile = .intermediate
+        public init(cert: String, key: String, profile: TLSProfile = .intermediate) {
             self.cert = cert
             self.key = key
+            self.profile = profile
         }
+    }
+
+    /// Mozilla's recommended server configurations (https://wiki.mozilla.org/Security/Server_Side_TLS).
+    public enum TLSProfile: String, Sendable, Equatable, CaseIterable {
+        /// TLS 1.2 with ECDHE + AEAD suites only, and TLS 1.3; groups X25519, P-256, P-384.
+        case intermediate
+        /// TLS 1.3 only (clients from 2018 on).
+        case modern
     }
 
     /// `model` (and `canary.model`): a model directory and the item index built from it.

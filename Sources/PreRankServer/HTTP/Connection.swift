@@ -191,14 +191,7 @@ final class Connection: @unchecked Sendable {
         let threshold = limits.gzipThreshold
         let handler = self.handler
         let finish: @Sendable (HTTPResponse) -> Void = { [weak self] response in
-            var response = response
-            if acceptsGzip && response.body.count >= threshold
-                && !response.headers.contains(where: { $0.name.caseInsensitiveEquals("content-encoding") }) {
-                response.body = Gzip.deflate(response.body)
-                response.headers.append(("Content-Encoding", "gzip"))
-                response.headers.append(("Vary", "Accept-Encoding"))
-            }
-            let ready = response
+            let ready = Gzip.encode(response, acceptsGzip: acceptsGzip, threshold: threshold)
             guard let self else { return }
             self.queue.async { self.event { m, now in m.jobFinished(ready, now: now) } }
         }

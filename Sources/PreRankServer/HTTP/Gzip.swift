@@ -45,24 +45,41 @@ public enum Gzip {
         return out
     }
 
-    /// Compresses to a gzip stream.
-    public static func deflate(_ input: [UInt8], level: Int32 = 6) -> [UInt8] {
+    /// Compresses to a gzip stream; nil if zlib fails (the caller then sends the body as is,
+    /// without `Content-Encoding: gzip`: returning the input would label plain bytes as gzip).
+    /// The response gzip-encoded when the client accepts gzip and the body is at least
+    /// `threshold` bytes; unchanged (identity) when zlib fails, so the label is always true.
+    public static func encode(_ response: HTTPResponse, acceptsGzip: Bool, threshold: Int, level: Int32 = 6) -> HTTPResponse {
+        guard acceptsGzip, response.body.count >= threshold,
+              !response.headers.contains(where: { $0.name.caseInsensitiveEquals("content-encoding") }),
+              let compressed = deflate(response.body, level: level) else { return response }
+        var r = response
+        r.body = compressed
+        r.headers.append(("Content-Encoding", "gzip"))
+        r.headers.append(("Vary", "Accept-Encoding"))
+        return r
+    }
+
+    public static func deflate(_ input: [UInt8], level: Int32 = 6) -> [UInt8]? {
         var stream = z_stream()
-        guard czlib_deflate_init_gzip(&stream, level) == Z_OK else { return input }
+        guard czlib_deflate_init_gzip(&stream, level) == Z_OK else { return nil }
         defer { deflateEnd(&stream) }
         let bound = Int(deflateBound(&stream, UInt(input.count)))
         var out = [UInt8](repeating: 0, count: bound + 32)
         var written = 0
+        var status = Z_STREAM_ERROR
         input.withUnsafeBufferPointer { inBuf in
             out.withUnsafeMutableBufferPointer { o in
                 stream.next_in = UnsafeMutablePointer(mutating: inBuf.baseAddress)
                 stream.avail_in = UInt32(inBuf.count)
                 stream.next_out = o.baseAddress
                 stream.avail_out = UInt32(o.count)
-                _ = CZlib.deflate(&stream, Z_FINISH)
+                status = CZlib.deflate(&stream, Z_FINISH)
                 written = o.count - Int(stream.avail_out)
             }
         }
+        // One Z_FINISH call into a deflateBound-sized buffer ends the stream; anything else failed.
+        guard status == Z_STREAM_END else { return nil }
         out.removeSubrange(written...)
         return out
     }

@@ -1,5 +1,7 @@
 import COpenSSL
 import Foundation
+import Logging
+import Synchronization
 
 /// Result of one non-blocking read or write.
 enum IOResult {
@@ -76,16 +78,41 @@ final class PlainSocketIO: SocketIO {
     func shutdown() { _ = Glibc.shutdown(fd, Int32(SHUT_WR)) }
 }
 
-/// A server-side TLS context (OpenSSL 3): TLS 1.2+, no compression, no renegotiation.
+/// A server-side TLS context (OpenSSL 3) by Mozilla's profiles: no compression, no
+/// renegotiation; `intermediate` allows TLS 1.2 with ECDHE key exchange and AEAD ciphers only
+/// (no RSA key exchange, no CBC: sslyze's `--mozilla_config=intermediate` check) plus TLS 1.3,
+/// `modern` TLS 1.3 only; key-exchange groups X25519, P-256, P-384 (not P-521 or X448).
+///
+/// The certificate and key can be replaced while serving (`replace(with:)`, on SIGHUP and
+/// `POST /admin/reload`): new connections get the new pair, connections already open keep the
+/// one they were made with (each `SSL` holds a reference to its context).
 public final class TLSContext: @unchecked Sendable {
-    // The SSL_CTX is immutable after init and OpenSSL contexts are thread-safe for SSL_new.
-    let ctx: OpaquePointer
+    // Guarded by `lock`; an SSL_CTX is thread-safe for SSL_new, and each SSL ups its refcount.
+    private let lock = NSLock()
+    private var ctx: OpaquePointer
+    public let profile: PreRankConfig.TLSProfile
 
-    public init(certificate: String, privateKey: String) throws(ConfigError) {
+    /// TLS 1.2 suites of the intermediate profile: ECDHE (forward secrecy) + AES-GCM/ChaCha20.
+    static let tls12Ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+        + "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+    static let tls13Suites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+    static let groups = "X25519:P-256:P-384"
+
+    public init(certificate: String, privateKey: String, profile: PreRankConfig.TLSProfile = .intermediate) throws(ConfigError) {
+        self.ctx = try Self.make(certificate: certificate, privateKey: privateKey, profile: profile)
+        self.profile = profile
+    }
+
+    private static func make(certificate: String, privateKey: String, profile: PreRankConfig.TLSProfile) throws(ConfigError) -> OpaquePointer {
         guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw ConfigError(key: "server.tls", message: "cannot create a TLS context: \(TLSContext.lastError())") }
         _ = SSL_CTX_set_options(ctx, CSSL_OP_NO_COMPRESSION | CSSL_OP_NO_RENEGOTIATION)
-        _ = cssl_ctx_set_min_proto_version(ctx, TLS1_2_VERSION)
+        _ = cssl_ctx_set_min_proto_version(ctx, profile == .modern ? TLS1_3_VERSION : TLS1_2_VERSION)
         _ = cssl_ctx_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+        guard SSL_CTX_set_cipher_list(ctx, tls12Ciphers) == 1, SSL_CTX_set_ciphersuites(ctx, tls13Suites) == 1,
+              cssl_ctx_set1_groups_list(ctx, groups) == 1 else {
+            SSL_CTX_free(ctx)
+            throw ConfigError(key: "server.tls", message: "this OpenSSL refuses the \(profile.rawValue) profile: \(TLSContext.lastError())")
+        }
         guard SSL_CTX_use_certificate_chain_file(ctx, certificate) == 1 else {
             SSL_CTX_free(ctx)
             throw ConfigError(key: "server.tls.cert", message: "cannot load \(certificate): \(TLSContext.lastError())")
@@ -94,7 +121,34 @@ public final class TLSContext: @unchecked Sendable {
             SSL_CTX_free(ctx)
             throw ConfigError(key: "server.tls.key", message: "cannot load \(privateKey) or it does not match the certificate: \(TLSContext.lastError())")
         }
-        self.ctx = ctx
+        return ctx
+    }
+
+    /// Takes `other`'s certificate, key and settings for every new connection (`other` was
+    /// built, so the pair loaded and matched). The profile is a start-time setting.
+    public func replace(with other: TLSContext) {
+        let new = other.lock.withLock { other.ctx }
+        SSL_CTX_up_ref(new)
+        let old = lock.withLock { () -> OpaquePointer in
+            let old = ctx
+            ctx = new
+            return old
+        }
+        SSL_CTX_free(old)
+    }
+
+    /// A new server-side SSL on the context in force.
+    func newSSL() -> OpaquePointer? { lock.withLock { SSL_new(ctx) } }
+
+    /// SHA-256 of the certificate in force, hex (tests and the reload log line).
+    public var certificateFingerprint: String {
+        lock.withLock {
+            guard let x509 = SSL_CTX_get0_certificate(ctx) else { return "" }
+            var md = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+            var n: UInt32 = 0
+            guard X509_digest(x509, EVP_sha256(), &md, &n) == 1 else { return "" }
+            return md.prefix(Int(n)).map { String(format: "%02x", $0) }.joined()
+        }
     }
 
     deinit { SSL_CTX_free(ctx) }
@@ -106,6 +160,18 @@ public final class TLSContext: @unchecked Sendable {
         ERR_error_string_n(code, &buf, buf.count)
         return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+
+    /// Handshakes that failed since start (`prerank_tls_handshake_failures_total`).
+    public static var handshakeFailures: Int { failures.load(ordering: .relaxed) }
+    private static let failures = Atomic<Int>(0)
+    private static let logger = Logger(label: "prerank.tls")
+
+    /// A handshake failed: counted, and logged at debug with OpenSSL's reason (a scanner or an
+    /// old client is not an error of the server, but an operator must be able to see why).
+    static func recordHandshakeFailure(reason: String) {
+        failures.add(1, ordering: .relaxed)
+        logger.debug("TLS handshake failed", metadata: ["reason": "\(reason)"])
+    }
 }
 
 final class TLSSocketIO: SocketIO {
@@ -114,7 +180,7 @@ final class TLSSocketIO: SocketIO {
     private(set) var wantsWritable = false
 
     init?(fd: Int32, context: TLSContext) {
-        guard let ssl = SSL_new(context.ctx) else { return nil }
+        guard let ssl = context.newSSL() else { return nil }
         SSL_set_fd(ssl, fd)
         SSL_set_accept_state(ssl)
         self.fd = fd
@@ -135,6 +201,13 @@ final class TLSSocketIO: SocketIO {
         case SSL_ERROR_ZERO_RETURN:
             return .closed
         default:
+            if SSL_is_init_finished(ssl) == 0 {
+                let reason: String
+                if err == SSL_ERROR_SSL { reason = TLSContext.lastError() }
+                else if err == SSL_ERROR_SYSCALL { reason = errno == 0 ? "connection closed during the handshake" : String(cString: strerror(errno)) }
+                else { reason = "SSL error \(err)" }
+                TLSContext.recordHandshakeFailure(reason: reason)
+            }
             ERR_clear_error()
             return .closed
         }

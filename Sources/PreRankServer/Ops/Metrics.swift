@@ -29,8 +29,12 @@ public struct Histogram: Sendable {
 /// The server's metrics, rendered in the Prometheus text exposition format (version 0.0.4).
 ///
 /// One mutex guards everything: an update is a few additions, far cheaper than a request, and
-/// a scrape sees a consistent snapshot. Names follow Prometheus conventions (`_total` counters,
-/// `_seconds` units); docs/OPERATIONS.md and deploy/ dashboards and alerts use these names.
+/// a scrape sees a consistent snapshot. Names follow Prometheus conventions: every count since
+/// start is a `counter` named `*_total` (so `rate()` handles restarts), `_seconds`/`_bytes` units,
+/// the standard `process_*` metrics (`ProcessMetrics`) and `prerank_build_info`; `promtool check
+/// metrics` passes on the output (Tests/reference/test_ops_truth.py). docs/OPERATIONS.md and deploy/
+/// dashboards and alerts use these names. Hand-rolled rather than swift-prometheus: one lock,
+/// one snapshot per scrape, and nothing to bootstrap in the library's global MetricsSystem.
 public final class MetricsRegistry: Sendable {
     struct State {
         var requests: [RequestKey: UInt64] = [:]
@@ -208,6 +212,14 @@ public final class MetricsRegistry: Sendable {
         header("prerank_log_lines_dropped_total", "counter", "stderr log lines (access lines) dropped because the asynchronous log writer was full.")
         out += "prerank_log_lines_dropped_total \(AsyncLogWriter.dropped)\n"
         if let t = s.transport {
+            header("prerank_http_connections_open", "gauge", "Open HTTP connections.")
+            out += "prerank_http_connections_open \(t.open)\n"
+            header("prerank_http_connections_accepted_total", "counter", "HTTP connections accepted.")
+            out += "prerank_http_connections_accepted_total \(t.accepted)\n"
+            header("prerank_http_connections_rejected_total", "counter", "HTTP connections refused at the connection limit.")
+            out += "prerank_http_connections_rejected_total \(t.rejected)\n"
+            header("prerank_http_protocol_errors_total", "counter", "Requests refused by the HTTP parser.")
+            out += "prerank_http_protocol_errors_total \(t.protocolErrors)\n"
             header("prerank_http_timeouts_total", "counter", "Connections cut by a deadline, by kind: head (incl. silent), body, idle (keep-alive), write (answer not taken).")
             for (kind, v) in [("body", t.bodyTimeouts), ("head", t.headTimeouts), ("idle", t.idleTimeouts), ("write", t.writeTimeouts)] {
                 out += "prerank_http_timeouts_total{kind=\"\(kind)\"} \(v)\n"
@@ -225,6 +237,11 @@ public final class MetricsRegistry: Sendable {
             header(name, "gauge", g.help)
             out += "\(name) \(format(g.value))\n"
         }
+        header("prerank_tls_handshake_failures_total", "counter", "TLS handshakes that failed (protocol, cipher or group refused, bad client); reasons are logged at debug.")
+        out += "prerank_tls_handshake_failures_total \(TLSContext.handshakeFailures)\n"
+        header("prerank_build_info", "gauge", "The build serving (value 1): version, git commit, Swift compiler, scoring kernel in use.")
+        out += "prerank_build_info{version=\"\(escape(BuildInfo.version))\",commit=\"\(escape(BuildInfo.commit))\",swift=\"\(escape(BuildInfo.swift))\",kernel=\"\(escape(BuildInfo.kernel))\"} 1\n"
+        if let p = ProcessMetrics.read() { out += p.render() }
         return out
     }
 

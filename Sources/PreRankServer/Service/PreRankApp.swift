@@ -27,6 +27,9 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     private let parallelism: Int
     /// HTTP-layer counters, read at scrape time.
     public var transportStats: (@Sendable () -> HTTPServerStats)?
+    /// The serving TLS context (nil for plain HTTP): a reload re-reads `server.tls.cert`/`key`
+    /// into it, so a renewed certificate needs no restart.
+    public var tlsContext: TLSContext?
 
     /// - parameters:
     ///   - configPath: re-read on every reload (nil: keep `initial`'s config).
@@ -197,11 +200,6 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
 
     private func metricsResponse() -> HTTPResponse {
         if let stats = transportStats?() {
-            metrics.setGauge("prerank_http_connections_open", help: "Open HTTP connections.", value: Double(stats.open))
-            metrics.setGauge("prerank_http_connections_accepted", help: "HTTP connections accepted since start.", value: Double(stats.accepted))
-            metrics.setGauge("prerank_http_connections_rejected", help: "HTTP connections refused at the connection limit.", value: Double(stats.rejected))
-            metrics.setGauge("prerank_http_protocol_errors", help: "Requests refused by the HTTP parser since start.", value: Double(stats.protocolErrors))
-            metrics.setGauge("prerank_http_timeouts", help: "Connections closed by a header, body or idle timeout since start.", value: Double(stats.timeouts))
             metrics.setTransport(stats)
         }
         let load = pool.load
@@ -233,7 +231,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             body += ",\"canary\":{\"share\":\(c.share),\"key\":\"\(c.key.rawValue)\",\"model\":\(describe(canary)),"
                 + "\"fusion\":{\"formula\":\"\(cf.formula.rawValue)\",\"alpha\":\(cf.alpha),\"beta\":\(cf.beta),\"gamma\":\(cf.gamma)}}"
         }
-        body += ",\"loaded_at\":\(JSONText.quote(Self.iso8601(snap.loadedAt)))}"
+        body += ",\"loaded_at\":\(JSONText.quote(Self.iso8601(snap.loadedAt))),\"kernel\":\"\(BuildInfo.kernel)\"}"
         return .json(200, Array(body.utf8))
     }
 
@@ -331,6 +329,14 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
                     "trigger": "\(trigger)", "keys": "\(keys.joined(separator: ","))"])
             }
         }
+        // A new certificate/key pair is loaded and checked before anything is swapped: a bad pair
+        // rejects the reload and the pair in force keeps serving.
+        var nextTLS: TLSContext?
+        if let tls = tlsContext, let files = config.server.tls {
+            do { nextTLS = try TLSContext(certificate: files.cert, privateKey: files.key, profile: tls.profile) } catch {
+                return .failure(ReloadError(key: error.key, message: error.message))
+            }
+        }
         let next: ServingSnapshot
         do { next = try ServingSnapshot.load(config: config, parallelism: parallelism, cache: cache) } catch {
             cache.discard()
@@ -342,6 +348,10 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         snapshot.withLock { $0 = next }
         cache.commit()
         LineLogHandler.Live.server.set(level: config.logging.level, format: config.logging.format)
+        if let nextTLS, let tls = tlsContext {
+            tls.replace(with: nextTLS)
+            logger.notice("reload: TLS certificate in force", metadata: ["sha256": "\(tls.certificateFingerprint)"])
+        }
         swapRequestLog(config.requestLog)
         publishModelInfo(next)
         return .success(next)

@@ -54,8 +54,9 @@ public enum ServerRunner {
         limits.idleTimeout = Double(config.server.idleTimeoutMs) / 1000
         var tls: TLSContext?
         if let t = config.server.tls {
-            do { tls = try TLSContext(certificate: t.cert, privateKey: t.key) } catch { throw RunError(description: error.description) }
+            do { tls = try TLSContext(certificate: t.cert, privateKey: t.key, profile: t.profile) } catch { throw RunError(description: error.description) }
         }
+        app.tlsContext = tls
         let server = HTTPServer(host: config.server.host, port: config.server.port, limits: limits, tls: tls, handler: app)
         app.transportStats = { [weak server] in server?.stats ?? HTTPServerStats() }
         let bound: Int

@@ -180,10 +180,14 @@ public enum LogJoin {
                 guard row.count > max(rCol, iCol), let id = CSVFeatures.int64(row[iCol]) else {
                     throw Error("\(path) line \(reader.line): item_id must be an integer")
                 }
-                var flags = labelCols.map { c -> Bool in
-                    guard let c, c < row.count else { return false }
-                    let t = row[c].trimmingCharacters(in: .whitespaces)
-                    return (Double(t) ?? 0) > 0 || t.lowercased() == "true"
+                var flags: [Bool] = []
+                for (name, c) in zip(labelNames, labelCols) {
+                    guard let c, c < row.count else { flags.append(false); continue }
+                    guard let flag = parseLabel(row[c]) else {
+                        // Read as 0 before: a typo silently became a negative example.
+                        throw Error("\(path) line \(reader.line): label \(name) must be a number or true/false, not \"\(row[c])\"")
+                    }
+                    flags.append(flag)
                 }
                 // Progressive: a later stage implies every earlier one.
                 if let last = flags.lastIndex(of: true), flags[0...last].contains(false) {
@@ -200,6 +204,20 @@ public enum LogJoin {
             throw Error("\(error)")
         }
         return out
+    }
+
+    /// A label cell: empty (no label, false), a finite number (> 0 is positive) or true/false in
+    /// any case; nil for anything else, which the caller refuses with the file and line.
+    static func parseLabel(_ cell: String) -> Bool? {
+        let t = cell.trimmingCharacters(in: .whitespaces)
+        if t.isEmpty { return false }
+        switch t.lowercased() {
+        case "true": return true
+        case "false": return false
+        default:
+            guard let v = Double(t), v.isFinite else { return nil }
+            return v > 0
+        }
     }
 
     /// item_id → the raw cells of the item fields (empty when a column is missing).

@@ -9,7 +9,8 @@ import CKernels
 ///   rows      `[n]` Int32 row numbers (gathered candidates), or a contiguous range (full scan)
 ///   out       `[n × T]` F32 probabilities, candidate-major
 ///
-/// The hot loop is C (`Sources/CKernels/ckernels.c`): per block of 256 candidates it gathers
+/// The hot loop is C (`Sources/CKernels/ckernels.c`), chosen at run time (`kernelISA`): AVX2 when
+/// the CPU has it, else a portable C path with the same block structure. Per block of 256 candidates it gathers
 /// each row in place from the mapping while prefetching the row `prefetch` candidates ahead,
 /// computes the T dots with AVX2 FMA (F16 via F16C, I8 widened to F32 and scaled per row), runs
 /// the logit chain and a vectorised sigmoid 8 candidates at a time, then fuses in Double (the
@@ -25,6 +26,11 @@ extension ItemIndex {
     /// boundaries for the hardware prefetcher (measured: 4 ≈ 16 ≈ 64, all better than 0).
     public static let scanPrefetch = 4
 
+    /// The kernel implementation in use, chosen at the first kernel call: `"avx2"` when the CPU
+    /// has AVX2, FMA and F16C, `"scalar"` (portable C) otherwise or when `PRERANK_KERNEL=scalar`.
+    /// Reported by `/v1/model`, `prerank_build_info{kernel}` and the `prerank bench` header.
+    public static var kernelISA: String { String(cString: pk_kernel_isa()) }
+
     /// Which vectors a kernel call reads: the index's own (`vectors`, in its dtype) or its F32
     /// `rescore` rows (exact rescoring of the best candidates of a quantised scan).
     public enum VectorSource: Sendable { case primary, rescore }
@@ -35,7 +41,10 @@ extension ItemIndex {
                               into out: UnsafeMutablePointer<Float>) {
         guard n > 0 else { return }
         withKernel(user: user, chain: chain, tuning: tuning, source: source) { kernel in
-            withScratch { scratch in pk_probabilities(kernel, rows, 0, Int64(n), scratch, out) }
+            withScratch { scratch in
+                tuning.implementation == .portable ? pk_probabilities_portable(kernel, rows, 0, Int64(n), scratch, out)
+                    : pk_probabilities(kernel, rows, 0, Int64(n), scratch, out)
+            }
         }
     }
 
@@ -45,7 +54,10 @@ extension ItemIndex {
                      source: VectorSource = .primary, tuning: KernelTuning = KernelTuning(), into out: UnsafeMutablePointer<Float>) {
         guard n > 0 else { return }
         withKernel(user: user, chain: chain, tuning: tuning, source: source) { kernel in
-            withScratch { scratch in pk_dots(kernel, rows, 0, Int64(n), scratch, out) }
+            withScratch { scratch in
+                tuning.implementation == .portable ? pk_dots_portable(kernel, rows, 0, Int64(n), scratch, out)
+                    : pk_dots(kernel, rows, 0, Int64(n), scratch, out)
+            }
         }
     }
 
@@ -55,7 +67,11 @@ extension ItemIndex {
                               into out: UnsafeMutablePointer<Float>) {
         guard !range.isEmpty else { return }
         withKernel(user: user, chain: chain, tuning: tuning, source: .primary) { kernel in
-            withScratch { scratch in pk_probabilities(kernel, nil, Int64(range.lowerBound), Int64(range.count), scratch, out) }
+            withScratch { scratch in
+                tuning.implementation == .portable
+                    ? pk_probabilities_portable(kernel, nil, Int64(range.lowerBound), Int64(range.count), scratch, out)
+                    : pk_probabilities(kernel, nil, Int64(range.lowerBound), Int64(range.count), scratch, out)
+            }
         }
     }
 
@@ -81,8 +97,9 @@ extension ItemIndex {
         var f = pk_fusion(formula: fusion.formula == .additive ? Int32(PK_ADDITIVE) : Int32(PK_MULTIPLICATIVE),
                           reserved: 0, alpha: fusion.alpha, beta: fusion.beta, gamma: fusion.gamma)
         return withKernel(user: user, chain: chain, tuning: tuning, source: source) { kernel in
-            Int(pk_score_filter(kernel, &f, rows, Int64(start), Int64(n), relevance, threshold,
-                                scratch.floats, scratch.keptIndex, scratch.keptScore))
+            let filter = tuning.implementation == .portable ? pk_score_filter_portable : pk_score_filter
+            return Int(filter(kernel, &f, rows, Int64(start), Int64(n), relevance, threshold,
+                              scratch.floats, scratch.keptIndex, scratch.keptScore))
         }
     }
 
@@ -165,11 +182,22 @@ public struct KernelTuning: Sendable, Equatable {
     /// I8 indexes: integer dot products against the user vector quantised per request (true),
     /// or int8 widened to F32 (false; the reference the error model is stated against).
     public var i8Integer: Bool
+    /// Which C implementation runs the call.
+    public enum Implementation: Sendable, Equatable {
+        /// The one chosen at run time (`ItemIndex.kernelISA`): what serving uses.
+        case dispatched
+        /// The portable C path whatever the CPU has (tests hold it to the references in the
+        /// same process as the AVX2 path).
+        case portable
+    }
+    public var implementation: Implementation
 
-    public init(prefetch: Int = ItemIndex.defaultPrefetch, rowPrefetch: RowPrefetch = .l1Lines, i8Integer: Bool = true) {
+    public init(prefetch: Int = ItemIndex.defaultPrefetch, rowPrefetch: RowPrefetch = .l1Lines, i8Integer: Bool = true,
+                implementation: Implementation = .dispatched) {
         self.prefetch = prefetch
         self.rowPrefetch = rowPrefetch
         self.i8Integer = i8Integer
+        self.implementation = implementation
     }
 }
 
@@ -219,9 +247,10 @@ public final class KernelScratch {
 
 /// Raw kernels the benchmark uses as baselines.
 public enum KernelBaselines {
-    /// Reads `bytes` bytes from `base` with AVX2 loads (the streaming-bandwidth baseline).
+    /// Reads `bytes` bytes from `base` (AVX2 loads, or 64-bit words on the portable path): the
+    /// streaming-bandwidth baseline.
     public static func streamRead(_ base: UnsafeRawPointer, bytes: Int) -> UInt64 { pk_stream_read(base, bytes) }
-    /// The kernel's vectorised sigmoid (tests compare it with libm).
+    /// The kernel's sigmoid (vectorised on AVX2, libm on the portable path; tests compare with libm).
     public static func sigmoid(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
         pk_sigmoid(x, y, Int64(count))
     }

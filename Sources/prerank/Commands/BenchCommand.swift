@@ -18,15 +18,15 @@ struct BenchCommand: ParsableCommand {
         """
     )
 
-    @Option(help: "Items in the synthetic index.") var items: Int = 1_000_000
-    @Option(help: "Tasks T.") var tasks: Int = 3
-    @Option(help: "Vector width d.") var d: Int = 64
-    @Option(help: "Random candidates per request.") var candidates: Int = 10_000
-    @Option(help: "Top-K size.") var k: Int = 100
+    @Option(parsing: .unconditional, help: "Items in the synthetic index.") var items: Int = 1_000_000
+    @Option(parsing: .unconditional, help: "Tasks T.") var tasks: Int = 3
+    @Option(parsing: .unconditional, help: "Vector width d.") var d: Int = 64
+    @Option(parsing: .unconditional, help: "Random candidates per request.") var candidates: Int = 10_000
+    @Option(parsing: .unconditional, help: "Top-K size.") var k: Int = 100
     @Option(help: "Index dtypes, comma-separated (f32,f16,i8).") var dtypes: String = "f32,f16,i8"
-    @Option(help: "Repetitions of whole-index figures.") var repeats: Int = 15
-    @Option(help: "Repetitions of gathered-candidate figures.") var gatherRepeats: Int = 200
-    @Option(help: "Threads for the parallel whole-index figure.") var threads: Int = ScoringOptions.cores
+    @Option(parsing: .unconditional, help: "Repetitions of whole-index figures.") var repeats: Int = 15
+    @Option(parsing: .unconditional, help: "Repetitions of gathered-candidate figures.") var gatherRepeats: Int = 200
+    @Option(parsing: .unconditional, help: "Threads for the parallel whole-index figure.") var threads: Int = ScoringOptions.cores
     @Option(help: "Directory for the synthetic model and indexes (reused).") var dir: String = "/tmp/prerank-bench"
     @Flag(help: "Skip the naive scalar baseline.") var noNaive = false
     @Option(help: "Scenarios to run, comma-separated: whole, gather, request.") var scenarios: String = "whole,gather,request"
@@ -35,6 +35,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Also measure the gather at these prefetch distances, comma-separated (rows ahead).") var prefetchSweep: String = ""
 
     func run() throws {
+        if let problem = BuildInfo.kernelEnvironmentProblem(ProcessInfo.processInfo.environment) { throw CLIError(problem) }
         #if DEBUG
         FileHandle.standardError.write(Data("warning: a debug build; benchmark figures need swift build -c release\n".utf8))
         #endif
@@ -77,7 +78,7 @@ struct BenchCommand: ParsableCommand {
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
             return
         }
-        print("prerank bench: N = \(report.items), T = \(report.tasks), d = \(report.d), candidates = \(report.candidates), k = \(report.k), \(report.cores) cores")
+        print("prerank bench: N = \(report.items), T = \(report.tasks), d = \(report.d), candidates = \(report.candidates), k = \(report.k), \(report.cores) cores, kernel = \(report.kernel)")
         print("measured \(ISO8601DateFormatter().string(from: Date())) on \(Self.machine())")
         print("| scenario | dtype | figure | p50 ms | min ms | GB/s | vs baseline (p50 ratio) | value |")
         print("|---|---|---|---:|---:|---:|---|---:|")

@@ -20,10 +20,10 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Training CSV.") var data: String
     @Option(help: "resflow, nse, nse+fr, nse+lr or esmm.") var arch: String = "resflow"
     @Option(help: "Hidden widths, comma-separated.") var hidden: String = "64,32"
-    @Option(help: "Output width d.") var d: Int = 32
-    @Option(help: "Mini-batch size.") var batch: Int = 512
-    @Option(help: "Rows timed per repeat.") var rows: Int = 200_000
-    @Option(help: "Rounds (each times one and two threads).") var repeats: Int = 3
+    @Option(parsing: .unconditional, help: "Output width d.") var d: Int = 32
+    @Option(parsing: .unconditional, help: "Mini-batch size.") var batch: Int = 512
+    @Option(parsing: .unconditional, help: "Rows timed per repeat.") var rows: Int = 200_000
+    @Option(parsing: .unconditional, help: "Rounds (each times one and two threads).") var repeats: Int = 3
     @Flag(help: "Print the report as JSON.") var json = false
 
     func run() throws {

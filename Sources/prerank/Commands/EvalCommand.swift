@@ -29,10 +29,10 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Test impressions CSV.") var data: String
     @Option(help: "Fusion: additive:α,β[,γ] or multiplicative:α,β.") var fusion: String?
     @Option(help: "Fusion formula: additive or multiplicative (overrides --fusion).") var formula: String?
-    @Option(help: "CTR weight α (overrides --fusion).") var alpha: Double?
-    @Option(help: "CTCVR weight β (overrides --fusion).") var beta: Double?
-    @Option(help: "Relevance weight γ, additive only (overrides --fusion).") var gamma: Double?
-    @Option(help: "K of WR@K and NDCG@K.") var k: Int = 100
+    @Option(parsing: .unconditional, help: "CTR weight α (overrides --fusion).") var alpha: Double?
+    @Option(parsing: .unconditional, help: "CTCVR weight β (overrides --fusion).") var beta: Double?
+    @Option(parsing: .unconditional, help: "Relevance weight γ, additive only (overrides --fusion).") var gamma: Double?
+    @Option(parsing: .unconditional, help: "K of WR@K and NDCG@K.") var k: Int = 100
     @Flag(help: "Print JSON (SPEC §4 shape).") var json = false
     @Option(help: "Write request_id,item_id,<task>…,score for every scored impression.") var predictions: String?
 
@@ -51,6 +51,11 @@ struct EvalCommand: ParsableCommand {
             guard scored.rows > 0 else { throw CLIError("\(data): no row with an item in the index") }
             if let predictions { try scored.writePredictions(to: predictions, fusion: policy) }
             let report = Evaluator.evaluate(scored, fusion: policy, k: k)
+            // An undefined figure is null in the report; say why on stderr, so a null is not
+            // mistaken for a bug (one class of labels missing from the rows).
+            for task in report.tasks where task.auc == nil || task.logLoss == nil {
+                Progress.line("eval: warning: task \(task.name) has \(task.positives) positive rows of \(scored.rows); AUC/log-loss undefined (null)", final: true)
+            }
             print(json ? report.json() : report.table())
         } catch let e as FormatError {
             throw CLIError(e.description)

@@ -22,28 +22,28 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Output directory (created if missing).", valueName: "dir"))
     var out: String
 
-    @Option(help: "Number of users.")
+    @Option(parsing: .unconditional, help: "Number of users.")
     var users: Int = 5_000
 
-    @Option(help: "Number of catalog items.")
+    @Option(parsing: .unconditional, help: "Number of catalog items.")
     var items: Int = 20_000
 
-    @Option(help: "Number of distinct queries.")
+    @Option(parsing: .unconditional, help: "Number of distinct queries.")
     var queries: Int = 2_000
 
-    @Option(help: "Number of requests (one user, one query each).")
+    @Option(parsing: .unconditional, help: "Number of requests (one user, one query each).")
     var requests: Int = 20_000
 
-    @Option(help: "Impressions per request (distinct items; at most --items).")
+    @Option(parsing: .unconditional, help: "Impressions per request (distinct items; at most --items).")
     var candidates: Int = 50
 
-    @Option(help: "Master random seed.")
+    @Option(parsing: .unconditional, help: "Master random seed.")
     var seed: UInt64 = 1
 
-    @Option(help: "Share of requests (split by request_id) written to test.csv.")
+    @Option(parsing: .unconditional, help: "Share of requests (split by request_id) written to test.csv.")
     var testFraction: Double = 0.2
 
-    @Option(help: "Number of item/query categories (capped by --items and --queries).")
+    @Option(parsing: .unconditional, help: "Number of item/query categories (capped by --items and --queries).")
     var categories: Int = 40
 
     @Flag(help: "No progress or summary on stderr.")

@@ -15,8 +15,8 @@ struct InitModelCommand: ParsableCommand {
     @Option(help: "resflow, nse, nse+fr, nse+lr or esmm.") var arch: String = "resflow"
     @Flag(help: "Clamp residual logits at 0 for k > 0.") var clamp = false
     @Option(help: "Hidden widths, comma-separated (empty for none).") var hidden: String = "64,32"
-    @Option(help: "Output width d.") var d: Int = 32
-    @Option(help: "Random seed.") var seed: UInt64 = 1
+    @Option(parsing: .unconditional, help: "Output width d.") var d: Int = 32
+    @Option(parsing: .unconditional, help: "Random seed.") var seed: UInt64 = 1
 
     func run() throws {
         let widths = try hidden.split(separator: ",").map { part -> Int in

@@ -23,30 +23,30 @@ struct LoadTestCommand: ParsableCommand {
     )
 
     @Option(help: "Target URL (http://host:port/path).") var url: String = "http://127.0.0.1:8080/prerank"
-    @Option(help: "Requests per second (the first rate of a sweep).") var rate: Double = 100
-    @Option(help: "Seconds per step.") var duration: Double = 10
-    @Option(help: "Seconds of unrecorded warm-up before each step.") var warmup: Double = 1
-    @Option(help: "Keep-alive connections opened at the start.") var connections: Int = 8
-    @Option(help: "Most connections (more are opened when a request finds none free).") var maxConnections: Int = 64
-    @Option(help: "Per-request timeout, milliseconds.") var timeoutMs: Int = 10_000
+    @Option(parsing: .unconditional, help: "Requests per second (the first rate of a sweep).") var rate: Double = 100
+    @Option(parsing: .unconditional, help: "Seconds per step.") var duration: Double = 10
+    @Option(parsing: .unconditional, help: "Seconds of unrecorded warm-up before each step.") var warmup: Double = 1
+    @Option(parsing: .unconditional, help: "Keep-alive connections opened at the start.") var connections: Int = 8
+    @Option(parsing: .unconditional, help: "Most connections (more are opened when a request finds none free).") var maxConnections: Int = 64
+    @Option(parsing: .unconditional, help: "Per-request timeout, milliseconds.") var timeoutMs: Int = 10_000
 
     @Option(help: "JSON-lines file of request bodies.") var requests: String?
     @Flag(help: "Generate bodies from --model and --index (implied by --model).") var generate = false
     @Option(help: "Model directory (for generated bodies).") var model: String?
     @Option(help: "Index file (candidate ids for generated bodies).") var index: String?
-    @Option(help: "Candidates per generated body.") var candidates: Int = 10_000
-    @Option(help: "Distinct generated bodies (cycled).") var bodies: Int = 200
-    @Option(help: "k for generated bodies (default: the server's).") var k: Int?
-    @Option(help: "Random seed for generated bodies.") var seed: UInt64 = 1
+    @Option(parsing: .unconditional, help: "Candidates per generated body.") var candidates: Int = 10_000
+    @Option(parsing: .unconditional, help: "Distinct generated bodies (cycled).") var bodies: Int = 200
+    @Option(parsing: .unconditional, help: "k for generated bodies (default: the server's).") var k: Int?
+    @Option(parsing: .unconditional, help: "Random seed for generated bodies.") var seed: UInt64 = 1
     @Option(help: "Also write the generated bodies to this JSON-lines file.") var writeRequests: String?
 
     @Flag(help: "Raise the rate until p99 passes the target; report the knee.") var sweep = false
     @Option(help: "p99 budget for --sweep, milliseconds.") var p99Target: Double = 150
-    @Option(help: "Sweep: multiply the rate by this each step.") var stepFactor: Double = 1.25
-    @Option(help: "Sweep: add this many requests/s each step instead.") var step: Double = 0
-    @Option(help: "Sweep: highest rate to try.") var maxRate: Double = 100_000
-    @Option(help: "Sweep: highest error rate that still passes.") var maxErrorRate: Double = 0.01
-    @Option(help: "Sweep: confirm at this fraction of the knee (0 to skip).") var confirmFraction: Double = 0.8
+    @Option(parsing: .unconditional, help: "Sweep: multiply the rate by this each step.") var stepFactor: Double = 1.25
+    @Option(parsing: .unconditional, help: "Sweep: add this many requests/s each step instead.") var step: Double = 0
+    @Option(parsing: .unconditional, help: "Sweep: highest rate to try.") var maxRate: Double = 100_000
+    @Option(parsing: .unconditional, help: "Sweep: highest error rate that still passes.") var maxErrorRate: Double = 0.01
+    @Option(parsing: .unconditional, help: "Sweep: confirm at this fraction of the knee (0 to skip).") var confirmFraction: Double = 0.8
 
     @Flag(help: "Print the report as JSON.") var json = false
     @Option(help: "Write a latency-vs-rate SVG plot here.") var svg: String?

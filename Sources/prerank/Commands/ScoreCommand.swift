@@ -20,6 +20,7 @@ struct ScoreCommand: ParsableCommand {
     @Option(help: "Config file (fusion, topk, server.max_candidates).") var config: String?
 
     func run() throws {
+        if let problem = BuildInfo.kernelEnvironmentProblem(ProcessInfo.processInfo.environment) { throw CLIError(problem) }
         let settings: PreRankConfig
         do {
             settings = try config.map { try ConfigLoader.load(path: $0) } ?? PreRankConfig()

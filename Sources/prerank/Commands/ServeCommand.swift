@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import PreRankServer
 
 struct ServeCommand: ParsableCommand {
@@ -17,9 +18,10 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Model directory (overrides model.dir).") var model: String?
     @Option(help: "Item index (overrides model.index).") var index: String?
     @Option(help: "Listen address (overrides server.host).") var host: String?
-    @Option(help: "Listen port (overrides server.port; 0 picks a free one).") var port: Int?
+    @Option(parsing: .unconditional, help: "Listen port (overrides server.port; 0 picks a free one).") var port: Int?
 
     func validate() throws {
+        if let problem = BuildInfo.kernelEnvironmentProblem(ProcessInfo.processInfo.environment) { throw CLIError(problem) }
         do throws(ConfigError) {
             try ConfigLoader.checkServeFlags(host: host, port: port, modelDir: model, index: index)
         } catch {

@@ -21,18 +21,18 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "resflow, nse, nse+fr, nse+lr or esmm.") var arch: String = "resflow"
     @Flag(help: "Clamp residual logits at 0 for k > 0 (probabilities never increase).") var clamp = false
     @Option(help: "Positive weights per task, e.g. ctr=1,ctcvr=500.") var posWeight: String = ""
-    @Option(help: "Epochs at most.") var epochs: Int = 4
-    @Option(help: "Mini-batch size.") var batch: Int = 512
-    @Option(help: "Adam learning rate.") var lr: Float = 0.002
-    @Option(help: "Learning rate of the embedding tables (default: --lr).") var embeddingLr: Float?
+    @Option(parsing: .unconditional, help: "Epochs at most.") var epochs: Int = 4
+    @Option(parsing: .unconditional, help: "Mini-batch size.") var batch: Int = 512
+    @Option(parsing: .unconditional, help: "Adam learning rate.") var lr: Float = 0.002
+    @Option(parsing: .unconditional, help: "Learning rate of the embedding tables (default: --lr).") var embeddingLr: Float?
     @Option(help: "L2 on the embedding rows a batch touches (hashed id tables memorise without it).") var embeddingL2: Float = TrainingConfig.defaultEmbeddingL2
-    @Option(help: "Random seed (same seed and data: same weights).") var seed: UInt64 = 1
+    @Option(parsing: .unconditional, help: "Random seed (same seed and data: same weights).") var seed: UInt64 = 1
     @Option(help: "Hidden widths, comma-separated.") var hidden: String = "64,32"
-    @Option(help: "Output width d.") var d: Int = 32
-    @Option(help: "Share of request ids held out for validation.") var validationFraction: Double = 0.1
-    @Option(help: "Epochs without validation improvement before stopping.") var patience: Int = 2
+    @Option(parsing: .unconditional, help: "Output width d.") var d: Int = 32
+    @Option(parsing: .unconditional, help: "Share of request ids held out for validation.") var validationFraction: Double = 0.1
+    @Option(parsing: .unconditional, help: "Epochs without validation improvement before stopping.") var patience: Int = 2
     @Flag(help: "Skip and count malformed rows instead of stopping.") var skipBadRows = false
-    @Option(help: "Threads: 2 runs the user and item sides of each step at once, 1 one after the other (same weights).")
+    @Option(parsing: .unconditional, help: "Threads: 2 runs the user and item sides of each step at once, 1 one after the other (same weights).")
     var threads: Int = 2
     @Option(help: "Model version string.") var version: String?
 
@@ -41,7 +41,13 @@ struct TrainCommand: ParsableCommand {
             guard let w = Int(part.trimmingCharacters(in: .whitespaces)), w >= 1 else { throw CLIError("--hidden must be positive integers") }
             return w
         }
-        guard d >= 1, epochs >= 1, batch >= 1, lr > 0, lr.isFinite else { throw CLIError("--d, --epochs, --batch must be ≥ 1 and --lr > 0") }
+        // Each flag named with the value given, one line (`--epochs -3` reaches here: numeric
+        // options parse unconditionally).
+        for (flag, value) in [("--d", d), ("--epochs", epochs), ("--batch", batch)] where value < 1 {
+            throw CLIError("\(flag) must be ≥ 1, not \(value)")
+        }
+        guard lr > 0, lr.isFinite else { throw CLIError("--lr must be > 0, not \(lr)") }
+        guard patience >= 0 else { throw CLIError("--patience must be ≥ 0, not \(patience)") }
         guard (embeddingLr ?? lr) > 0, (embeddingLr ?? lr).isFinite else { throw CLIError("--embedding-lr must be > 0") }
         guard embeddingL2 >= 0, embeddingL2.isFinite else { throw CLIError("--embedding-l2 must be ≥ 0") }
         guard threads == 1 || threads == 2 else { throw CLIError("--threads must be 1 or 2") }
@@ -83,8 +89,16 @@ struct TrainCommand: ParsableCommand {
             var described = model
             let last = report.epochs.first { $0.epoch == report.bestEpoch }
             var metrics: [String: JSONValue] = [:]
+            // No validation rows: AUC and log-loss are undefined, written as null with a warning (not
+            // 0, which reads as a measured result). A split without positives for a task still
+            // reports Trainer's placeholder (AUC 0.5, log-loss 0): that fix belongs in
+            // Sources/Training/Train (Optimiser.aucs returning nil), outside this change.
+            if report.validationRows == 0 {
+                Progress.line("train: warning: no validation rows; validation AUC and log-loss are null in model.json", final: true)
+            }
             for name in model.taskNames {
-                metrics[name] = .object(["auc": .number(last?.validationAUC[name] ?? 0), "logloss": .number(last?.validationLogLoss[name] ?? 0)])
+                func figure(_ v: Double?) -> JSONValue { report.validationRows > 0 ? v.map(JSONValue.number) ?? .null : .null }
+                metrics[name] = .object(["auc": figure(last?.validationAUC[name]), "logloss": figure(last?.validationLogLoss[name])])
             }
             described.spec.training = .object([
                 "data": .string(data), "rows": .number(Double(report.trainRows)), "validation_rows": .number(Double(report.validationRows)),

@@ -22,7 +22,7 @@ struct TuneFusionCommand: ParsableCommand {
     @Option(help: "Model directory (model.json + weights.safetensors).") var model: String
     @Option(help: "Item index built from the model.") var index: String
     @Option(help: "Test impressions CSV (request_id, user fields, item_id, labels, optional relevance).") var data: String
-    @Option(help: "K of WR@K.") var k: Int = 100
+    @Option(parsing: .unconditional, help: "K of WR@K.") var k: Int = 100
     @Option(help: "Heat map of WR@K over α × β (SVG).") var svg: String?
     @Option(help: "additive, multiplicative or both.") var formula: String = "both"
     @Option(help: "Additive α grid, comma-separated.") var additiveAlpha: String?
