@@ -64,9 +64,17 @@ public enum ConfigLoader {
             }
             c.server.adminTokenFile = try s.optionalString("admin_token_file")
         }
-        if let s = try top.section("model", known: ["dir", "index"]) {
+        if let s = try top.section("model", known: ["dir", "index", "updates"]) {
             try s.string("dir", into: &c.model.dir)
             try s.string("index", into: &c.model.index)
+            if let u = try s.optionalString("updates") {
+                guard !u.isEmpty else { throw s.error("updates", "must be a file path") }
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: u, isDirectory: &isDirectory), isDirectory.boolValue {
+                    throw s.error("updates", "\(u) is a directory; the update log is a file")
+                }
+                c.model.updates = u
+            }
         }
         try top.double("budget_ms", 0.001...3_600_000, into: &c.budgetMs)
         if let s = try top.section("topk", known: ["default", "max", "rescore_depth"]) {
