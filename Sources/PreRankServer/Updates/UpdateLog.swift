@@ -14,25 +14,27 @@ import Foundation
 ///
 ///     magic    8 bytes  "PRKUPD01"
 ///     record*:
-///       length   u32    payload bytes
-///       sequence u64    strictly increasing from one record to the next
-///       crc      u32    zlib crc32 of length ‖ sequence ‖ payload
-///       payload  length bytes: the change as JSON (`ItemChangeCodec`)
+///       length      u32   payload bytes
+///       sequence    u64   strictly increasing from one record to the next
+///       payload_crc u32   zlib crc32 of the payload
+///       header_crc  u32   zlib crc32 of the 16 bytes before it
+///       payload     length bytes: the change as JSON (`ItemChangeCodec`)
 ///
 /// Why this shape: the length comes first so a reader can step over records without parsing
-/// them; the CRC covers the length too, so a torn or flipped length cannot send the reader to a
-/// wrong offset unnoticed; the sequence lets a base index built from the log
-/// (`build-index --updates`, metadata `updates_sequence`) skip what it already holds.
+/// them; the header has its own CRC, so a flipped length is caught before it sends the reader to
+/// a wrong offset, and a reader can recognise the start of a good record anywhere in the file;
+/// the sequence lets a base index built from the log (`build-index --updates`, metadata
+/// `updates_sequence`) skip what it already holds.
 ///
-/// A crash can tear only the last record (records are appended, and one is fsync'd before the
-/// next is written). A failing record that reaches the end of the file (short header, a length
-/// past the end, or a CRC mismatch on the final record) or that is followed only by zero bytes
-/// (a filesystem that extended the file before the data landed) is such a tear: dropped with a
-/// warning, everything before it kept. A failing record followed by more data is corruption, not
-/// a tear, and refused: dropping it would silently lose the changes after it.
+/// A damaged record (short header, bad header CRC, a length past the end, bad payload CRC) is a
+/// **torn tail** when no valid record header follows it anywhere in the file: a crash can tear only
+/// the last record (one is fsync'd before the next is written), whatever bytes the tear left
+/// (a prefix, zeros, garbage). It is dropped with a warning and everything before it kept. A
+/// damaged record *followed by a valid one* is corruption, and refused: dropping it would silently
+/// lose the changes after it.
 public enum UpdateLog {
     public static let magic: [UInt8] = Array("PRKUPD01".utf8)
-    public static let headerBytes = 16
+    public static let headerBytes = 20
     /// A record larger than this is corruption (a change is bounded by `server.max_body_bytes`).
     public static let maxPayload = 1 << 30
 
@@ -59,8 +61,8 @@ public enum UpdateLog {
         out.reserveCapacity(headerBytes + payload.count)
         append(UInt32(payload.count), to: &out)
         append(sequence, to: &out)
-        let crc = checksum(out[0..<12], payload)
-        append(crc, to: &out)
+        append(crc(payload[...]), to: &out)
+        append(crc(out[0..<16]), to: &out)
         out.append(contentsOf: payload)
         return out
     }
@@ -90,44 +92,57 @@ public enum UpdateLog {
         var offset = magic.count
         var torn: String?
         while offset < bytes.count {
+            var damage: String?
             let remaining = bytes.count - offset
-            func tornOrCorrupt(_ what: String, end: Int) throws(UpdateLogError) {
-                if end >= bytes.count || bytes[offset...].allSatisfy({ $0 == 0 }) {
-                    torn = "record at byte \(offset): \(what)"
-                    return
-                }
-                throw UpdateLogError(path: path, message: "record at byte \(offset): \(what), and \(bytes.count - end) bytes follow it: the log is corrupt, not torn")
-            }
+            var end = bytes.count
             if remaining < headerBytes {
-                try tornOrCorrupt("header cut short (\(remaining) of \(headerBytes) bytes)", end: bytes.count)
+                damage = "header cut short (\(remaining) of \(headerBytes) bytes)"
+            } else if !headerIsValid(bytes, at: offset) {
+                damage = "header CRC mismatch"
+            } else {
+                let length = Int(load(UInt32.self, bytes, offset))
+                end = offset + headerBytes + length
+                if length > maxPayload || end > bytes.count {
+                    damage = "length \(length) runs past the end of the file"
+                } else if crc(bytes[(offset + headerBytes)..<end]) != load(UInt32.self, bytes, offset + 12) {
+                    damage = "payload CRC mismatch"
+                }
+            }
+            if let damage {
+                if let next = nextValidHeader(bytes, after: offset) {
+                    throw UpdateLogError(path: path, message: "record at byte \(offset): \(damage), and a valid record follows at byte \(next): the log is corrupt, not torn")
+                }
+                torn = "record at byte \(offset): \(damage)"
                 break
             }
-            let length = Int(load(UInt32.self, bytes, offset))
             let sequence = load(UInt64.self, bytes, offset + 4)
-            let crc = load(UInt32.self, bytes, offset + 12)
-            let end = offset + headerBytes + length
-            if length > maxPayload || end > bytes.count {
-                try tornOrCorrupt("length \(length) runs past the end of the file", end: bytes.count)
-                break
-            }
-            let payload = Array(bytes[(offset + headerBytes)..<end])
-            if checksum(bytes[offset..<(offset + 12)], payload) != crc {
-                try tornOrCorrupt("CRC mismatch", end: end)
-                break
-            }
             if let last = records.last, sequence <= last.sequence {
                 throw UpdateLogError(path: path, message: "record at byte \(offset): sequence \(sequence) after \(last.sequence)")
             }
-            records.append(Record(sequence: sequence, payload: payload, offset: offset))
+            records.append(Record(sequence: sequence, payload: Array(bytes[(offset + headerBytes)..<end]), offset: offset))
             offset = end
         }
-        return Contents(records: records, validEnd: torn == nil ? bytes.count : (records.last.map { $0.offset + headerBytes + $0.payload.count } ?? magic.count), torn: torn)
+        let validEnd = torn == nil ? bytes.count : (records.last.map { $0.offset + headerBytes + $0.payload.count } ?? magic.count)
+        return Contents(records: records, validEnd: validEnd, torn: torn)
     }
 
-    static func checksum(_ head: ArraySlice<UInt8>, _ payload: [UInt8]) -> UInt32 {
-        var c = head.withUnsafeBufferPointer { crc32(0, $0.baseAddress, UInt32($0.count)) }
-        c = payload.withUnsafeBufferPointer { crc32(c, $0.baseAddress, UInt32($0.count)) }
-        return UInt32(truncatingIfNeeded: c)
+    static func headerIsValid(_ bytes: [UInt8], at offset: Int) -> Bool {
+        offset + headerBytes <= bytes.count && crc(bytes[offset..<(offset + 16)]) == load(UInt32.self, bytes, offset + 16)
+    }
+
+    /// The first offset after `offset` where a record header with a valid CRC starts (only on
+    /// the error path: a 32-bit CRC matching by chance is a 2^-32 event per offset).
+    static func nextValidHeader(_ bytes: [UInt8], after offset: Int) -> Int? {
+        var o = offset + 1
+        while o + headerBytes <= bytes.count {
+            if headerIsValid(bytes, at: o) { return o }
+            o += 1
+        }
+        return nil
+    }
+
+    static func crc(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+        UInt32(truncatingIfNeeded: bytes.withUnsafeBufferPointer { crc32(0, $0.baseAddress, UInt32($0.count)) })
     }
 
     private static func append<T: FixedWidthInteger>(_ v: T, to out: inout [UInt8]) {
