@@ -288,3 +288,29 @@ def test_canary_gets_the_changes_too(prerank, world, tmp_path):
         assert 'prerank_index_delta_items{arm="canary"} 3' in metrics
     finally:
         assert server.stop() == 0
+
+
+def test_upsert_items_cli_sends_a_csv_in_batches(prerank, world, tmp_path):
+    server, cfg = start(prerank, world, tmp_path, world / "base-f32.st")
+    try:
+        header = list(world.rows[0].keys())
+        with open(tmp_path / "new.csv", "w", newline="") as f:
+            out = csv.DictWriter(f, fieldnames=header)
+            out.writeheader()
+            for n in NEW:
+                out.writerow({k: n[k] for k in header})
+            row = dict(world.rows[1], price="777.5")
+            out.writerow(row)
+        (tmp_path / "gone.txt").write_text(f"{world.ids[2]}\n")
+        p = run(prerank, "upsert-items", "--url", f"http://127.0.0.1:{server.port}", "--token-file", world / "token",
+                "--items", tmp_path / "new.csv", "--delete", tmp_path / "gone.txt", "--batch", 2)
+        assert json.loads(p.stdout) == {"sent": 4, "items": 1501, "sequence": 3}, p.stdout
+        assert "rows sent" in p.stderr
+        for req in requests(world):
+            assert_same(prerank_answer(server, req), score_answer(prerank, world, world / "after-f32.st", req, cfg, tmp_path))
+        (tmp_path / "wrong").write_text("wrong-token-xyz\n")
+        bad = run(prerank, "upsert-items", "--url", f"http://127.0.0.1:{server.port}", "--token-file", tmp_path / "wrong",
+                  "--items", tmp_path / "new.csv", check=False)
+        assert bad.returncode != 0 and "401" in bad.stderr
+    finally:
+        assert server.stop() == 0

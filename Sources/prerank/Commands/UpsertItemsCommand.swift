@@ -39,6 +39,9 @@ struct UpsertItemsCommand: ParsableCommand {
             .trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty else {
             throw CLIError("cannot read a token from \(tokenFile)")
         }
+        guard !token.contains(where: { $0.isNewline || $0 == "\r" }) else {
+            throw CLIError("\(tokenFile) must hold the token on one line")
+        }
         var kinds: [String: FeatureKind]?
         if let model {
             do {
