@@ -30,7 +30,8 @@ import TwinTower
     static func write(_ items: [(Int64, [Float])], dtype: IndexDType, rescore: Bool, name: String) throws -> ItemIndex {
         let sorted = items.sorted { $0.0 < $1.0 }
         let model = world.model
-        let path = directory + "/\(name)-\(dtype.rawValue)\(rescore ? "r" : "").st"
+        // Unique per call: test cases run in parallel and must not share a file.
+        let path = directory + "/\(name)-\(dtype.rawValue)\(rescore ? "r" : "")-\(UUID().uuidString).st"
         _ = try IndexBuilder.write(ids: sorted.map(\.0), vectors: sorted.flatMap(\.1), taskNames: model.taskNames, d: model.d,
                                    dtype: dtype, fingerprint: model.fingerprint, modelVersion: model.spec.version, output: path,
                                    rescore: rescore)
