@@ -102,10 +102,11 @@ public enum ConfigLoader {
             try s.choice("level", into: &c.logging.level)
             try s.choice("format", into: &c.logging.format)
         }
-        if let s = try top.section("request_log", known: ["dir", "sample_rate", "max_file_bytes", "max_files"]) {
+        if let s = try top.section("request_log", known: ["dir", "sample_rate", "max_file_bytes", "max_files", "candidate_sample"]) {
             var r = PreRankConfig.RequestLog()
             try s.string("dir", into: &r.dir)
             try s.double("sample_rate", 0...1, into: &r.sampleRate)
+            try s.int("candidate_sample", 0...100_000, into: &r.candidateSample)
             try s.int("max_file_bytes", 4096...(1 << 40), into: &r.maxFileBytes)
             try s.int("max_files", 1...1_000_000, into: &r.maxFiles)
             c.requestLog = r

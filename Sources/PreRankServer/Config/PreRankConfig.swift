@@ -122,6 +122,9 @@ public struct PreRankConfig: Sendable, Equatable {
         public var sampleRate = 0.01
         public var maxFileBytes = 64 << 20
         public var maxFiles = 100
+        /// Per logged request, a uniform sample of this many candidates that were scored and not
+        /// returned, with probabilities and inclusion probability (`DroppedSample`); 0: none.
+        public var candidateSample = 0
         public init() {}
     }
 

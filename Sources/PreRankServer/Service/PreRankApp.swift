@@ -182,12 +182,17 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     private func logRequest(_ o: PreRankService.Outcome) {
         guard let log = requestLogBox.withLock({ $0 }), log.shouldSample(requestID: o.request.requestID) else { return }
         let f = o.result.fusion
+        var dropped: DroppedSample.Sample?
+        if let n = current?.config.requestLog?.candidateSample, n > 0 {
+            var rng = SystemRandomNumberGenerator()
+            dropped = DroppedSample.draw(request: o.request, result: o.result, bundle: o.bundle, n: n, using: &rng)
+        }
         let line = RequestLogLine.encode(
             time: Date().timeIntervalSince1970, requestID: o.request.requestID, modelVersion: o.bundle.version, arm: o.arm ?? "",
             fusion: (f.formula.rawValue, f.alpha, f.beta, f.gamma), user: o.request.user, query: o.request.query,
             candidates: o.request.candidates, relevance: o.request.relevance,
             items: o.result.items.map { ($0.id, $0.score, $0.probabilities) }, tasks: o.bundle.model.taskNames,
-            partial: o.result.partial)
+            partial: o.result.partial, dropped: dropped)
         log.submit(line)
     }
 
