@@ -314,3 +314,34 @@ def test_upsert_items_cli_sends_a_csv_in_batches(prerank, world, tmp_path):
         assert bad.returncode != 0 and "401" in bad.stderr
     finally:
         assert server.stop() == 0
+
+
+def test_request_log_samples_dropped_candidates(prerank, world, tmp_path):
+    port = free_port()
+    cfg = config(tmp_path / "prerank.yaml", world, port, world / "base-f32.st", tmp_path / "updates.log")
+    cfg.write_text(cfg.read_text() + f"""request_log:
+  dir: {tmp_path / 'logs'}
+  sample_rate: 1.0
+  candidate_sample: 5
+""")
+    server = Server(prerank, cfg, port)
+    try:
+        assert post_items(server, {"upsert": NEW, "delete": [world.ids[5]]})[0] == 200
+        body = {"request_id": "s1", "user": {"user_id": "u1"}, "candidates": world.ids[:30] + [900001, 900002, 42], "k": 10}
+        got = prerank_answer(server, body)
+        returned = {i["id"] for i in got["items"]}
+    finally:
+        assert server.stop() == 0
+    import gzip
+    lines = []
+    for name in sorted(os.listdir(tmp_path / "logs")):
+        path = tmp_path / "logs" / name
+        data = gzip.open(path).read() if name.endswith(".gz") else path.read_bytes()
+        lines += [json.loads(l) for l in data.decode().splitlines() if l]
+    line = next(l for l in lines if l["request_id"] == "s1")
+    dropped = line["dropped"]
+    pool = 32 - 1 - 10  # known distinct candidates (ids[5] deleted, 42 unknown) minus the returned
+    assert dropped["inclusion"] == pytest.approx(5 / pool)
+    ids = [i["id"] for i in dropped["items"]]
+    assert len(set(ids)) == 5 and not set(ids) & returned and world.ids[5] not in ids and 42 not in ids
+    assert all(set(i["probabilities"]) == {"ctr", "atcr", "ctcvr"} for i in dropped["items"])
