@@ -13,6 +13,7 @@ struct PreRank: ParsableCommand {
             // verbs are registered here, one file each under Commands/
             BuildIndexCommand.self,
             InspectCommand.self,
+            UpsertItemsCommand.self,
             InitModelCommand.self,
             GenerateCommand.self,
             JoinLogsCommand.self,

@@ -66,9 +66,17 @@ public enum ConfigLoader {
             }
             c.server.adminTokenFile = try s.optionalString("admin_token_file")
         }
-        if let s = try top.section("model", known: ["dir", "index"]) {
+        if let s = try top.section("model", known: ["dir", "index", "updates"]) {
             try s.string("dir", into: &c.model.dir)
             try s.string("index", into: &c.model.index)
+            if let u = try s.optionalString("updates") {
+                guard !u.isEmpty else { throw s.error("updates", "must be a file path") }
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: u, isDirectory: &isDirectory), isDirectory.boolValue {
+                    throw s.error("updates", "\(u) is a directory; the update log is a file")
+                }
+                c.model.updates = u
+            }
         }
         try top.double("budget_ms", 0.001...3_600_000, into: &c.budgetMs)
         if let s = try top.section("topk", known: ["default", "max", "rescore_depth", "allow_whole_index"]) {
@@ -98,10 +106,11 @@ public enum ConfigLoader {
             try s.choice("format", into: &c.logging.format)
             try s.double("access_sample_rate", 0...1, into: &c.logging.accessSampleRate)
         }
-        if let s = try top.section("request_log", known: ["dir", "sample_rate", "max_file_bytes", "max_files"]) {
+        if let s = try top.section("request_log", known: ["dir", "sample_rate", "max_file_bytes", "max_files", "candidate_sample"]) {
             var r = PreRankConfig.RequestLog()
             try s.string("dir", into: &r.dir)
             try s.double("sample_rate", 0...1, into: &r.sampleRate)
+            try s.int("candidate_sample", 0...100_000, into: &r.candidateSample)
             try s.int("max_file_bytes", 4096...(1 << 40), into: &r.maxFileBytes)
             try s.int("max_files", 1...1_000_000, into: &r.maxFiles)
             c.requestLog = r

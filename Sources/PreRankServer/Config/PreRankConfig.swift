@@ -109,6 +109,10 @@ public struct PreRankConfig: Sendable, Equatable {
     public struct ModelPaths: Sendable, Equatable {
         public var dir = "demo/model"
         public var index = "demo/index.safetensors"
+        /// The live catalog's update log (`POST /admin/items`, SPEC §1 "Update log"); nil
+        /// (the default) leaves the catalog as the index holds it and the endpoint off.
+        /// Read from `model` only: one log serves the primary and the canary.
+        public var updates: String? = nil
         public init() {}
         public init(dir: String, index: String) {
             self.dir = dir
@@ -163,6 +167,9 @@ public struct PreRankConfig: Sendable, Equatable {
         public var sampleRate = 0.01
         public var maxFileBytes = 64 << 20
         public var maxFiles = 100
+        /// Per logged request, a uniform sample of this many candidates that were scored and not
+        /// returned, with probabilities and inclusion probability (`DroppedSample`); 0: none.
+        public var candidateSample = 0
         public init() {}
     }
 

@@ -51,6 +51,10 @@ public final class MetricsRegistry: Sendable {
         var requestLogWritten: UInt64 = 0
         var arms: [String: UInt64] = [:]
         var gauges: [String: (help: String, value: Double)] = [:]
+        /// `POST /admin/items` by result (ok, invalid, unauthorized, disabled, failed).
+        var itemUpdates: [String: UInt64] = [:]
+        /// The live catalog by arm: delta items, deleted ids, last sequence applied.
+        var catalog: [CatalogGauges] = []
         var transport: HTTPServerStats?
         var loads = LoadCounts()
         var reloadsCoalesced: UInt64 = 0
@@ -104,6 +108,23 @@ public final class MetricsRegistry: Sendable {
     public func recordPartial() { state.withLock { $0.partial += 1 } }
     public func recordShed() { state.withLock { $0.shed += 1 } }
     public func recordBudgetExpired() { state.withLock { $0.budgetExpired += 1 } }
+    /// The live catalog of one arm, as `/metrics` shows it.
+    public struct CatalogGauges: Sendable, Equatable {
+        public var arm: String
+        public var baseItems: Int
+        public var deltaItems: Int
+        public var deletedItems: Int
+        public var sequence: UInt64
+        public init(arm: String, baseItems: Int, deltaItems: Int, deletedItems: Int, sequence: UInt64) {
+            self.arm = arm
+            self.baseItems = baseItems
+            self.deltaItems = deltaItems
+            self.deletedItems = deletedItems
+            self.sequence = sequence
+        }
+    }
+    public func recordItemUpdate(result: String) { state.withLock { $0.itemUpdates[result, default: 0] += 1 } }
+    public func setCatalog(_ gauges: [CatalogGauges]) { state.withLock { $0.catalog = gauges } }
     public func recordReload(result: String) { state.withLock { $0.reloads[result, default: 0] += 1 } }
     /// A reload trigger that joined a reload already queued (one reload answers both).
     public func recordReloadCoalesced() { state.withLock { $0.reloadsCoalesced += 1 } }
@@ -183,6 +204,19 @@ public final class MetricsRegistry: Sendable {
         for (result, v) in s.reloads.sorted(by: { $0.key < $1.key }) {
             out += "prerank_reloads_total{result=\"\(escape(result))\"} \(v)\n"
         }
+        header("prerank_item_updates_total", "counter", "POST /admin/items by result (ok, invalid, unauthorized, disabled, failed).")
+        for result in ["ok", "invalid"] where s.itemUpdates[result] == nil { out += "prerank_item_updates_total{result=\"\(result)\"} 0\n" }
+        for (result, v) in s.itemUpdates.sorted(by: { $0.key < $1.key }) {
+            out += "prerank_item_updates_total{result=\"\(escape(result))\"} \(v)\n"
+        }
+        header("prerank_index_base_items", "gauge", "Items in the mapped base index, by arm.")
+        for c in s.catalog { out += "prerank_index_base_items{arm=\"\(c.arm)\"} \(c.baseItems)\n" }
+        header("prerank_index_delta_items", "gauge", "Items upserted over the base index (live catalog), by arm.")
+        for c in s.catalog { out += "prerank_index_delta_items{arm=\"\(c.arm)\"} \(c.deltaItems)\n" }
+        header("prerank_index_deleted_items", "gauge", "Ids deleted from the live catalog and not upserted since, by arm.")
+        for c in s.catalog { out += "prerank_index_deleted_items{arm=\"\(c.arm)\"} \(c.deletedItems)\n" }
+        header("prerank_updates_sequence", "gauge", "Last update-log sequence applied to the served catalog, by arm.")
+        for c in s.catalog { out += "prerank_updates_sequence{arm=\"\(c.arm)\"} \(c.sequence)\n" }
         header("prerank_reloads_coalesced_total", "counter", "Reload triggers (SIGHUP, POST /admin/reload) answered by a reload already queued.")
         out += "prerank_reloads_coalesced_total \(s.reloadsCoalesced)\n"
         header("prerank_model_loads_total", "counter", "Model directories read (start and reloads); an unchanged one is shared, not read.")

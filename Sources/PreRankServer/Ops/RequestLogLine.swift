@@ -25,7 +25,8 @@ public enum RequestLogLine {
         relevance: [Double]? = nil,
         items: [(id: Int64, score: Double, probabilities: [Float])],
         tasks: [String],
-        partial: Bool
+        partial: Bool,
+        dropped: DroppedSample.Sample? = nil
     ) -> [UInt8] {
         var s = ""
         s.reserveCapacity(256 + 24 * (candidates?.count ?? 0) + 96 * items.count)
@@ -74,7 +75,22 @@ public enum RequestLogLine {
             }
             s += "}}"
         }
-        s += "],\"partial\":" + (partial ? "true" : "false") + "}\n"
+        s += "],\"partial\":" + (partial ? "true" : "false")
+        if let dropped {
+            // `request_log.candidate_sample`: candidates scored and not returned (docs/REQUEST_LOG.md).
+            s += ",\"dropped\":{\"inclusion\":" + number(dropped.inclusion) + ",\"items\":["
+            for (i, item) in dropped.items.enumerated() {
+                if i > 0 { s += "," }
+                s += "{\"id\":" + String(item.id) + ",\"probabilities\":{"
+                for (k, p) in zip(quotedTasks, item.probabilities).enumerated() {
+                    if k > 0 { s += "," }
+                    s += p.0 + ":" + number(p.1)
+                }
+                s += "}}"
+            }
+            s += "]}"
+        }
+        s += "}\n"
         return Array(s.utf8)
     }
 

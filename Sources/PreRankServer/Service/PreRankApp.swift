@@ -25,6 +25,9 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     /// The model and index files behind `snapshot`, shared by reloads that leave them unchanged.
     private let cache: ServingCache
     private let parallelism: Int
+    /// The update log and the deltas over the served indexes (`POST /admin/items`); used only on
+    /// `reloadQueue`, so changes and reloads are serialised.
+    private let catalog: LiveCatalog
     /// HTTP-layer counters, read at scrape time.
     public var transportStats: (@Sendable () -> HTTPServerStats)?
     /// The serving TLS context (nil for plain HTTP): a reload re-reads `server.tls.cert`/`key`
@@ -36,8 +39,12 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     ///   - overrides: applied to every config read (command-line `--model`, `--index`).
     ///   - cache: the cache `initial` was loaded (and committed) with, so the first reload shares
     ///     its files; a fresh one makes the first reload load everything again.
+    ///   - catalog: the live catalog `initial` was attached to (`LiveCatalog.attach`); nil: a
+    ///     fresh one, which opens the update log at the first reload.
     public init(initial: ServingSnapshot, configPath: String?, overrides: @escaping @Sendable (PreRankConfig) -> PreRankConfig,
-                metrics: MetricsRegistry = MetricsRegistry(), logger: Logger, workers: Int, cache: ServingCache? = nil) {
+                metrics: MetricsRegistry = MetricsRegistry(), logger: Logger, workers: Int, cache: ServingCache? = nil,
+                catalog: LiveCatalog? = nil) {
+        self.catalog = catalog ?? LiveCatalog(logger: logger)
         self.snapshot = Mutex(initial)
         self.cache = cache ?? ServingCache(metrics: metrics)
         self.metrics = metrics
@@ -88,13 +95,14 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         case "/metrics": done(metricsResponse(), nil)
         case "/v1/model": done(modelResponse(), nil)
         case "/admin/reload": adminReload(request, done: done)
+        case "/admin/items": adminItems(request, done: done)
         default: done(.error(APIError(status: 404, code: "not_found", message: "no route \(request.path)")), nil)
         }
     }
 
     static let routes: [String: [String]] = [
         "/prerank": ["POST"], "/healthz": ["GET"], "/readyz": ["GET"], "/metrics": ["GET"],
-        "/v1/model": ["GET"], "/admin/reload": ["POST"],
+        "/v1/model": ["GET"], "/admin/reload": ["POST"], "/admin/items": ["POST"],
     ]
 
     // MARK: /prerank
@@ -125,7 +133,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         }
         let (bundle, arm) = snap.select(decoded)
         let parseNanos = DispatchTime.now().uptimeNanoseconds - t0
-        let cost = ScoringCost.slots(for: decoded, indexCount: bundle.index.count, options: snap.options)
+        let cost = ScoringCost.slots(for: decoded, indexCount: bundle.itemCount, options: snap.options)
         let receivedAt = request.receivedAt
         metrics.adjustInflight(1)
         let accepted = pool.submit(cost: cost) { [self] in
@@ -180,12 +188,17 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     private func logRequest(_ o: PreRankService.Outcome) {
         guard let log = requestLogBox.withLock({ $0 }), log.shouldSample(requestID: o.request.requestID) else { return }
         let f = o.result.fusion
+        var dropped: DroppedSample.Sample?
+        if let n = current?.config.requestLog?.candidateSample, n > 0 {
+            var rng = SystemRandomNumberGenerator()
+            dropped = DroppedSample.draw(request: o.request, result: o.result, bundle: o.bundle, n: n, using: &rng)
+        }
         let line = RequestLogLine.encode(
             time: Date().timeIntervalSince1970, requestID: o.request.requestID, modelVersion: o.bundle.version, arm: o.arm ?? "",
             fusion: (f.formula.rawValue, f.alpha, f.beta, f.gamma), user: o.request.user, query: o.request.query,
             candidates: o.request.candidates, relevance: o.request.relevance,
             items: o.result.items.map { ($0.id, $0.score, $0.probabilities) }, tasks: o.bundle.model.taskNames,
-            partial: o.result.partial)
+            partial: o.result.partial, dropped: dropped)
         log.submit(line)
     }
 
@@ -220,7 +233,11 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
                 + "\"index\":{\"items\":\(b.index.count),\"dtype\":\"\(b.index.dtype.rawValue)\",\"d\":\(b.index.d),\"bytes\":\(b.index.vectorBytes),"
                 + "\"rescore\":\(b.index.rescore == nil ? "null" : "{\"dtype\":\"f32\",\"bytes\":\(b.index.rescoreBytes),\"depth\":\(rescoreDepth.map(String.init) ?? "null")}"),"
                 + "\"residency\":\"\(b.index.residency.rawValue)\",\"path\":\(JSONText.quote(b.index.path)),"
-                + "\"mapped_at\":\(JSONText.quote(Self.iso8601(b.indexMappedAt)))}}"
+                + "\"mapped_at\":\(JSONText.quote(Self.iso8601(b.indexMappedAt))),"
+                + "\"catalog\":{\"base_items\":\(b.index.count),\"delta_items\":\(b.delta.upsertIDs.count),"
+                + "\"deleted_ids\":\(b.delta.deletedIDs.count),\"hidden_base_items\":\(b.delta.hiddenCount),"
+                + "\"items\":\(b.itemCount),\"sequence\":\(b.delta.sequence),"
+                + "\"base_sequence\":\(ServingBundle.baseSequence(b.index))}}}"
         }
         let f = snap.options.fusion
         var body = "{\"model\":\(describe(snap.primary)),"
@@ -231,6 +248,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             body += ",\"canary\":{\"share\":\(c.share),\"key\":\"\(c.key.rawValue)\",\"model\":\(describe(canary)),"
                 + "\"fusion\":{\"formula\":\"\(cf.formula.rawValue)\",\"alpha\":\(cf.alpha),\"beta\":\(cf.beta),\"gamma\":\(cf.gamma)}}"
         }
+        body += ",\"updates\":\(snap.config.model.updates.map(JSONText.quote) ?? "null")"
         body += ",\"loaded_at\":\(JSONText.quote(Self.iso8601(snap.loadedAt))),\"kernel\":\"\(BuildInfo.kernel)\"}"
         return .json(200, Array(body.utf8))
     }
@@ -244,17 +262,25 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
 
     // MARK: reload
 
-    private func adminReload(_ request: HTTPRequest, done: @escaping @Sendable (HTTPResponse, String?) -> Void) {
+    /// The admin endpoints' check: nil when the request carries the bearer token of
+    /// `server.admin_token_file`; 403 when none is configured, 401 otherwise.
+    private func authorize(_ request: HTTPRequest, disabled: String) -> APIError? {
         guard let token = current?.adminToken else {
-            metrics.recordReload(result: "unauthorized")
-            done(.error(APIError(status: 403, code: "reload_disabled", message: "no server.admin_token_file configured; use SIGHUP")), nil)
-            return
+            return APIError(status: 403, code: disabled, message: "no server.admin_token_file configured")
         }
         let auth = request.header("authorization") ?? ""
         guard auth.hasPrefix("Bearer "), Self.constantTimeEquals(String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces), token) else {
+            return APIError(status: 401, code: "unauthorized", message: "a valid bearer token is required",
+                            headers: [("WWW-Authenticate", "Bearer")])
+        }
+        return nil
+    }
+
+    private func adminReload(_ request: HTTPRequest, done: @escaping @Sendable (HTTPResponse, String?) -> Void) {
+        if var error = authorize(request, disabled: "reload_disabled") {
             metrics.recordReload(result: "unauthorized")
-            done(.error(APIError(status: 401, code: "unauthorized", message: "a valid bearer token is required",
-                                 headers: [("WWW-Authenticate", "Bearer")])), nil)
+            if error.status == 403 { error.message += "; use SIGHUP" }
+            done(.error(error), nil)
             return
         }
         reload(trigger: "http") { result in
@@ -265,6 +291,56 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
                 done(.error(APIError(status: 422, code: "reload_rejected", message: error.message, field: error.key)), nil)
             }
         }
+    }
+
+    // MARK: live catalog
+
+    /// `POST /admin/items`: upserts and deletes over the served indexes, durable in the update
+    /// log before the answer; every request that starts after the answer sees them.
+    private func adminItems(_ request: HTTPRequest, done: @escaping @Sendable (HTTPResponse, String?) -> Void) {
+        if let error = authorize(request, disabled: "updates_disabled") {
+            metrics.recordItemUpdate(result: error.status == 401 ? "unauthorized" : "disabled")
+            done(.error(error), nil)
+            return
+        }
+        let change: CatalogChange
+        do { change = try ItemChangeCodec.decode(request.body) } catch {
+            metrics.recordItemUpdate(result: "invalid")
+            done(.error(error), nil)
+            return
+        }
+        // On the reload queue: serialised with reloads and other changes (see `LiveCatalog`).
+        reloadQueue.async { [self] in applyItems(change, done: done) }
+    }
+
+    /// Runs on `reloadQueue`.
+    private func applyItems(_ change: CatalogChange, done: @escaping @Sendable (HTTPResponse, String?) -> Void) {
+        guard let snap = current else {
+            done(.error(APIError(status: 503, code: "not_ready", message: "no model loaded", headers: [("Retry-After", "1")])), nil)
+            return
+        }
+        do throws(APIError) {
+            let (next, applied) = try catalog.apply(change, to: snap)
+            snapshot.withLock { $0 = next }
+            publishCatalog(next)
+            metrics.recordItemUpdate(result: "ok")
+            logger.info("items updated", metadata: [
+                "upserted": "\(applied.upserted)", "deleted": "\(applied.deleted)", "items": "\(applied.items)",
+                "sequence": "\(applied.sequence)", "seconds": "\(String(format: "%.4f", applied.seconds))",
+            ])
+            done(.json(200, Array("{\"upserted\":\(applied.upserted),\"deleted\":\(applied.deleted),\"items\":\(applied.items),\"sequence\":\(applied.sequence)}".utf8)), nil)
+        } catch {
+            metrics.recordItemUpdate(result: error.status == 400 ? "invalid" : error.status == 403 ? "disabled" : "failed")
+            logger.info("admin/items", metadata: ["status": "\(error.status)", "code": "\(error.code)", "field": "\(error.field ?? "")"])
+            done(.error(error), nil)
+        }
+    }
+
+    private func publishCatalog(_ snap: ServingSnapshot) {
+        metrics.setCatalog(snap.arms.map { arm, b in
+            .init(arm: arm, baseItems: b.index.count, deltaItems: b.delta.upsertIDs.count, deletedItems: b.delta.deletedIDs.count,
+                  sequence: b.delta.sequence)
+        })
     }
 
     /// Reloads config, model and index off the serving path and swaps them in atomically;
@@ -338,7 +414,10 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             }
         }
         let next: ServingSnapshot
-        do { next = try ServingSnapshot.load(config: config, parallelism: parallelism, cache: cache) } catch {
+        do {
+            // The update log replayed on top of the (new) bases: a reload never drops a change.
+            next = try catalog.attach(try ServingSnapshot.load(config: config, parallelism: parallelism, cache: cache), previous: current)
+        } catch {
             cache.discard()
             return .failure(error)
         }
@@ -381,6 +460,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     }
 
     private func publishModelInfo(_ snap: ServingSnapshot) {
+        publishCatalog(snap)
         var info = [Self.info(snap.primary, arm: "primary", fusion: snap.options.fusion)]
         if let canary = snap.canary { info.append(Self.info(canary, arm: "canary", fusion: snap.canaryOptions.fusion)) }
         metrics.setModelInfo(info)

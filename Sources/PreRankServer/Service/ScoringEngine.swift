@@ -127,17 +127,24 @@ public enum ScoringEngine {
             throw APIError(status: 504, code: "budget_expired", message: "the time budget expired before scoring began")
         }
 
-        // Resolve candidate ids to index rows (unknown ids are listed, duplicates scored once).
+        // Resolve candidate ids to index rows (unknown ids are listed, duplicates scored once):
+        // base rows, and rows of the live catalog's delta (`ItemDelta`: upserts override the
+        // base, deletes hide it).
         let index = bundle.index
+        let delta = bundle.delta
         var rows: [Int32] = []
         var relevance: [Float] = []
+        var deltaRows: [Int32] = []
+        var deltaRelevance: [Float] = []
         var unknown: [Int64] = []
         let candidateCount: Int
+        let full = request.candidates == nil
         if let candidates = request.candidates {
             candidateCount = candidates.count
-            rows = resolve(candidates, index: index, relevance: request.relevance, into: &relevance, unknown: &unknown)
+            rows = resolve(candidates, index: index, delta: delta, relevance: request.relevance, into: &relevance,
+                           deltaRows: &deltaRows, deltaRelevance: &deltaRelevance, unknown: &unknown)
         } else {
-            candidateCount = index.count
+            candidateCount = delta.itemCount(base: index)
         }
         t0 = DispatchTime.now().uptimeNanoseconds
         stages.resolve = t0 - t1
@@ -145,24 +152,47 @@ public enum ScoringEngine {
         // Quantised indexes with rescore rows: scan for the best `depth`, rescore those exactly.
         let rescoring = index.rescore != nil
         let depth = rescoring ? max(k, options.rescoreDepth ?? max(4 * k, 256)) : k
-        let threads = (request.candidates == nil ? index.count : rows.count) >= options.parallelThreshold
-            ? max(1, options.parallelism) : 1
-        let scan = rank(index: index, chain: bundle.chain, fusion: fusion, user: user,
-                        rows: request.candidates == nil ? nil : rows, relevance: relevance, k: depth,
-                        threads: threads, deadline: deadline, slots: rescoring ? .position : .row)
-        var (top, scored, partial) = (scan.top, scan.scored, scan.partial)
+        let threads = (full ? index.count : rows.count) >= options.parallelThreshold ? max(1, options.parallelism) : 1
+        let slotKind: SlotKind = rescoring ? .position : .row
+        // The delta first: it is small, and under a budget the newest items should not be the
+        // ones a partial answer leaves out. Its slots are tagged negative (`DeltaSlot`) so both
+        // scans share one top-K, whose order (score, then id) makes the merge exact.
+        var top = TopK(k: depth)
+        var scored = 0
+        var partial = false
+        if let deltaIndex = delta.index, full || !deltaRows.isEmpty {
+            let part = rank(index: deltaIndex, chain: bundle.chain, fusion: fusion, user: user, rows: full ? nil : deltaRows,
+                            relevance: deltaRelevance, k: depth, deadline: deadline, slots: slotKind)
+            DeltaSlot.merge(part.top, into: &top)
+            (scored, partial) = (part.scored, part.partial)
+        }
+        if full || !rows.isEmpty {
+            let scan = rank(index: index, chain: bundle.chain, fusion: fusion, user: user, rows: full ? nil : rows,
+                            relevance: relevance, k: depth, threads: threads, deadline: deadline, slots: slotKind,
+                            hidden: full && delta.hiddenCount > 0 ? delta.hidden : nil)
+            top.merge(scan.top)
+            scored += scan.scored
+            partial = partial || scan.partial
+        }
         t1 = DispatchTime.now().uptimeNanoseconds
         stages.score = t1 - t0
         var rescored = 0
         if rescoring {
             // Exact: the same fused F32 kernel as an F32 index, on the F32 rows of the kept set.
             let kept = top.sorted()
-            let full = request.candidates == nil
-            let keptRows = kept.map { full ? $0.slot : rows[Int($0.slot)] }
-            let keptRelevance = relevance.isEmpty ? [] : kept.map { relevance[Int($0.slot)] }
+            let keptBase = kept.filter { !DeltaSlot.isDelta($0.slot) }
+            let keptDelta = kept.filter { DeltaSlot.isDelta($0.slot) }.map { DeltaSlot.untag($0.slot) }
+            let keptRows = keptBase.map { full ? $0.slot : rows[Int($0.slot)] }
+            let keptRelevance = relevance.isEmpty ? [] : keptBase.map { relevance[Int($0.slot)] }
             top = rank(index: index, chain: bundle.chain, fusion: fusion, user: user, rows: keptRows,
                        relevance: keptRelevance, k: k, source: .rescore).top
-            rescored = keptRows.count
+            if let deltaIndex = delta.index, !keptDelta.isEmpty {
+                let dRows = keptDelta.map { full ? $0 : deltaRows[Int($0)] }
+                let dRelevance = deltaRelevance.isEmpty ? [] : keptDelta.map { deltaRelevance[Int($0)] }
+                DeltaSlot.merge(rank(index: deltaIndex, chain: bundle.chain, fusion: fusion, user: user, rows: dRows,
+                                     relevance: dRelevance, k: k, source: .rescore).top, into: &top)
+            }
+            rescored = keptRows.count + keptDelta.count
             t0 = DispatchTime.now().uptimeNanoseconds
             stages.rescore = t0 - t1
             t1 = t0
@@ -173,12 +203,22 @@ public enum ScoringEngine {
         let t = index.taskCount
         var items: [RankedItem] = []
         items.reserveCapacity(ranked.count)
-        let slots = ranked.map(\.slot)
-        var probs = [Float](repeating: 0, count: slots.count * t)
-        user.withUnsafeBufferPointer { u in
-            probs.withUnsafeMutableBufferPointer { p in
-                index.probabilities(user: u.baseAddress!, rows: slots, count: slots.count, chain: bundle.chain,
-                                    source: rescoring ? .rescore : .primary, into: p.baseAddress!)
+        var probs = [Float](repeating: 0, count: ranked.count * t)
+        let source: ItemIndex.VectorSource = rescoring ? .rescore : .primary
+        let basePositions = ranked.indices.filter { !DeltaSlot.isDelta(ranked[$0].slot) }
+        let deltaPositions = ranked.indices.filter { DeltaSlot.isDelta(ranked[$0].slot) }
+        for (table, positions) in [(index, basePositions), (delta.index, deltaPositions)] where !positions.isEmpty {
+            guard let table else { continue }
+            let slots = positions.map { DeltaSlot.untag(ranked[$0].slot) }
+            var part = [Float](repeating: 0, count: slots.count * t)
+            user.withUnsafeBufferPointer { u in
+                part.withUnsafeMutableBufferPointer { p in
+                    table.probabilities(user: u.baseAddress!, rows: slots, count: slots.count, chain: bundle.chain,
+                                        source: source, into: p.baseAddress!)
+                }
+            }
+            for (j, position) in positions.enumerated() {
+                for task in 0..<t { probs[position * t + task] = part[j * t + task] }
             }
         }
         for (i, r) in ranked.enumerated() {
@@ -190,12 +230,15 @@ public enum ScoringEngine {
     }
 
     /// Index rows of `candidates` in request order, each distinct row once; unknown ids go to
-    /// `unknown` and the relevance of each kept candidate to `relevanceOut`.
+    /// `unknown` and the relevance of each kept candidate to `relevanceOut`. With a non-empty
+    /// `delta`, ids it upserted go to `deltaRows` (rows of `delta.index`) and ids it deleted or
+    /// overrode are not base rows (`ItemDelta.refine`).
     ///
     /// The ids are looked up in one batch (`IDTable.rows(of:into:)`, slots prefetched ahead);
     /// duplicates are found with a bitmap over index rows (N/8 bytes, one L2-resident bit test
     /// per candidate) instead of a Set (hashing and growth, ~40 ns per candidate).
-    static func resolve(_ candidates: [Int64], index: ItemIndex, relevance: [Double]?, into relevanceOut: inout [Float],
+    static func resolve(_ candidates: [Int64], index: ItemIndex, delta: ItemDelta = ItemDelta(), relevance: [Double]?,
+                        into relevanceOut: inout [Float], deltaRows: inout [Int32], deltaRelevance: inout [Float],
                         unknown: inout [Int64]) -> [Int32] {
         let n = candidates.count
         guard n > 0 else { return [] }
@@ -205,13 +248,28 @@ public enum ScoringEngine {
         }
         if relevance != nil { relevanceOut.reserveCapacity(n) }
         let words = (index.count + 63) / 64
+        let deltaWords = ((delta.index?.count ?? 0) + 63) / 64
+        let plain = delta.isEmpty
         var kept = 0
         var unknownSeen = Set<Int64>()
-        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { seen in
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words + deltaWords) { seen in
             seen.initialize(repeating: 0)
             looked.withUnsafeMutableBufferPointer { rows in
                 for i in 0..<n {
-                    let r = rows[i]
+                    var r = rows[i]
+                    if !plain {
+                        switch delta.refine(candidates[i], baseRow: r) {
+                        case .base(let b): r = b
+                        case .unknown: r = -1
+                        case .delta(let dr):
+                            let w = words + Int(dr) >> 6, bit = UInt64(1) << UInt64(dr & 63)
+                            if seen[w] & bit != 0 { continue }
+                            seen[w] |= bit
+                            deltaRows.append(dr)
+                            if let relevance { deltaRelevance.append(Float(relevance[i])) }
+                            continue
+                        }
+                    }
                     if r < 0 {
                         // Listed once each, in request order, like duplicates of known ids.
                         if unknownSeen.insert(candidates[i]).inserted { unknown.append(candidates[i]) }
@@ -230,6 +288,14 @@ public enum ScoringEngine {
         return looked
     }
 
+    /// `resolve` without a delta (tests and benchmarks of the base path).
+    static func resolve(_ candidates: [Int64], index: ItemIndex, relevance: [Double]?, into relevanceOut: inout [Float],
+                        unknown: inout [Int64]) -> [Int32] {
+        var deltaRows: [Int32] = [], deltaRelevance: [Float] = []
+        return resolve(candidates, index: index, relevance: relevance, into: &relevanceOut, deltaRows: &deltaRows,
+                       deltaRelevance: &deltaRelevance, unknown: &unknown)
+    }
+
     /// The scan behind `score`: fused scoring of candidate `rows` (or the whole index when nil)
     /// into a top-`k`, split over `threads` contiguous parts (each with its own top-K, merged;
     /// the order is total, so the result equals the single-thread one exactly).
@@ -241,10 +307,13 @@ public enum ScoringEngine {
     ///   - slots: what `Ranked.slot` holds: the index row, or the candidate's position in `rows`
     ///     (for a rescore pass that needs the candidate's relevance back).
     ///   - source: the index's own vectors or its F32 rescore rows.
+    ///   - hidden: for a whole-index scan, a bitmap of rows not to return (rows the live
+    ///     catalog deleted or overrode); they are scored with their block and skipped at the
+    ///     top-K, which stays exact because only returned candidates set its threshold.
     public static func rank(index: ItemIndex, chain: LogitChain, fusion: FusionPolicy, user: [Float], rows: [Int32]?,
                             relevance: [Float] = [], k: Int, threads: Int = 1, deadline: UInt64? = nil,
                             tuning: KernelTuning = KernelTuning(), slots: SlotKind = .row,
-                            source: ItemIndex.VectorSource = .primary) -> (top: TopK, scored: Int, partial: Bool) {
+                            source: ItemIndex.VectorSource = .primary, hidden: [UInt64]? = nil) -> (top: TopK, scored: Int, partial: Bool) {
         precondition(relevance.isEmpty || relevance.count == rows?.count, "relevance needs one level per row")
         let total = rows?.count ?? index.count
         let threads = max(1, min(threads, total / 1024))
@@ -254,9 +323,11 @@ public enum ScoringEngine {
         user.withUnsafeBufferPointer { u in
             (rows ?? []).withUnsafeBufferPointer { rowBuffer in
                 relevance.withUnsafeBufferPointer { rel in
+                  (hidden ?? []).withUnsafeBufferPointer { hiddenBuffer in
                     let work = ScanWork(index: index, chain: chain, fusion: fusion, user: u, rows: rowBuffer,
                                         relevance: rel, fullScan: rows == nil, deadline: deadline, k: k,
-                                        tuning: tuning, slotIsPosition: slots == .position, source: source)
+                                        tuning: tuning, slotIsPosition: slots == .position, source: source,
+                                        hidden: rows == nil && hidden != nil ? hiddenBuffer.baseAddress : nil)
                     if threads == 1 {
                         let part = work.scan(0..<total)
                         (top, scored, partial) = (part.top, part.scored, part.partial)
@@ -273,6 +344,7 @@ public enum ScoringEngine {
                             partial = partial || part.partial
                         }
                     }
+                  }
                 }
             }
         }
@@ -337,6 +409,8 @@ private struct ScanWork: @unchecked Sendable {
     let tuning: KernelTuning
     let slotIsPosition: Bool
     let source: ItemIndex.VectorSource
+    /// Whole-index scans over a live catalog: rows not to return (`ItemDelta.hidden`).
+    let hidden: UnsafePointer<UInt64>?
 
     func scan(_ range: Range<Int>) -> (top: TopK, scored: Int, partial: Bool) {
         var top = TopK(k: k)
@@ -366,11 +440,26 @@ private struct ScanWork: @unchecked Sendable {
             for j in 0..<kept {
                 let i = start + Int(scratch.keptIndex[j])
                 let row = fullScan ? Int32(i) : rows[i]
+                if let hidden, hidden[Int(row) >> 6] & (UInt64(1) << UInt64(row & 63)) != 0 { continue }
                 top.push(Ranked(score: scratch.keptScore[j], id: ids[Int(row)], slot: slotIsPosition ? Int32(i) : row))
             }
             start += n
         }
         return (top, start - range.lowerBound, partial)
+    }
+}
+
+/// Slots of delta rows in a top-K shared with base rows: `-1 - slot`, so the sign says which
+/// table a kept candidate's row or position belongs to.
+enum DeltaSlot {
+    @inline(__always) static func isDelta(_ slot: Int32) -> Bool { slot < 0 }
+    @inline(__always) static func untag(_ slot: Int32) -> Int32 { slot < 0 ? -1 - slot : slot }
+    /// Pushes a delta scan's entries into `top` with their slots tagged.
+    static func merge(_ part: TopK, into top: inout TopK) {
+        for var e in part.sorted() {
+            e.slot = -1 - e.slot
+            top.push(e)
+        }
     }
 }
 

@@ -36,12 +36,16 @@ public enum ServerRunner {
         let metrics = MetricsRegistry()
         let cache = ServingCache(metrics: metrics)
         let snapshot: ServingSnapshot
-        do { snapshot = try ServingSnapshot.load(config: config, parallelism: workers, cache: cache) } catch {
+        let catalog = LiveCatalog(logger: logger)
+        do {
+            // The update log (model.updates) replayed on top of the base index before serving.
+            snapshot = try catalog.attach(try ServingSnapshot.load(config: config, parallelism: workers, cache: cache), previous: nil)
+        } catch {
             throw RunError(description: error.description)
         }
         cache.commit()
         let app = PreRankApp(initial: snapshot, configPath: configPath, overrides: overrides, metrics: metrics, logger: logger,
-                             workers: workers, cache: cache)
+                             workers: workers, cache: cache, catalog: catalog)
 
         var limits = ServerLimits()
         limits.maxConnections = config.server.maxConnections
@@ -62,7 +66,7 @@ public enum ServerRunner {
         let bound: Int
         do { bound = try server.start() } catch { throw RunError(description: "\(error)") }
         logger.notice("serving", metadata: ["address": "\(tls == nil ? "http" : "https")://\(config.server.host):\(bound)",
-                                            "model_version": "\(snapshot.primary.version)", "items": "\(snapshot.primary.index.count)",
+                                            "model_version": "\(snapshot.primary.version)", "items": "\(snapshot.primary.itemCount)",
                                             "workers": "\(workers)"])
 
         let signals = DispatchQueue(label: "prerank.signals")

@@ -15,7 +15,8 @@ public final class ServingSnapshot: Sendable {
     public let adminToken: String?
     public let loadedAt: Date
 
-    init(config: PreRankConfig, options: ScoringOptions, primary: ServingBundle, canary: ServingBundle?, adminToken: String?) {
+    init(config: PreRankConfig, options: ScoringOptions, primary: ServingBundle, canary: ServingBundle?, adminToken: String?,
+         loadedAt: Date = Date()) {
         self.config = config
         self.options = options
         self.primary = primary
@@ -24,7 +25,18 @@ public final class ServingSnapshot: Sendable {
         if let fusion = config.canary?.fusion { c.fusion = fusion.policy }
         self.canaryOptions = c
         self.adminToken = adminToken
-        self.loadedAt = Date()
+        self.loadedAt = loadedAt
+    }
+
+    /// This snapshot with other bundles over the same files (a live-catalog change): config,
+    /// token and `loadedAt` stay, so `/v1/model` still tells when files were last (re)loaded.
+    public func with(primary: ServingBundle, canary: ServingBundle?) -> ServingSnapshot {
+        ServingSnapshot(config: config, options: options, primary: primary, canary: canary, adminToken: adminToken, loadedAt: loadedAt)
+    }
+
+    /// The bundles with their arm names, primary first.
+    public var arms: [(String, ServingBundle)] {
+        [("primary", primary)] + (canary.map { [("canary", $0)] } ?? [])
     }
 
     /// Loads and checks config-named model, index, canary and token file.

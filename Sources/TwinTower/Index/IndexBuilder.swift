@@ -17,8 +17,12 @@ public enum IndexBuilder {
     ///   - progress: called with the number of items encoded so far, about every batch.
     ///   - rescore: also write the F32 rows as tensor `rescore` (F16/I8 only), so the server can
     ///     rescore the best candidates of a quantised scan exactly.
+    ///   - changes: update-log records folded over the catalog in order (`build-index --updates`):
+    ///     an upserted item replaces or joins the catalog's, a deleted one leaves; the last
+    ///     sequence is written as metadata `updates_sequence`, so a server reloading onto this
+    ///     index skips the records it already holds.
     public static func build(model: Model, catalog: String, dtype: IndexDType, output: String, rescore: Bool = false,
-                             progress: ((Int) -> Void)? = nil) throws(FormatError) -> Summary {
+                             changes: [CatalogChange] = [], progress: ((Int) -> Void)? = nil) throws(FormatError) -> Summary {
         var reader = try CSVReader(path: catalog)
         let columns = reader.columns
         guard let idColumn = columns["item_id"] else { throw FormatError(catalog, "no item_id column in the header") }
@@ -75,27 +79,53 @@ public enum IndexBuilder {
         guard !ids.isEmpty else { throw FormatError(catalog, "the catalog holds no items") }
 
         // Ascending ids; a duplicate is an error that names both lines.
-        let order = ids.indices.sorted { ids[$0] < ids[$1] }
+        var order = ids.indices.sorted { ids[$0] < ids[$1] }
         for i in 1..<order.count where ids[order[i]] == ids[order[i - 1]] {
             let a = lines[order[i - 1]], b = lines[order[i]]
             throw FormatError(catalog, "duplicate item_id \(ids[order[i]]) at lines \(min(a, b)) and \(max(a, b))")
         }
-        let sortedIDs = order.map { ids[$0] }
-        var sorted = [Float](repeating: 0, count: vectors.count)
         let rowWidth = t * d
+        var metadata: [String: String] = [:]
+        if !changes.isEmpty {
+            // The catalog's last word on each id is the log's: fold the changes in order.
+            var upserted: [Int64: FeatureRow] = [:]
+            var deleted = Set<Int64>()
+            for change in changes {
+                for u in change.upserts { upserted[u.id] = u.row; deleted.remove(u.id) }
+                for id in change.deletes { upserted[id] = nil; deleted.insert(id) }
+            }
+            let newIDs = upserted.keys.sorted()
+            let newVectors: [Float]
+            do {
+                newVectors = try ItemVectors.embed(newIDs.map { upserted[$0]! }, encoder: encoder, tower: tower)
+            } catch {
+                throw FormatError(catalog, "update log: \(error.description)")
+            }
+            order = order.filter { upserted[ids[$0]] == nil && !deleted.contains(ids[$0]) }
+            let first = ids.count
+            ids.append(contentsOf: newIDs)
+            vectors.append(contentsOf: newVectors)
+            order.append(contentsOf: first..<ids.count)
+            order.sort { ids[$0] < ids[$1] }
+            guard !order.isEmpty else { throw FormatError(catalog, "the catalog with the update log folded in holds no items") }
+            metadata["updates_sequence"] = String(changes.map(\.sequence).max() ?? 0)
+        }
+        let sortedIDs = order.map { ids[$0] }
+        var sorted = [Float](repeating: 0, count: order.count * rowWidth)
         for (dst, src) in order.enumerated() {
             for j in 0..<rowWidth { sorted[dst * rowWidth + j] = vectors[src * rowWidth + j] }
         }
         vectors = []
         return try write(ids: sortedIDs, vectors: sorted, taskNames: model.taskNames, d: d, dtype: dtype,
                          fingerprint: model.fingerprint, modelVersion: model.spec.version, output: output, rescore: rescore,
-                         missing: missing)
+                         missing: missing, metadata: metadata)
     }
 
     /// Writes an index from already computed item vectors (`[N × T × d]`, ids ascending).
+    /// `metadata` adds keys to `__metadata__` (`updates_sequence`).
     public static func write(ids: [Int64], vectors: [Float], taskNames: [String], d: Int, dtype: IndexDType,
                              fingerprint: String, modelVersion: String, output: String, rescore: Bool = false,
-                             missing: [String] = []) throws(FormatError) -> Summary {
+                             missing: [String] = [], metadata extra: [String: String] = [:]) throws(FormatError) -> Summary {
         let n = ids.count, t = taskNames.count
         guard !rescore || dtype != .f32 else {
             throw FormatError(output, "rescore rows go beside F16 or I8 vectors; an F32 index is already exact")
@@ -114,7 +144,7 @@ public enum IndexBuilder {
         if rescore { entries.append(TensorEntry("rescore", shape: [n, t, d], .f32(vectors))) }
         let tasksJSON = "[" + taskNames.map { JSONString.quote($0) }.joined(separator: ",") + "]"
         let formatter = ISO8601DateFormatter()
-        let metadata = [
+        let metadata = extra.merging([
             "format": "prerank-index/1",
             "model_fingerprint": fingerprint,
             "model_version": modelVersion,
@@ -123,7 +153,7 @@ public enum IndexBuilder {
             "rescore": rescore ? "f32" : "none",
             "d": String(d),
             "created_at": formatter.string(from: Date()),
-        ]
+        ]) { _, mine in mine }
         try SafetensorsWriter.write(entries, metadata: metadata, to: output)
         let bytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return Summary(items: n, dtype: dtype, bytes: bytes, missingColumns: missing)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PreRankServer
 import TwinTower
 
 struct BuildIndexCommand: ParsableCommand {
@@ -20,6 +21,8 @@ struct BuildIndexCommand: ParsableCommand {
     @Option(help: "Vector storage: f32, f16 or i8.") var dtype: String = "f32"
     @Flag(help: "Also store the F32 rows (tensor rescore) beside f16/i8 vectors: the server rescores the best candidates exactly.")
     var rescore = false
+    @Option(help: "An update log (model.updates) to fold over the catalog; the index records its last sequence (updates_sequence) so a server reloading onto it skips what it holds.")
+    var updates: String?
 
     func run() throws {
         guard let dtype = IndexDType(rawValue: dtype.lowercased()) else {
@@ -29,7 +32,9 @@ struct BuildIndexCommand: ParsableCommand {
         let started = Date()
         do {
             let model = try ModelStore.load(directory: model)
-            let summary = try IndexBuilder.build(model: model, catalog: items, dtype: dtype, output: out, rescore: rescore) { done in
+            let changes = try updates.map(Self.readChanges) ?? []
+            let summary = try IndexBuilder.build(model: model, catalog: items, dtype: dtype, output: out, rescore: rescore,
+                                                 changes: changes) { done in
                 if done % 65_536 < IndexBuilder.batch || done < IndexBuilder.batch {
                     Progress.line("build-index: \(done) items encoded")
                 }
@@ -40,9 +45,33 @@ struct BuildIndexCommand: ParsableCommand {
             let seconds = Date().timeIntervalSince(started)
             Progress.line(String(format: "build-index: %d items, %@, %.1f MB in %.1f s -> %@", summary.items,
                                  summary.dtype.rawValue + (rescore ? " + f32 rescore" : ""), Double(summary.bytes) / 1e6, seconds, out), final: true)
-        } catch {
+        } catch let error as CLIError {
+            throw error
+        } catch let error as FormatError {
             throw CLIError(error.description)
         }
+    }
+
+    /// Every change of an update log, in order (a torn last record is dropped with a warning,
+    /// as the server does).
+    static func readChanges(_ path: String) throws -> [CatalogChange] {
+        let contents: UpdateLog.Contents
+        do { contents = try UpdateLog.read(path: path) } catch { throw CLIError(error.description) }
+        if let torn = contents.torn {
+            Progress.line("build-index: warning: \(path): dropped a torn last record (\(torn))")
+        }
+        var changes: [CatalogChange] = []
+        for record in contents.records {
+            do {
+                var change = try ItemChangeCodec.decode(record.payload)
+                change.sequence = record.sequence
+                changes.append(change)
+            } catch {
+                throw CLIError("\(path): record \(record.sequence) at byte \(record.offset) is not a change: \(error.message)")
+            }
+        }
+        Progress.line("build-index: \(changes.count) update-log records (last sequence \(contents.lastSequence)) from \(path)")
+        return changes
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PreRankServer
 import TwinTower
 
 struct InspectCommand: ParsableCommand {
@@ -11,6 +12,8 @@ struct InspectCommand: ParsableCommand {
 
     @Argument(help: "A model directory or an index .safetensors file.") var path: String
     @Flag(help: "Print JSON instead of text.") var json = false
+    @Option(help: "An update log (model.updates): show what it changes over the index (base items, delta items, deleted ids, last sequence).")
+    var updates: String?
 
     func run() throws {
         var isDirectory: ObjCBool = false
@@ -57,17 +60,46 @@ struct InspectCommand: ParsableCommand {
         print("  fingerprint:  \(model.fingerprint)")
     }
 
-    private func inspectIndex() throws(FormatError) {
+    /// The live catalog over `index`: the log's records newer than the index's
+    /// `updates_sequence`, folded by id (no model needed: counts, not vectors).
+    private func catalogSummary(_ index: ItemIndex) throws -> [String: Any]? {
+        guard let updates else { return nil }
+        let contents: UpdateLog.Contents
+        do { contents = try UpdateLog.read(path: updates) } catch { throw CLIError(error.description) }
+        let base = UInt64(index.metadata["updates_sequence"] ?? "0") ?? 0
+        var upserted = Set<Int64>(), deleted = Set<Int64>()
+        var applied = 0
+        for record in contents.records where record.sequence > base {
+            let change: CatalogChange
+            do { change = try ItemChangeCodec.decode(record.payload) } catch {
+                throw CLIError("\(updates): record \(record.sequence) is not a change: \(error.message)")
+            }
+            for u in change.upserts { upserted.insert(u.id); deleted.remove(u.id) }
+            for id in change.deletes { upserted.remove(id); deleted.insert(id) }
+            applied += 1
+        }
+        let hidden = upserted.union(deleted).filter { index.row(of: $0) >= 0 }.count
+        return ["log": updates, "records": contents.records.count, "records_applied": applied, "base_sequence": base,
+                "last_sequence": max(contents.lastSequence, base), "base_items": index.count, "delta_items": upserted.count,
+                "deleted_ids": deleted.count, "items": index.count - hidden + upserted.count,
+                "torn_tail": contents.torn ?? NSNull()]
+    }
+
+    private func inspectIndex() throws {
         let index = try ItemIndex(path: path)
         let ids = index.ids
+        let catalog = try catalogSummary(index)
         if json {
-            printJSON([
+            var obj: [String: Any] = [
+                "updates_sequence": Int(index.metadata["updates_sequence"] ?? "0") ?? 0,
                 "kind": "index", "items": index.count, "tasks": index.tasks, "d": index.d, "dtype": index.dtype.rawValue,
                 "vector_bytes": index.vectorBytes, "model_fingerprint": index.fingerprint,
                 "rescore": index.rescore == nil ? NSNull() : ["dtype": "f32", "bytes": index.rescoreBytes] as [String: Any],
                 "model_version": index.metadata["model_version"] ?? "", "created_at": index.metadata["created_at"] ?? "",
                 "min_id": ids.first ?? 0, "max_id": ids.last ?? 0,
-            ])
+            ]
+            if let catalog { obj["catalog"] = catalog }
+            printJSON(obj)
             return
         }
         print("index \(path)")
@@ -81,6 +113,11 @@ struct InspectCommand: ParsableCommand {
         print("  tasks:       \(index.tasks.joined(separator: " -> "))")
         print("  model:       \(index.metadata["model_version"] ?? "?") fingerprint \(index.fingerprint)")
         print("  created at:  \(index.metadata["created_at"] ?? "?")")
+        print("  updates:     folded up to sequence \(index.metadata["updates_sequence"] ?? "0")")
+        if let c = catalog {
+            print("  live catalog (\(c["log"]!)): \(c["records_applied"]!) of \(c["records"]!) records newer than the base; base items \(c["base_items"]!), delta items \(c["delta_items"]!), deleted ids \(c["deleted_ids"]!), items served \(c["items"]!), last sequence \(c["last_sequence"]!)")
+            if let torn = c["torn_tail"] as? String { print("  warning: torn last record dropped (\(torn))") }
+        }
     }
 
     private func printJSON(_ obj: [String: Any]) {

@@ -42,7 +42,7 @@ struct ValidateConfigCommand: ParsableCommand {
         var lines = [
             "listen \(s.host):\(s.port)\(s.tls == nil ? "" : " (TLS)"), workers \(s.workers == 0 ? "one per core" : String(s.workers)), queue \(s.queueDepth), max connections \(s.maxConnections)",
             "limits: body \(s.maxBodyBytes) B, buffered \(s.maxBufferedBytes) B, head \(s.maxHeaderBytes) B, \(s.maxCandidates) candidates; timeouts head \(s.headerTimeoutMs) ms, body \(s.bodyTimeoutMs) ms, idle \(s.idleTimeoutMs) ms",
-            "model \(c.model.dir), index \(c.model.index)",
+            "model \(c.model.dir), index \(c.model.index)" + (c.model.updates.map { ", update log \($0)" } ?? ""),
             "budget \(c.budgetMs) ms, k \(c.topk.default) (max \(c.topk.max))",
             "fusion \(f.formula.rawValue) alpha \(f.alpha) beta \(f.beta) gamma \(f.gamma), request override \(f.allowRequestOverride ? "allowed" : "ignored")",
             "logging \(c.logging.level.rawValue) as \(c.logging.format.rawValue); admin reload \(s.adminTokenFile == nil ? "off" : "on")",
