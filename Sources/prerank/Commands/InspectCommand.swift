@@ -26,8 +26,8 @@ struct InspectCommand: ParsableCommand {
             } else {
                 try inspectIndex()
             }
-        } catch {
-            throw CLIError(error.description)  // the do block throws only FormatError
+        } catch let e as FormatError {
+            throw CLIError(e.description)
         }
     }
 
