@@ -100,7 +100,8 @@ def test_admission_exports_the_oov_vector_into_every_non_admitted_bucket(prerank
     from prerank_ref import RefModel, bucket
 
     m = 3
-    p = train(prerank, world, tmp_path / "adm", None, "--min-count", m, "--validation-fraction", 0, "--id-dropout", 0.3)
+    p = train(prerank, world, tmp_path / "adm", None, "--min-count", m, "--validation-fraction", 0, "--id-dropout", 0.3,
+              "--id-warmup-epochs", 0)
     model = RefModel(str(tmp_path / "adm"))
     embedded = [f for f in model.features if f["kind"] != "dense"]
     counts = {f["name"]: Counter() for f in embedded}

@@ -33,8 +33,12 @@ public struct TrainingConfig: Sendable {
     public var idDropout: Float = TrainingConfig.defaultIDDropout
     public static let defaultIDDropout: Float = 0.5
     /// The first N epochs read every id field from the OOV row; then each id row starts as the
-    /// OOV vector.
-    public var idWarmupEpochs = 0
+    /// OOV vector. Early stopping may keep a warm-start epoch: then every id row is exported as
+    /// the OOV vector (the model never read ids).
+    public var idWarmupEpochs = TrainingConfig.defaultIDWarmupEpochs
+    public static let defaultIDWarmupEpochs = 3
+    /// Warm-start epochs actually run: at most `epochs − 1`, so ids always get the last epoch.
+    var warmupEpochs: Int { min(idWarmupEpochs, max(epochs - 1, 0)) }
     /// Multiplies the embedding learning rate on id fields.
     public var idLearningRateScale: Float = 1
     /// `dim` of the id fields (nil: features.yaml's).
@@ -95,7 +99,7 @@ public enum Trainer {
             }
         }
         let bestEpoch = best?.epoch ?? reports.count
-        var final = session.admission.export(best?.model ?? session.model, idsOff: bestEpoch <= config.idWarmupEpochs)
+        var final = session.admission.export(best?.model ?? session.model, idsOff: bestEpoch <= config.warmupEpochs)
         final.fingerprint = ""
         return (final, TrainingReport(epochs: reports, bestEpoch: bestEpoch, trainRows: session.trainRows,
                                       validationRows: session.validationRows, skippedRows: session.rows.skipped,
@@ -193,7 +197,7 @@ struct TrainingSession {
         let started = Date()
         var shuffle = SplitMix64(seed: config.seed &+ UInt64(epoch))
         order.shuffle(using: &shuffle)
-        if config.idWarmupEpochs > 0 && epoch == config.idWarmupEpochs + 1 { startIDsFromOOV() }
+        if config.warmupEpochs > 0 && epoch == config.warmupEpochs + 1 { startIDsFromOOV() }
         var dropRNG = SplitMix64(seed: config.seed, stream: 0xD20F, index: UInt64(max(epoch, 0)))
         let total = min(trainRows, limit)
         var lossSum = 0.0, seen = 0
@@ -215,7 +219,7 @@ struct TrainingSession {
     /// start, each with probability `idDropout` after (`[]`: none).
     func dropMasks(count: Int, epoch: Int, rng: inout SplitMix64) -> [UInt64] {
         guard idMask != 0 else { return [] }
-        if epoch >= 1 && epoch <= config.idWarmupEpochs { return [UInt64](repeating: idMask, count: count) }
+        if epoch >= 1 && epoch <= config.warmupEpochs { return [UInt64](repeating: idMask, count: count) }
         guard config.idDropout > 0 else { return [] }
         let cut = UInt64(Double(min(config.idDropout, 1)) * Double(UInt64.max))
         return (0..<count).map { _ in
@@ -246,7 +250,7 @@ struct TrainingSession {
     func validate(epoch: Int = .max) -> Evaluation {
         var validation = Evaluation(tasks: model.spec.tasks.count)
         var v = 0
-        let idsOff = epoch >= 1 && epoch <= config.idWarmupEpochs && idMask != 0
+        let idsOff = epoch >= 1 && epoch <= config.warmupEpochs && idMask != 0
         while v < validationRows {
             let n = min(4096, validationRows - v)
             let dropped = idsOff ? [UInt64](repeating: idMask, count: n) : []

@@ -41,8 +41,8 @@ struct TrainCommand: ParsableCommand {
     var idFields: String?
     @Option(help: "Probability that a training row reads an id field from the out-of-vocabulary row instead.")
     var idDropout: Float = TrainingConfig.defaultIDDropout
-    @Option(help: "Train the first N epochs without id fields (they read the out-of-vocabulary row), then start every id row from it.")
-    var idWarmupEpochs: Int = 0
+    @Option(help: "Train the first N epochs (at most --epochs − 1) without id fields (they read the out-of-vocabulary row), then start every id row from it.")
+    var idWarmupEpochs: Int = TrainingConfig.defaultIDWarmupEpochs
     @Option(help: "Multiplies the embedding learning rate on id fields.") var idLrScale: Float = 1
     @Option(help: "Embedding dim of the id fields (default: features.yaml's).") var idDim: Int?
 
