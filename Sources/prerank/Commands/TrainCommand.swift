@@ -128,7 +128,8 @@ struct TrainCommand: ParsableCommand {
                 ]),
                 "ids": .object([
                     "fields": .array(report.vocabulary.filter(\.isID).map { .string($0.name) }),
-                    "dropout": .number(Double(idDropout)), "warmup_epochs": .number(Double(idWarmupEpochs)),
+                    "dropout": .number(Double(idDropout)),
+                    "warmup_epochs": .number(Double(min(idWarmupEpochs, max(epochs - 1, 0)))),  // as run: ids get the last epoch
                     "lr_scale": .number(Double(idLrScale)), "dim": idDim.map { .number(Double($0)) } ?? .null,
                 ]),
             ])
