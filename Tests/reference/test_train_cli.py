@@ -87,3 +87,54 @@ def test_bench_train_reports_both_thread_counts(prerank, world):
     assert report["stepRowsPerSecondOneThread"] > 0 and report["stepRowsPerSecondTwoThreads"] > 0
     p = run(prerank, "bench-train", "--features", world / "features.yaml", "--data", world / "nope.csv", check=False)
     assert p.returncode == 1 and p.stderr.splitlines()[-1].startswith("Error: ") and "nope.csv" in p.stderr
+
+
+def test_admission_exports_the_oov_vector_into_every_non_admitted_bucket(prerank, world, tmp_path):
+    """Feature admission (issue 13) checked from the files alone, with numpy: count each field's
+    buckets in train.csv (SPEC §3 hashing), and every bucket with fewer than --min-count values
+    must hold the same row (the shared out-of-vocabulary vector), admitted ones their own."""
+    import csv
+    from collections import Counter
+
+    import numpy as np
+    from prerank_ref import RefModel, bucket
+
+    m = 3
+    p = train(prerank, world, tmp_path / "adm", None, "--min-count", m, "--validation-fraction", 0, "--id-dropout", 0.3,
+              "--id-warmup-epochs", 0)
+    model = RefModel(str(tmp_path / "adm"))
+    embedded = [f for f in model.features if f["kind"] != "dense"]
+    counts = {f["name"]: Counter() for f in embedded}
+    with open(world / "train.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            for f in embedded:
+                cell = row.get(f["name"], "")
+                values = [v for v in cell.split("|") if v] if f["kind"] == "multi" else ([cell] if cell else [])
+                for v in values:
+                    counts[f["name"]][bucket(f["name"], v, f["buckets"])] += 1
+    recorded = model.spec["training"]["admission"]
+    assert recorded["min_count"] == m
+    some_oov = False
+    for f in embedded:
+        name, c = f["name"], counts[f["name"]]
+        table = model.w[f"emb.{name}"]
+        assert table.shape == (f["buckets"], f["dim"])  # the format is unchanged: no extra row
+        admitted = {b for b, n in c.items() if n >= m}
+        rest = [b for b in range(f["buckets"]) if b not in admitted]
+        fr = recorded["fields"][name]
+        assert fr["seen_buckets"] == len(c) and fr["admitted_buckets"] == len(admitted)
+        assert fr["values"] == sum(c.values()) and fr["oov_values"] == sum(n for b, n in c.items() if n < m)
+        if rest:
+            oov = table[rest[0]]
+            assert np.array_equal(table[rest], np.broadcast_to(oov, (len(rest), f["dim"]))), name
+            for b in admitted:
+                assert not np.array_equal(table[b], oov), (name, b)
+        some_oov |= any(0 < n < m for n in c.values())
+        # prerank train printed the same figures.
+        assert f"train: {name}" in p.stderr and f"vocabulary {len(c)} of {f['buckets']} buckets" in p.stderr
+    assert some_oov  # the world has rare values, so the test exercised the rule
+    # The unchanged serving path loads and scores it.
+    run(prerank, "build-index", "--model", tmp_path / "adm", "--items", world / "items.csv", "--out", tmp_path / "adm.idx")
+    report = json.loads(run(prerank, "eval", "--model", tmp_path / "adm", "--index", tmp_path / "adm.idx", "--data",
+                            world / "test.csv", "--json", "--k", 5).stdout)
+    assert 0 <= report["tasks"]["ctr"]["auc"] <= 1 and report["rows"] > 0

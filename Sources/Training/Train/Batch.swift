@@ -9,6 +9,9 @@ struct Batch {
     var xu: [Float]
     var xi: [Float]
     var labels: [Float]
+    /// Per row, bit g set: embedded field g (record order) was routed to its OOV row for this
+    /// step (id dropout, or ids off during warm start). Empty: none was.
+    var dropped: [UInt64] = []
     var count: Int { rows.count }
 }
 
@@ -21,24 +24,36 @@ struct BatchAssembler {
     let tasks: Int
     let denseMean: [Side: [Float]]
     let denseStd: [Side: [Float]]
+    /// Per embedded field in record order: bucket → table row (Admission); empty = identity.
+    let rowOf: [[UInt32]]
+    /// Per embedded field in record order: the OOV row's index (= buckets).
+    let oovRow: [UInt32]
 
-    init(spec: ModelSpec, denseMean: [Side: [Float]], denseStd: [Side: [Float]]) {
+    init(spec: ModelSpec, denseMean: [Side: [Float]], denseStd: [Side: [Float]], admission: Admission? = nil) {
         user = SideLayout(side: .user, spec: spec)
         item = SideLayout(side: .item, spec: spec)
         tasks = spec.tasks.count
         self.denseMean = denseMean
         self.denseStd = denseStd
+        let embedded = user.embeddings + item.embeddings
+        rowOf = admission?.fields.map(\.rowOf) ?? embedded.map { _ in [] }
+        oovRow = embedded.map { UInt32($0.buckets) }
+        precondition(embedded.count <= 64, "at most 64 categorical/multi fields (dropout mask)")
     }
+
+    /// Index of a side's first embedded field in record order.
+    private func firstField(_ side: Side) -> Int { side == .user ? 0 : user.embeddings.count }
 
     /// Word offsets inside a record: where each side's dense values and embedding fields start.
     private var denseStart: (user: Int, item: Int) { (1, 1 + user.dense.count) }
     private var embeddingStart: Int { 1 + user.dense.count + item.dense.count }
 
-    func assemble(_ rows: [Int], from data: EncodedRows, embeddings: [String: [Float]]) -> Batch {
+    /// - parameter dropped: per row, the embedded fields read from their OOV row (`Batch.dropped`).
+    func assemble(_ rows: [Int], from data: EncodedRows, embeddings: [String: [Float]], dropped: [UInt64] = []) -> Batch {
         let b = rows.count
         var batch = Batch(rows: rows, xu: [Float](repeating: 0, count: b * user.width),
                           xi: [Float](repeating: 0, count: b * item.width),
-                          labels: [Float](repeating: 0, count: b * tasks))
+                          labels: [Float](repeating: 0, count: b * tasks), dropped: dropped)
         let userTables = user.embeddings.map { embeddings[$0.name] ?? [] }
         let itemTables = item.embeddings.map { embeddings[$0.name] ?? [] }
         let (du, di) = denseStart
@@ -52,8 +67,9 @@ struct BatchAssembler {
                         gatherDense(user, rec + du, into: xuRow)
                         gatherDense(item, rec + di, into: xiRow)
                         var p = rec + embeddingStart
-                        p = gatherEmbeddings(user, tables: userTables, p, into: xuRow)
-                        _ = gatherEmbeddings(item, tables: itemTables, p, into: xiRow)
+                        let mask = dropped.isEmpty ? 0 : dropped[i]
+                        p = gatherEmbeddings(user, tables: userTables, p, mask: mask, into: xuRow)
+                        _ = gatherEmbeddings(item, tables: itemTables, p, mask: mask, into: xiRow)
                     }
                 }
             }
@@ -69,21 +85,34 @@ struct BatchAssembler {
     }
 
     /// Adds each field's (mean) embedding row into `x`; returns the pointer past the side's fields.
-    private func gatherEmbeddings(_ side: SideLayout, tables: [[Float]], _ start: UnsafePointer<UInt32>,
+    /// Admitted buckets read their own row, the others the OOV row; a dropped field reads the OOV
+    /// row once (a missing value stays zeros either way).
+    private func gatherEmbeddings(_ side: SideLayout, tables: [[Float]], _ start: UnsafePointer<UInt32>, mask: UInt64,
                                   into x: UnsafeMutablePointer<Float>) -> UnsafePointer<UInt32> {
         var p = start
+        let first = firstField(side.side)
         for (f, field) in side.embeddings.enumerated() {
-            let n = Int(p[0])
-            tables[f].withUnsafeBufferPointer {
-                FeatureEncoder.addMean(of: UnsafeBufferPointer(start: p + 1, count: n), table: $0, dim: field.dim, into: x + field.offset)
+            let n = Int(p[0]), g = first + f
+            let ids = UnsafeBufferPointer(start: p + 1, count: n)
+            tables[f].withUnsafeBufferPointer { table in
+                if n > 0 && mask & (1 << UInt64(g)) != 0 {
+                    FeatureEncoder.addMean(of: CollectionOfOne(oovRow[g]), table: table, dim: field.dim, into: x + field.offset)
+                } else if rowOf[g].isEmpty {
+                    FeatureEncoder.addMean(of: ids, table: table, dim: field.dim, into: x + field.offset)
+                } else {
+                    rowOf[g].withUnsafeBufferPointer { map in
+                        FeatureEncoder.addMean(of: ids.lazy.map { map[Int($0)] }, table: table, dim: field.dim, into: x + field.offset)
+                    }
+                }
             }
             p += 1 + n
         }
         return p
     }
 
-    /// Scatters one side's dL/dx (`gx` `[B × width]`) onto the embedding rows that fed the batch;
-    /// a multi value's rows share its block's gradient equally (the block is their mean).
+    /// Scatters one side's dL/dx (`gx` `[B × width]`) onto the embedding rows that fed the batch
+    /// (through the same admission map and dropout mask as `assemble`); a multi value's rows share
+    /// its block's gradient equally (the block is their mean).
     /// `tables[f]` follows `SideLayout.embeddings`.
     func scatter(_ batch: Batch, side: Side, from data: EncodedRows, gx: [Float], into tables: inout [SparseTableGradient]) {
         let layout = side == .user ? user : item
@@ -94,10 +123,20 @@ struct BatchAssembler {
                     for _ in user.embeddings { p += 1 + Int(p[0]) }
                 }
                 let row = g.baseAddress! + i * layout.width
+                let mask = batch.dropped.isEmpty ? 0 : batch.dropped[i]
+                let first = firstField(side)
                 for (f, field) in layout.embeddings.enumerated() {
-                    let n = Int(p[0])
-                    let share = 1 / Float(max(n, 1))
-                    for j in 0..<n { tables[f].add(bucket: Int(p[1 + j]), share: share, row + field.offset) }
+                    let n = Int(p[0]), gf = first + f
+                    if n > 0 && mask & (1 << UInt64(gf)) != 0 {
+                        tables[f].add(bucket: Int(oovRow[gf]), share: 1, row + field.offset)
+                    } else {
+                        let share = 1 / Float(max(n, 1))
+                        let map = rowOf[gf]
+                        for j in 0..<n {
+                            let bucket = Int(p[1 + j])
+                            tables[f].add(bucket: map.isEmpty ? bucket : Int(map[bucket]), share: share, row + field.offset)
+                        }
+                    }
                     p += 1 + n
                 }
             }

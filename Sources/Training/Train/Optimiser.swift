@@ -16,17 +16,21 @@ final class SideTrainer: @unchecked Sendable {
     /// Per categorical/multi field, `layout.embeddings` order.
     private var tableStates: [AdamState]
     private var tableGradients: [SparseTableGradient]
+    /// Per table: multiplies the embedding learning rate (`--id-lr-scale` on id fields).
+    private let lrScale: [Float]
     /// Moved in from the model for a step (so this thread holds the only reference) and out after.
     var tower = Tower(layers: [], featureResidual: false)
     var tables: [[Float]] = []
     private(set) var activations: Tower.Activations?
 
-    init(tower: Tower, layout: SideLayout) {
+    /// Tables have `buckets + 1` rows while training: the last is the OOV row (Admission.swift).
+    init(tower: Tower, layout: SideLayout, lrScale: [Float]? = nil) {
         self.layout = layout
         weights = tower.layers.map { $0.map { AdamState(count: $0.weight.count) } }
         biases = tower.layers.map { $0.map { AdamState(count: $0.bias.count) } }
-        tableStates = layout.embeddings.map { AdamState(count: $0.buckets * $0.dim) }
-        tableGradients = layout.embeddings.map { SparseTableGradient(buckets: $0.buckets, dim: $0.dim) }
+        tableStates = layout.embeddings.map { AdamState(count: ($0.buckets + 1) * $0.dim) }
+        tableGradients = layout.embeddings.map { SparseTableGradient(buckets: $0.buckets + 1, dim: $0.dim) }
+        self.lrScale = lrScale ?? layout.embeddings.map { _ in 1 }
     }
 
     /// `x` `[B × width]` → activations (kept for the backward pass).
@@ -51,7 +55,7 @@ final class SideTrainer: @unchecked Sendable {
         assembler.scatter(batch, side: layout.side, from: data, gx: gx, into: &tableGradients)
         for f in tableGradients.indices where !tableGradients[f].touched.isEmpty {
             tableStates[f].stepRows(&tables[f], rows: tableGradients[f].touched, grads: tableGradients[f].grads,
-                                    dim: layout.embeddings[f].dim, lr: config.embeddingLearningRate, l2: config.embeddingL2, t: t)
+                                    dim: layout.embeddings[f].dim, lr: config.embeddingLearningRate * lrScale[f], l2: config.embeddingL2, t: t)
             tableGradients[f].reset()
         }
     }
@@ -87,10 +91,10 @@ struct Optimiser {
     /// 2: sides on two threads; 1: one after the other.
     let threads: Int
 
-    init(model: Model, assembler: BatchAssembler, threads: Int = 2) {
+    init(model: Model, assembler: BatchAssembler, threads: Int = 2, lrScale: [String: Float] = [:]) {
         self.threads = threads
-        user = SideTrainer(tower: model.userTower, layout: assembler.user)
-        item = SideTrainer(tower: model.itemTower, layout: assembler.item)
+        user = SideTrainer(tower: model.userTower, layout: assembler.user, lrScale: assembler.user.embeddings.map { lrScale[$0.name] ?? 1 })
+        item = SideTrainer(tower: model.itemTower, layout: assembler.item, lrScale: assembler.item.embeddings.map { lrScale[$0.name] ?? 1 })
         head = AdamState(count: model.headBias.count)
     }
 

@@ -23,6 +23,27 @@ public struct TrainingConfig: Sendable {
     public var threads = 2
     public var version = "trained"
 
+    // Id fields (issue 13; docs/TRAINING.md "Id fields" has the measurements behind the defaults).
+    /// Feature admission: a bucket with fewer training values shares the OOV row (0: off).
+    public var minCount = TrainingConfig.defaultMinCount
+    public static let defaultMinCount = 5
+    /// Id field names; nil: categorical fields with ≥ `IDFields.minimumBuckets` buckets.
+    public var idFields: [String]? = nil
+    /// Probability that a training row reads an id field from the OOV row instead (per field).
+    public var idDropout: Float = TrainingConfig.defaultIDDropout
+    public static let defaultIDDropout: Float = 0.5
+    /// The first N epochs read every id field from the OOV row; then each id row starts as the
+    /// OOV vector. Early stopping may keep a warm-start epoch: then every id row is exported as
+    /// the OOV vector (the model never read ids).
+    public var idWarmupEpochs = TrainingConfig.defaultIDWarmupEpochs
+    public static let defaultIDWarmupEpochs = 3
+    /// Warm-start epochs actually run: at most `epochs − 1`, so ids always get the last epoch.
+    var warmupEpochs: Int { min(idWarmupEpochs, max(epochs - 1, 0)) }
+    /// Multiplies the embedding learning rate on id fields.
+    public var idLearningRateScale: Float = 1
+    /// `dim` of the id fields (nil: features.yaml's).
+    public var idDim: Int? = nil
+
     public init(architecture: Architecture) { self.architecture = architecture }
 }
 
@@ -41,6 +62,8 @@ public struct TrainingReport: Sendable {
     public var trainRows: Int
     public var validationRows: Int
     public var skippedRows: Int
+    /// Per categorical/multi field: seen, admitted and OOV figures of the training rows.
+    public var vocabulary: [FieldVocabulary] = []
 }
 
 /// Joint training of both towers of every task: weighted BCE per task through the logit chain,
@@ -57,7 +80,7 @@ public enum Trainer {
         var sinceBest = 0
         for epoch in 1...max(1, config.epochs) {
             let (loss, rate) = session.runEpoch(epoch, progress: progress)
-            let validation = session.validate()
+            let validation = session.validate(epoch: epoch)
             let names = session.model.taskNames
             let aucs = validation.aucs()
             let report = EpochReport(epoch: epoch, trainLoss: loss,
@@ -75,10 +98,12 @@ public enum Trainer {
                 sinceBest = 0
             }
         }
-        var final = best?.model ?? session.model
+        let bestEpoch = best?.epoch ?? reports.count
+        var final = session.admission.export(best?.model ?? session.model, idsOff: bestEpoch <= config.warmupEpochs)
         final.fingerprint = ""
-        return (final, TrainingReport(epochs: reports, bestEpoch: best?.epoch ?? reports.count, trainRows: session.trainRows,
-                                      validationRows: session.validationRows, skippedRows: session.rows.skipped))
+        return (final, TrainingReport(epochs: reports, bestEpoch: bestEpoch, trainRows: session.trainRows,
+                                      validationRows: session.validationRows, skippedRows: session.rows.skipped,
+                                      vocabulary: session.admission.vocabulary()))
     }
 
     /// Head biases `c_k` that make the untrained chain predict each task's base rate, so the first
@@ -105,6 +130,9 @@ struct TrainingSession {
     let config: TrainingConfig
     let rows: TrainingData
     let assembler: BatchAssembler
+    let admission: Admission
+    /// Bit g: embedded field g (record order) is an id field.
+    let idMask: UInt64
     private(set) var model: Model
     private var optimiser: Optimiser
     private let posWeight: [Float]
@@ -122,7 +150,12 @@ struct TrainingSession {
     /// `config.validationFraction`, dense statistics (see TrainingRows.swift). The encoded rows
     /// stay mapped after their files are removed.
     static func encode(features: FeaturesFile, data: String, config: TrainingConfig) throws(FormatError) -> (ModelSpec, TrainingData) {
-        let spec = ModelSpec(version: config.version, tasks: features.tasks, architecture: config.architecture, features: features.features)
+        let ids = try IDFields.resolve(features.features, explicit: config.idFields)
+        var fields = features.features
+        if let d = config.idDim {
+            for i in fields.indices where ids.contains(fields[i].name) { fields[i].dim = d }
+        }
+        let spec = ModelSpec(version: config.version, tasks: features.tasks, architecture: config.architecture, features: fields)
         let cache = try TemporaryDirectory(prefix: "prerank-train")
         defer { cache.remove() }
         let validationCut = UInt64(config.validationFraction * Double(UInt64.max))
@@ -135,16 +168,25 @@ struct TrainingSession {
         BLASThreads.set(1)
         var rng = SplitMix64(seed: config.seed)
         var model = ModelStore.random(spec: spec, using: &rng)
-        // Embedding init small (the tower init assumes unit-scale inputs).
-        for (name, table) in model.embeddings { model.embeddings[name] = table.map { $0 * 0.1 } }
+        // Embedding init small (the tower init assumes unit-scale inputs); one more row per table,
+        // the OOV row (Admission.swift), drawn after every other weight.
+        for f in spec.features where f.kind != .dense {
+            let dim = f.dim ?? 0
+            let oov = (0..<dim).map { _ in Float.random(in: -0.5...0.5, using: &rng) }
+            model.embeddings[f.name] = (model.embeddings[f.name] ?? []).map { $0 * 0.1 } + oov.map { $0 * 0.1 }
+        }
+        let ids = (try? IDFields.resolve(spec.features, explicit: config.idFields)) ?? []
+        admission = Admission(spec: spec, counts: rows.counts, minCount: config.minCount, idFields: ids)
+        idMask = admission.fields.enumerated().reduce(0) { $0 | ($1.element.isID ? 1 << UInt64($1.offset) : 0) }
         model.denseMean = rows.denseMean
         model.denseStd = rows.denseStd
         model.headBias = Trainer.initialHeads(architecture: config.architecture, positives: rows.positives, rows: rows.train.count)
         self.config = config
         self.rows = rows
         self.model = model
-        assembler = BatchAssembler(spec: spec, denseMean: rows.denseMean, denseStd: rows.denseStd)
-        optimiser = Optimiser(model: model, assembler: assembler, threads: config.threads)
+        assembler = BatchAssembler(spec: spec, denseMean: rows.denseMean, denseStd: rows.denseStd, admission: admission)
+        optimiser = Optimiser(model: model, assembler: assembler, threads: config.threads,
+                              lrScale: Dictionary(uniqueKeysWithValues: ids.map { ($0, config.idLearningRateScale) }))
         posWeight = spec.tasks.map { config.positiveWeights[$0.name] ?? 1 }
         order = Array(0..<rows.train.count)
     }
@@ -155,11 +197,14 @@ struct TrainingSession {
         let started = Date()
         var shuffle = SplitMix64(seed: config.seed &+ UInt64(epoch))
         order.shuffle(using: &shuffle)
+        if config.warmupEpochs > 0 && epoch == config.warmupEpochs + 1 { startIDsFromOOV() }
+        var dropRNG = SplitMix64(seed: config.seed, stream: 0xD20F, index: UInt64(max(epoch, 0)))
         let total = min(trainRows, limit)
         var lossSum = 0.0, seen = 0
         while seen < total {
             let n = min(config.batch, total - seen)
-            let batch = assembler.assemble(Array(order[seen..<(seen + n)]), from: rows.train, embeddings: model.embeddings)
+            let dropped = dropMasks(count: n, epoch: epoch, rng: &dropRNG)
+            let batch = assembler.assemble(Array(order[seen..<(seen + n)]), from: rows.train, embeddings: model.embeddings, dropped: dropped)
             lossSum += Double(optimiser.step(model: &model, batch: batch, data: rows.train, assembler: assembler,
                                              posWeight: posWeight, config: config))
             seen += n
@@ -170,13 +215,47 @@ struct TrainingSession {
         return (lossSum / Double(max(seen, 1)), Double(seen) / max(Date().timeIntervalSince(started), 1e-9))
     }
 
-    /// Probabilities of the current model on the validation rows.
-    func validate() -> Evaluation {
+    /// Per row of a training batch, the id fields read from the OOV row: all of them during warm
+    /// start, each with probability `idDropout` after (`[]`: none).
+    func dropMasks(count: Int, epoch: Int, rng: inout SplitMix64) -> [UInt64] {
+        guard idMask != 0 else { return [] }
+        if epoch >= 1 && epoch <= config.warmupEpochs { return [UInt64](repeating: idMask, count: count) }
+        guard config.idDropout > 0 else { return [] }
+        let cut = UInt64(Double(min(config.idDropout, 1)) * Double(UInt64.max))
+        return (0..<count).map { _ in
+            var m: UInt64 = 0
+            var bits = idMask
+            while bits != 0 {
+                let bit = bits & (~bits &+ 1)
+                if rng.next() < cut { m |= bit }
+                bits &= bits &- 1
+            }
+            return m
+        }
+    }
+
+    /// End of warm start: every id row starts as the OOV vector the towers learnt to read, so an
+    /// id moves away from "unknown" only as far as its own rows' gradients take it.
+    private mutating func startIDsFromOOV() {
+        for f in admission.fields where f.isID {
+            guard var t = model.embeddings[f.name] else { continue }
+            let oov = Array(t[(f.oovRow * f.dim)..<((f.oovRow + 1) * f.dim)])
+            for b in 0..<f.buckets { for j in 0..<f.dim { t[b * f.dim + j] = oov[j] } }
+            model.embeddings[f.name] = t
+        }
+    }
+
+    /// Probabilities of the current model on the validation rows, read as the exported model
+    /// will be (admission map; id fields from the OOV row while warm start keeps them off).
+    func validate(epoch: Int = .max) -> Evaluation {
         var validation = Evaluation(tasks: model.spec.tasks.count)
         var v = 0
+        let idsOff = epoch >= 1 && epoch <= config.warmupEpochs && idMask != 0
         while v < validationRows {
             let n = min(4096, validationRows - v)
-            validation.add(model: model, batch: assembler.assemble(Array(v..<(v + n)), from: rows.validation, embeddings: model.embeddings))
+            let dropped = idsOff ? [UInt64](repeating: idMask, count: n) : []
+            validation.add(model: model, batch: assembler.assemble(Array(v..<(v + n)), from: rows.validation,
+                                                                   embeddings: model.embeddings, dropped: dropped))
             v += n
         }
         return validation

@@ -12,6 +12,9 @@ struct TrainingData {
     var skipped: Int
     /// Positives per task among the training rows (reported, and used to set the heads' start).
     var positives: [Int]
+    /// Values per bucket in the training rows (not validation), per categorical/multi field in
+    /// record order (user side then item side): what feature admission counts (Admission.swift).
+    var counts: [[UInt32]] = []
 }
 
 /// Reads a training CSV once: validates every row, hashes categorical values, splits rows by
@@ -61,6 +64,9 @@ struct TrainingRowReader {
         }
         var sums = sides.map { [(sum: Double, squares: Double, n: Int)](repeating: (0, 0, 0), count: $0.dense.count) }
         var positives = [Int](repeating: 0, count: spec.tasks.count)
+        let embedded = sides.flatMap { $0.embeddings }
+        var counts = embedded.map { [UInt32](repeating: 0, count: $0.buckets) }
+        let embeddingStart = 1 + sides.reduce(0) { $0 + $1.dense.count }
         var skipped = 0
         var record: [UInt32] = []
         var dense: [[Float]] = sides.map { [Float](repeating: .nan, count: $0.dense.count) }
@@ -97,6 +103,12 @@ struct TrainingRowReader {
                     try validation.append(record)
                 } else {
                     for k in positives.indices where record[0] & (1 << UInt32(k)) != 0 { positives[k] += 1 }
+                    var p = embeddingStart
+                    for f in counts.indices {
+                        let n = Int(record[p])
+                        for j in 0..<n { counts[f][Int(record[p + 1 + j])] &+= 1 }
+                        p += 1 + n
+                    }
                     try train.append(record)
                 }
             }
@@ -121,7 +133,7 @@ struct TrainingRowReader {
             }
         }
         return TrainingData(train: try train.finish(), validation: try validation.finish(),
-                            denseMean: mean, denseStd: std, skipped: skipped, positives: positives)
+                            denseMean: mean, denseStd: std, skipped: skipped, positives: positives, counts: counts)
     }
 
     /// The labels as a bitmask; each must be 0 or 1 and never 1 after a 0 along the chain.

@@ -35,6 +35,16 @@ struct TrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Threads: 2 runs the user and item sides of each step at once, 1 one after the other (same weights).")
     var threads: Int = 2
     @Option(help: "Model version string.") var version: String?
+    @Option(help: "Feature admission: a categorical/multi bucket with fewer training values shares the field's out-of-vocabulary row (0: off).")
+    var minCount: Int = TrainingConfig.defaultMinCount
+    @Option(help: "Id fields, comma-separated (default: categorical fields with ≥ \(IDFields.minimumBuckets) buckets).")
+    var idFields: String?
+    @Option(help: "Probability that a training row reads an id field from the out-of-vocabulary row instead.")
+    var idDropout: Float = TrainingConfig.defaultIDDropout
+    @Option(help: "Train the first N epochs (at most --epochs − 1) without id fields (they read the out-of-vocabulary row), then start every id row from it.")
+    var idWarmupEpochs: Int = TrainingConfig.defaultIDWarmupEpochs
+    @Option(help: "Multiplies the embedding learning rate on id fields.") var idLrScale: Float = 1
+    @Option(help: "Embedding dim of the id fields (default: features.yaml's).") var idDim: Int?
 
     func run() throws {
         let widths = try hidden.split(separator: ",").map { part -> Int in
@@ -52,6 +62,11 @@ struct TrainCommand: ParsableCommand {
         guard embeddingL2 >= 0, embeddingL2.isFinite else { throw CLIError("--embedding-l2 must be ≥ 0") }
         guard threads == 1 || threads == 2 else { throw CLIError("--threads must be 1 or 2") }
         guard (0..<1).contains(validationFraction) else { throw CLIError("--validation-fraction must be in [0, 1)") }
+        guard minCount >= 0 else { throw CLIError("--min-count must be ≥ 0") }
+        guard (0...1).contains(idDropout) else { throw CLIError("--id-dropout must be in [0, 1]") }
+        guard idWarmupEpochs >= 0, idLrScale > 0, idLrScale.isFinite, (idDim ?? 1) >= 1 else {
+            throw CLIError("--id-warmup-epochs must be ≥ 0, --id-lr-scale > 0, --id-dim ≥ 1")
+        }
         guard let architecture = Architecture.named(arch, hidden: widths, d: d, clamp: clamp) else {
             throw CLIError("--arch must be resflow, nse, nse+fr, nse+lr or esmm, not \(arch)")
         }
@@ -66,6 +81,12 @@ struct TrainCommand: ParsableCommand {
         config.patience = patience
         config.skipBadRows = skipBadRows
         config.threads = threads
+        config.minCount = minCount
+        config.idFields = idFields.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        config.idDropout = idDropout
+        config.idWarmupEpochs = idWarmupEpochs
+        config.idLearningRateScale = idLrScale
+        config.idDim = idDim
         config.version = version ?? "\(arch)\(clamp ? "+clamp" : "")-seed\(seed)"
         for part in posWeight.split(separator: ",") where !part.isEmpty {
             let kv = part.split(separator: "=")
@@ -86,6 +107,11 @@ struct TrainCommand: ParsableCommand {
                 let aucs = model.taskNames.map { "\($0) \(String(format: "%.4f", e.validationAUC[$0] ?? 0))" }.joined(separator: ", ")
                 Progress.line(String(format: "train: epoch %d: loss %.4f, %.0f rows/s, validation AUC %@", e.epoch, e.trainLoss, e.samplesPerSecond, aucs), final: true)
             }
+            for v in report.vocabulary {
+                Progress.line(String(format: "train: %@%@: vocabulary %d of %d buckets, admitted %.1f%% (%d), OOV %.2f%% of %d values",
+                                     v.name, v.isID ? " (id)" : "", v.seenBuckets, v.buckets, 100 * v.admittedShare, v.admittedBuckets,
+                                     100 * v.oovShare, v.values), final: true)
+            }
             var described = model
             let last = report.epochs.first { $0.epoch == report.bestEpoch }
             var metrics: [String: JSONValue] = [:]
@@ -105,6 +131,21 @@ struct TrainCommand: ParsableCommand {
                 "skipped_rows": .number(Double(report.skippedRows)), "seed": .number(Double(seed)), "arch": .string(arch),
                 "clamp": .bool(clamp), "epochs_run": .number(Double(report.epochs.count)), "best_epoch": .number(Double(report.bestEpoch)),
                 "validation": .object(metrics),
+                "admission": .object([
+                    "rule": .string("bucket admitted iff >= min_count training values hash into it (validation split excluded, multi cells count each value); non-admitted buckets' rows of emb.<field> all hold the field's shared out-of-vocabulary vector"),
+                    "min_count": .number(Double(minCount)),
+                    "fields": .object(Dictionary(uniqueKeysWithValues: report.vocabulary.map { v in
+                        (v.name, JSONValue.object(["id": .bool(v.isID), "seen_buckets": .number(Double(v.seenBuckets)),
+                                                   "admitted_buckets": .number(Double(v.admittedBuckets)),
+                                                   "values": .number(Double(v.values)), "oov_values": .number(Double(v.oovValues))]))
+                    })),
+                ]),
+                "ids": .object([
+                    "fields": .array(report.vocabulary.filter(\.isID).map { .string($0.name) }),
+                    "dropout": .number(Double(idDropout)),
+                    "warmup_epochs": .number(Double(min(idWarmupEpochs, max(epochs - 1, 0)))),  // as run: ids get the last epoch
+                    "lr_scale": .number(Double(idLrScale)), "dim": idDim.map { .number(Double($0)) } ?? .null,
+                ]),
             ])
             let saved = try ModelStore.save(described, directory: out)
             let skippedNote = report.skippedRows > 0 ? ", \(report.skippedRows) bad rows skipped" : ""
