@@ -14,4 +14,6 @@ echo "== swift test" >&2
 swift test --parallel --num-workers 2
 
 echo "== reference and end-to-end tests (pytest)" >&2
+# python/ (prerank_torch) for the trainer tests, their subprocesses and torchrun.
+export PYTHONPATH="$(pwd)/python${PYTHONPATH:+:$PYTHONPATH}"
 python3 -m pytest -q Tests/reference Tests/deploy "$@"
