@@ -22,12 +22,29 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 import torch  # noqa: E402
 
 from prerank_torch import hashing  # noqa: E402
-from prerank_torch.data import Encoder, collate, iterate_rows  # noqa: E402
+from prerank_torch.data import Encoder, concat, iterate_blocks, to_batch  # noqa: E402
 from prerank_torch.model import TwinTower, chain, encode_request_side  # noqa: E402
 
 ENV = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep + os.environ.get("PYTHONPATH", ""),
            OMP_NUM_THREADS="1")
 SMALL = ["--hidden", "16,8", "--d", "8"]
+
+
+def torch_train_inprocess(*args):
+    """The CLI's main() in this process (saves the ~5 s torch import of a subprocess)."""
+    from prerank_torch.__main__ import main
+    main(["train", *map(str, args)])
+
+
+def inprocess_error(capsys, *args):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        torch_train_inprocess(*args)
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), err
+    return lines[0]
 
 
 def torch_train(*args, nproc=0, check=True, timeout=300):
@@ -104,13 +121,12 @@ def test_encoder_matches_reference_on_10k_rows(tmp_path):
     model = TwinTower.load(str(tmp_path / "m"))
     refm = ref.RefModel(str(tmp_path / "m"))
     enc = Encoder(model.tasks, model.features)
-    rows = [r for _, r in iterate_rows([str(rows_csv)], enc, 0, 1, 0.0, "all")]
-    n_dense = {s: len(enc.sides[s]["dense"]) for s in enc.sides}
-    n_emb = {s: len(enc.sides[s]["emb"]) for s in enc.sides}
+    block = concat([b for b, _ in iterate_blocks([str(rows_csv)], enc, 0, 1, 0.0, "all", chunk=777)])
     with torch.no_grad():
-        xu, xi = model.encoder(collate(rows, 3, n_dense, n_emb))
+        xu, xi = model.encoder(to_batch(block, 3))
+    want_u, want_i = [], []
     with open(rows_csv, newline="") as f:
-        for i, row in enumerate(csv.DictReader(f)):
+        for row in csv.DictReader(f):
             vals = {}
             for feat in refm.features:
                 cell = row[feat["name"]]
@@ -120,8 +136,11 @@ def test_encoder_matches_reference_on_10k_rows(tmp_path):
                     vals[feat["name"]] = float(cell) if cell else None
                 else:
                     vals[feat["name"]] = cell or None
-            np.testing.assert_allclose(xu[i].double().numpy(), refm.encode("user", vals), rtol=2e-6, atol=2e-6)
-            np.testing.assert_allclose(xi[i].double().numpy(), refm.encode("item", vals), rtol=2e-6, atol=2e-6)
+            want_u.append(refm.encode("user", vals))
+            want_i.append(refm.encode("item", vals))
+    assert len(want_u) == block["n"] == 10_000
+    np.testing.assert_allclose(xu.double().numpy(), np.array(want_u), rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(xi.double().numpy(), np.array(want_i), rtol=2e-6, atol=2e-6)
 
 
 def test_item_towers_match_the_swift_index_on_random_values(prerank, tmp_path):
@@ -147,12 +166,15 @@ def test_item_towers_match_the_swift_index_on_random_values(prerank, tmp_path):
         dense = torch.tensor([[float(r[c]) if r[c] else float("nan") for c in ("price", "rating")] for r in chunk],
                              dtype=torch.float64)
         bags = []
-        for name, kind in (("brand", "categorical"), ("tags", "multi")):
-            flat, offsets = [], []
+        for feat in model.features:
+            if feat["side"] != "item" or feat["kind"] == "dense":
+                continue
+            name, flat, offsets = feat["name"], [], []
             for r in chunk:
                 offsets.append(len(flat))
-                values = [v for v in r[name].split("|") if v] if kind == "multi" else ([r[name]] if r[name] else [])
-                flat += [hashing.bucket(name, v, 31 if name == "brand" else 41) for v in values]
+                cell = r[name]
+                values = [v for v in cell.split("|") if v] if feat["kind"] == "multi" else ([cell] if cell else [])
+                flat += [hashing.bucket(name, v, feat["buckets"]) for v in values]
             bags.append((torch.tensor(flat, dtype=torch.int64), torch.tensor(offsets, dtype=torch.int64)))
         with torch.no_grad():
             v = model.towers.tower("item", model.encoder.side("item", dense, bags)).numpy()
@@ -283,7 +305,7 @@ def test_parquet_and_directory_inputs_train_the_same_model(world, tmp_path):
     pq.write_table(table, tmp_path / "small.parquet", row_group_size=1000)
     common = ["--features", world / "features.yaml", "--workers", 0, "--epochs", 1, "--seed", 3, *SMALL]
     for name, data in (("csv", small), ("parquet", tmp_path / "small.parquet"), ("dir", parts)):
-        torch_train(*common, "--data", data, "--out", tmp_path / name)
+        torch_train_inprocess(*common, "--data", data, "--out", tmp_path / name, "--log-every", 0)
     ref_w = load_file(str(tmp_path / "csv" / "weights.safetensors"))
     for name in ("parquet", "dir"):
         w = load_file(str(tmp_path / name / "weights.safetensors"))
@@ -318,7 +340,7 @@ def one_line_error(p):
     return lines[0]
 
 
-def test_bad_input_stops_with_one_line_naming_file_line_and_field(world, tmp_path):
+def test_bad_input_stops_with_one_line_naming_file_line_and_field(world, tmp_path, capsys):
     lines = (world / "train.csv").read_text().splitlines()
     header = lines[0].split(",")
     click = header.index("click")
@@ -334,10 +356,10 @@ def test_bad_input_stops_with_one_line_naming_file_line_and_field(world, tmp_pat
     missing = tmp_path / "no-order.csv"
     order = header.index("order")
     missing.write_text("\n".join(",".join(c for i, c in enumerate(l.split(",")) if i != order) for l in lines[:50]) + "\n")
-    e = one_line_error(torch_train(*base, "--data", missing, check=False))
+    e = inprocess_error(capsys, *base, "--data", missing)
     assert str(missing) in e and "line 1" in e and "order" in e
 
-    e = one_line_error(torch_train(*base, "--data", world / "train.csv", "--arch", "transformer", check=False))
+    e = inprocess_error(capsys, *base, "--data", world / "train.csv", "--arch", "transformer")
     assert "--arch" in e and "transformer" in e
 
     good = (world / "features.yaml").read_text()
@@ -348,5 +370,5 @@ def test_bad_input_stops_with_one_line_naming_file_line_and_field(world, tmp_pat
         f.write_text(mutate(good))
         bad_line = next((i + 1 for i, (x, y) in enumerate(zip(good.splitlines(), mutate(good).splitlines())) if x != y),
                         len(good.splitlines()) + 1)
-        e = one_line_error(torch_train("--features", f, "--data", world / "train.csv", "--out", tmp_path / "m", check=False))
+        e = inprocess_error(capsys, "--features", f, "--data", world / "train.csv", "--out", tmp_path / "m")
         assert str(f) in e and f"line {bad_line}" in e and expect in e, e

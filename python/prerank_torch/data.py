@@ -83,8 +83,30 @@ def _parquet_rows(path, wanted):
             yield line, header, cells
 
 
+def _parquet_cell(v):
+    """A Parquet value as the CSV text it stands for (one code path for both formats)."""
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"  # not 0/1 and not a categorical value: rejected downstream
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v != v:
+            return ""
+        return str(int(v)) if v.is_integer() and abs(v) < 2**63 else repr(v)
+    if isinstance(v, (list, tuple)):
+        return "|".join(_parquet_cell(x) for x in v)
+    if isinstance(v, bytes):
+        return v.decode("utf-8")
+    return str(v)
+
+
 class Encoder:
-    """Turns one row's cells into (label bits, dense values per side, buckets per field)."""
+    """Encodes chunks of rows column by column (labels, dense values, bucket ids) with the checks
+    of `prerank train`; an error names the file, the line and the column."""
 
     def __init__(self, tasks, features):
         self.tasks = tasks
@@ -97,6 +119,7 @@ class Encoder:
                 "emb": [(f["name"], f["kind"], FieldHasher(f["name"], f["buckets"])) for f in fs if f["kind"] != "dense"],
             }
         self.wanted = {t["label"] for t in tasks} | {f["name"] for f in features} | {"request_id"}
+        self.split_cache = {}
 
     def bind(self, path, header):
         """Column positions for a file (labels must exist; an absent feature column is missing)."""
@@ -116,110 +139,190 @@ class Encoder:
             "ncols": len(header),
         }
 
-    def labels(self, path, line, cells, cols):
-        bits = 0
+    def chunk(self, path, lines, rows, cols, cut, skip_bad_rows):
+        """Encodes rows (lists of cell strings) of one file. Returns (block, is_validation mask,
+        number skipped). Rows are checked in file order: the first bad line stops (or, with
+        skip_bad_rows, every bad row is dropped and counted)."""
+        n = len(rows)
+        lines = np.asarray(lines, dtype=np.int64)
+        bad = {}  # row -> message (first problem of that row)
+
+        def flag(mask, message):
+            for i in np.flatnonzero(mask):
+                i = int(i)
+                if i not in bad:
+                    bad[i] = message(i)
+                    if not skip_bad_rows:
+                        break
+
+        ncols = cols["ncols"]
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=n)
+        wrong = lengths != ncols
+        if wrong.any():
+            flag(wrong, lambda i: f"line {lines[i]}: {lengths[i]} columns, header has {ncols}")
+            filler = ["0"] * ncols
+            rows = [filler if w else r for r, w in zip(rows, wrong)]
+        columns = list(zip(*rows)) if n else [()] * ncols
+
+        # Labels: 0/1 and never 1 after a 0 along the chain.
+        T = len(self.tasks)
+        y = np.zeros((n, T), dtype=np.int64)
+        code = {"0": 0, "1": 1}
         for k, c in enumerate(cols["labels"]):
-            v = cells[c]
+            col = columns[c]
+            yk = np.fromiter((code.get(v, code.get(v.strip(" \t"), -1)) for v in col), dtype=np.int64, count=n)
             label = self.tasks[k]["label"]
-            if isinstance(v, str):
-                v = v.strip(" \t")
-                ok = v in ("0", "1")
-                one = v == "1"
-            elif isinstance(v, (bool, int, float)) and v in (0, 1):
-                ok, one = True, bool(v == 1)
-            else:
-                ok, one = False, False
-            if not ok:
-                raise InputError(f"{path}: line {line}: label {label} must be 0 or 1, is {v!r} (column {label})")
-            if one:
-                if k > 0 and not bits & (1 << (k - 1)):
-                    prev = self.tasks[k - 1]["label"]
-                    raise InputError(f"{path}: line {line}: {label}=1 without {prev}=1 (column {label})")
-                bits |= 1 << k
-        return bits
+            flag(yk < 0, lambda i, col=col, label=label:
+                 f"line {lines[i]}: label {label} must be 0 or 1, is \"{col[i]}\" (column {label})")
+            y[:, k] = yk
+        for k in range(1, T):
+            label, prev = self.tasks[k]["label"], self.tasks[k - 1]["label"]
+            flag((y[:, k] == 1) & (y[:, k - 1] == 0),
+                 lambda i, label=label, prev=prev: f"line {lines[i]}: {label}=1 without {prev}=1 (column {label})")
+        bits = (np.clip(y, 0, 1) << np.arange(T)[None, :]).sum(1) if n else np.zeros(0, dtype=np.int64)
 
-    def dense(self, path, line, cells, cols, side):
-        out = []
-        for name, c in zip(self.sides[side]["dense"], cols["dense"][side]):
-            v = None if c is None else cells[c]
-            if v is None:
-                out.append(math.nan)
-                continue
-            if isinstance(v, str):
-                t = v.strip(" \t")
-                if t == "":
-                    out.append(math.nan)
+        block = {"bits": bits, "n": n}
+        for side in ("user", "item"):
+            names = self.sides[side]["dense"]
+            dense = np.full((n, len(names)), np.nan, dtype=np.float32)
+            for j, (name, c) in enumerate(zip(names, cols["dense"][side])):
+                if c is None:
                     continue
+                col = [v.strip(" \t") for v in columns[c]]
+                empty = np.fromiter((v == "" for v in col), dtype=bool, count=n)
                 try:
-                    x = float(t)
+                    vals = np.array([v if v else "nan" for v in col], dtype=np.float64)
+                    parse_bad = np.zeros(n, dtype=bool)
                 except ValueError:
-                    x = math.nan
-                    t = None
-                if t is None or "_" in v or not math.isfinite(x) or not math.isfinite(np.float32(x)):
-                    raise InputError(f"{path}: line {line}: \"{v}\" is not a finite number (column {name})")
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                x = float(v)
-                if x != x:
-                    out.append(math.nan)
+                    vals = np.empty(n)
+                    parse_bad = np.zeros(n, dtype=bool)
+                    for i, v in enumerate(col):
+                        try:
+                            vals[i] = float(v) if v else math.nan
+                        except ValueError:
+                            vals[i], parse_bad[i] = math.nan, True
+                with np.errstate(over="ignore", invalid="ignore"):
+                    v32 = vals.astype(np.float32)
+                nonfinite = parse_bad | (~empty & ~np.isfinite(v32))
+                underscores = np.fromiter(("_" in v for v in col), dtype=bool, count=n)
+                flag(nonfinite | underscores, lambda i, col=columns[c], name=name:
+                     f"line {lines[i]}: \"{col[i]}\" is not a finite number (column {name})")
+                dense[:, j] = np.where(empty | nonfinite, np.nan, v32)
+            block[f"dense.{side}"] = dense
+            bags = []
+            for (name, kind, hasher), c in zip(self.sides[side]["emb"], cols["emb"][side]):
+                if c is None:
+                    bags.append((np.zeros(0, dtype=np.int64), np.zeros(n + 1, dtype=np.int64)))
                     continue
-                if not math.isfinite(x):
-                    raise InputError(f"{path}: line {line}: {v!r} is not a finite number (column {name})")
-            else:
-                raise InputError(f"{path}: line {line}: {v!r} is not a number (column {name})")
-            out.append(x)
-        return out
-
-    def buckets(self, path, line, cells, cols, side):
-        """Per categorical/multi field, the list of bucket ids (empty: missing)."""
-        out = []
-        for (name, kind, hasher), c in zip(self.sides[side]["emb"], cols["emb"][side]):
-            v = None if c is None else cells[c]
-            if v is None:
-                out.append(())
-                continue
-            try:
+                col = columns[c]
                 if kind == "categorical":
-                    if isinstance(v, str):
-                        out.append((hasher.text(v),) if v != "" else ())
-                    else:
-                        t = value_text(v, name)
-                        out.append((hasher.text(t),) if t is not None else ())
+                    ids = hasher.column(col)
+                    keep = ids >= 0
+                    flat = ids[keep]
+                    counts = keep.astype(np.int64)
                 else:
-                    if isinstance(v, str):
-                        parts = [p for p in v.split("|") if p]
-                    elif isinstance(v, (list, tuple)):
-                        parts = [value_text(p, name) for p in v]
-                        parts = [p for p in parts if p is not None]
-                    else:
-                        t = value_text(v, name)
-                        parts = [t] if t is not None else []
-                    out.append(tuple(hasher.text(p) for p in parts))
-            except ValueError as e:
-                raise InputError(f"{path}: line {line}: {e} (column {name})")
-        return out
+                    parts = [v.split("|") for v in col]
+                    per = np.fromiter((len(p) for p in parts), dtype=np.int64, count=n)
+                    ids = hasher.column([x for p in parts for x in p])
+                    keep = ids >= 0
+                    flat = ids[keep]
+                    counts = np.bincount(np.repeat(np.arange(n), per)[keep], minlength=n).astype(np.int64)
+                offsets = np.zeros(n + 1, dtype=np.int64)
+                np.cumsum(counts, out=offsets[1:])
+                bags.append((flat, offsets))
+            block[f"bags.{side}"] = bags
 
-    def row(self, path, line, cells, cols):
-        if len(cells) != cols["ncols"]:
-            raise InputError(f"{path}: line {line}: {len(cells)} columns, header has {cols['ncols']}")
-        bits = self.labels(path, line, cells, cols)
-        du = self.dense(path, line, cells, cols, "user")
-        di = self.dense(path, line, cells, cols, "item")
-        bu = self.buckets(path, line, cells, cols, "user")
-        bi = self.buckets(path, line, cells, cols, "item")
-        return bits, du, di, bu, bi
+        # The split: by hash of request_id (cached: a request has many rows), else by line.
+        if cut > 0:
+            r = cols["request"]
+            cache = self.split_cache
+            if r is not None:
+                val = np.zeros(n, dtype=bool)
+                for i, rid in enumerate(columns[r]):
+                    v = cache.get(rid)
+                    if v is None:
+                        v = is_validation(fnv1a(rid.encode("utf-8")), cut)
+                        if len(cache) < (1 << 22):
+                            cache[rid] = v
+                    val[i] = v
+            else:
+                val = np.fromiter((is_validation(int(l), cut) for l in lines), dtype=bool, count=n)
+        else:
+            val = np.zeros(n, dtype=bool)
+
+        skipped = 0
+        if bad:
+            if not skip_bad_rows:
+                i = min(bad)
+                raise InputError(f"{path}: {bad[i]}")
+            keep = np.ones(n, dtype=bool)
+            keep[list(bad)] = False
+            skipped = int((~keep).sum())
+            block = take(block, np.flatnonzero(keep))
+            val = val[keep]
+        return block, val, skipped
 
 
-def iterate_rows(sources, encoder, shard, shards, validation_fraction, want, skip_bad_rows=False, skipped=None):
-    """Yields (is_validation, encoded row) of the rows of `shard` of `shards`.
+def take(block, idx):
+    """Rows `idx` of a block (numpy fancy indexing; bags through their offsets)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    out = {"bits": block["bits"][idx], "n": len(idx)}
+    for side in ("user", "item"):
+        out[f"dense.{side}"] = block[f"dense.{side}"][idx]
+        bags = []
+        for flat, offsets in block[f"bags.{side}"]:
+            starts = offsets[idx]
+            lens = offsets[idx + 1] - starts
+            new_off = np.zeros(len(idx) + 1, dtype=np.int64)
+            np.cumsum(lens, out=new_off[1:])
+            gather = np.repeat(starts - new_off[:-1], lens) + np.arange(new_off[-1], dtype=np.int64)
+            bags.append((flat[gather], new_off))
+        out[f"bags.{side}"] = bags
+    return out
 
-    `want`: "train", "validation" or "all". Rows outside the shard are counted but not encoded.
-    """
+
+def concat(blocks):
+    if len(blocks) == 1:
+        return blocks[0]
+    out = {"bits": np.concatenate([b["bits"] for b in blocks]), "n": sum(b["n"] for b in blocks)}
+    for side in ("user", "item"):
+        out[f"dense.{side}"] = np.concatenate([b[f"dense.{side}"] for b in blocks])
+        bags = []
+        for f in range(len(blocks[0][f"bags.{side}"])):
+            flats, offs, base = [], [np.zeros(1, dtype=np.int64)], 0
+            for b in blocks:
+                flat, offsets = b[f"bags.{side}"][f]
+                flats.append(flat)
+                offs.append(offsets[1:] + base)
+                base += offsets[-1]
+            bags.append((np.concatenate(flats), np.concatenate(offs)))
+        out[f"bags.{side}"] = bags
+    return out
+
+
+def iterate_blocks(sources, encoder, shard, shards, validation_fraction, want, skip_bad_rows=False, skipped=None,
+                   chunk=4096):
+    """Yields (block, is_validation mask) for the rows of `shard` of `shards`, `chunk` rows at a
+    time; `want` "train" / "validation" keeps only those rows, "all" keeps both."""
     cut = validation_cut(validation_fraction)
     index = 0
     for path in sources:
-        rows = _parquet_rows(path, encoder.wanted) if path.endswith((".parquet", ".pq")) else _csv_rows(path)
+        parquet = path.endswith((".parquet", ".pq"))
+        rows_iter = _parquet_rows(path, encoder.wanted) if parquet else _csv_rows(path)
         cols = None
-        for line, header, cells in rows:
+        lines, rows = [], []
+
+        def flush():
+            block, val, sk = encoder.chunk(path, lines, rows, cols, cut, skip_bad_rows)
+            if skipped is not None:
+                skipped[0] += sk
+            if want == "train":
+                block, val = take(block, np.flatnonzero(~val)), val[~val]
+            elif want == "validation":
+                block, val = take(block, np.flatnonzero(val)), val[val]
+            return block, val
+
+        for line, header, cells in rows_iter:
             if cells is None:
                 cols = encoder.bind(path, header)
                 continue
@@ -227,44 +330,34 @@ def iterate_rows(sources, encoder, shard, shards, validation_fraction, want, ski
             index += 1
             if i % shards != shard:
                 continue
-            try:
-                enc = encoder.row(path, line, cells, cols)
-            except InputError:
-                if skip_bad_rows:
-                    if skipped is not None:
-                        skipped[0] += 1
-                    continue
-                raise
-            r = cols["request"]
-            if r is not None:
-                rid = cells[r]
-                rid = rid if isinstance(rid, str) else ("" if rid is None else str(rid))
-                key = fnv1a(rid.encode("utf-8"))
-            else:
-                key = line
-            val = cut > 0 and is_validation(key, cut)
-            if want == "all" or (want == "validation") == val:
-                yield val, enc
+            if parquet:
+                cells = [_parquet_cell(v) for v in cells]
+            lines.append(line)
+            rows.append(cells)
+            if len(rows) >= chunk:
+                yield flush()
+                lines, rows = [], []
+        if rows:
+            yield flush()
 
 
-def collate(rows, n_tasks, n_dense, n_emb):
-    """Encoded rows -> a batch of tensors: labels [B, T], dense raw values per side [B, n] (NaN
-    missing), and per embedding field the EmbeddingBag input (flat indices, offsets)."""
-    B = len(rows)
-    bits = np.fromiter((r[0] for r in rows), dtype=np.int64, count=B)
+def iterate_rows(sources, encoder, shard, shards, validation_fraction, want, skip_bad_rows=False, skipped=None):
+    """Compatibility: yields (is_validation, block of one row)."""
+    for block, val in iterate_blocks(sources, encoder, shard, shards, validation_fraction, want, skip_bad_rows, skipped):
+        for i in range(block["n"]):
+            yield bool(val[i]), take(block, [i])
+
+
+def to_batch(block, n_tasks):
+    """A block as the model's input: labels [B, T], raw dense values [B, n] (NaN missing), and
+    per embedding field the EmbeddingBag input (flat indices, offsets)."""
+    bits = block["bits"]
     labels = ((bits[:, None] >> np.arange(n_tasks)[None, :]) & 1).astype(np.float32)
-    batch = {"labels": torch.from_numpy(labels), "n": B}
-    for s, side in enumerate(("user", "item")):
-        dense = np.array([r[1 + s] for r in rows], dtype=np.float32).reshape(B, n_dense[side])
-        batch[f"dense.{side}"] = torch.from_numpy(dense)
-        bags = []
-        for f in range(n_emb[side]):
-            lengths = np.fromiter((len(r[3 + s][f]) for r in rows), dtype=np.int64, count=B)
-            offsets = np.zeros(B, dtype=np.int64)
-            np.cumsum(lengths[:-1], out=offsets[1:])
-            flat = np.fromiter((b for r in rows for b in r[3 + s][f]), dtype=np.int64, count=int(lengths.sum()))
-            bags.append((torch.from_numpy(flat), torch.from_numpy(offsets)))
-        batch[f"bags.{side}"] = bags
+    batch = {"labels": torch.from_numpy(labels), "n": block["n"]}
+    for side in ("user", "item"):
+        batch[f"dense.{side}"] = torch.from_numpy(np.ascontiguousarray(block[f"dense.{side}"]))
+        batch[f"bags.{side}"] = [(torch.from_numpy(flat), torch.from_numpy(offsets[:-1].copy()))
+                                 for flat, offsets in block[f"bags.{side}"]]
     return batch
 
 
@@ -286,29 +379,28 @@ class ShardedStream(torch.utils.data.IterableDataset):
         shards = self.world * nw
         shard = self.rank + self.world * wid  # row i: rank i mod world, worker (i div world) mod nw
         enc = Encoder(self.tasks, self.features)
-        n_dense = {s: len(enc.sides[s]["dense"]) for s in enc.sides}
-        n_emb = {s: len(enc.sides[s]["emb"]) for s in enc.sides}
-        rng = random.Random((self.seed * 1_000_003 + self.epoch) * 65_537 + shard)
-        buf, out = [], []
-        rows = iterate_rows(self.sources, enc, shard, shards, self.validation_fraction, "train", self.skip_bad_rows)
-        for _, row in rows:
-            if not self.shuffle:
-                out.append(row)
-            elif len(buf) < self.buffer:
-                buf.append(row)
-                continue
+        T = len(self.tasks)
+        rng = np.random.default_rng([self.seed, self.epoch, shard])
+        pending, size = [], 0
+        blocks = iterate_blocks(self.sources, enc, shard, shards, self.validation_fraction, "train", self.skip_bad_rows)
+        done = False
+        while not done:
+            # Fill the shuffle buffer, permute it, emit whole batches, keep the rest for the next fill.
+            for block, _ in blocks:
+                if block["n"]:
+                    pending.append(block)
+                    size += block["n"]
+                if size >= max(self.buffer, self.batch):
+                    break
             else:
-                j = rng.randrange(len(buf))
-                out.append(buf[j])
-                buf[j] = row
-            if len(out) == self.batch:
-                yield collate(out, len(self.tasks), n_dense, n_emb)
-                out = []
-        rng.shuffle(buf)
-        for row in buf:
-            out.append(row)
-            if len(out) == self.batch:
-                yield collate(out, len(self.tasks), n_dense, n_emb)
-                out = []
-        if out:
-            yield collate(out, len(self.tasks), n_dense, n_emb)
+                done = True
+            if size == 0:
+                break
+            buf = concat(pending)
+            order = rng.permutation(size) if self.shuffle else np.arange(size)
+            whole = size if done else (size // self.batch) * self.batch
+            for start in range(0, whole, self.batch):
+                yield to_batch(take(buf, order[start:start + self.batch]), T)
+            rest = order[whole:]
+            pending = [take(buf, np.sort(rest))] if len(rest) else []
+            size = len(rest)

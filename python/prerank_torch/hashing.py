@@ -54,7 +54,25 @@ class FieldHasher:
         self.name = name
         self.buckets = buckets
         self.seed = field_seed(name)
-        self.cache = {}
+        self.cache = {"": -1}
+
+    def column(self, values):
+        """Buckets of a list of strings as an int64 array; an empty string gives -1 (missing)."""
+        import numpy as np
+        cache = self.cache
+        try:
+            return np.fromiter((cache[v] for v in values), dtype=np.int64, count=len(values))
+        except KeyError:
+            pass
+        seed, buckets = self.seed, self.buckets
+        for v in set(values):
+            if v not in cache:
+                cache[v] = -1 if v == "" else fnv1a(v.encode("utf-8"), seed) % buckets
+        out = np.fromiter((cache[v] for v in values), dtype=np.int64, count=len(values))
+        if len(cache) > (1 << 21):  # bound memory on id columns with huge cardinality
+            cache.clear()
+            cache[""] = -1
+        return out
 
     def text(self, text: str) -> int:
         b = self.cache.get(text)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .data import Encoder, ShardedStream, collate, iterate_rows, list_sources
+from .data import Encoder, ShardedStream, concat, iterate_blocks, list_sources, take, to_batch
 from .errors import InputError
 from .metrics import auc, logloss
 from .model import TwinTower
@@ -136,7 +136,8 @@ def add_l2_to_touched_rows(table, l2):
     g = g.coalesce()
     idx = g.indices()[0]
     vals = g.values() + l2 * table.weight.detach()[idx]
-    table.weight.grad = torch.sparse_coo_tensor(g.indices(), vals, table.weight.shape, is_coalesced=True)
+    table.weight.grad = torch.sparse_coo_tensor(g.indices(), vals, table.weight.shape, is_coalesced=True,
+                                                check_invariants=False)
 
 
 def to_device(batch, device):
@@ -155,39 +156,27 @@ def scan(sources, tasks, features, d, fraction, skip_bad_rows):
     """The first pass over this rank's rows: validates them, dense sums, positives, row counts,
     and keeps the (encoded) validation rows."""
     enc = Encoder(tasks, features)
-    n_dense = {s: len(enc.sides[s]["dense"]) for s in enc.sides}
     T = len(tasks)
-    sums = {s: np.zeros((3, n_dense[s])) for s in enc.sides}  # sum, squares, count
+    sums = {s: np.zeros((3, len(enc.sides[s]["dense"]))) for s in enc.sides}  # sum, squares, count
     positives = np.zeros(T)
     counts = np.zeros(2)  # train, validation
     skipped = [0]
-    validation, chunk = [], {"user": [], "item": []}
-
-    def flush():
-        for s, side in enumerate(("user", "item")):
-            if chunk[side] and n_dense[side]:
-                a = np.array(chunk[side], dtype=np.float64).reshape(-1, n_dense[side])
-                a32 = a.astype(np.float32).astype(np.float64)
-                ok = ~np.isnan(a32)
-                sums[side][0] += np.where(ok, a32, 0).sum(0)
-                sums[side][1] += np.where(ok, a32 * a32, 0).sum(0)
-                sums[side][2] += ok.sum(0)
-            chunk[side] = []
-
-    for is_val, row in iterate_rows(sources, enc, d.rank, d.world, fraction, "all", skip_bad_rows, skipped):
-        chunk["user"].append(row[1])
-        chunk["item"].append(row[2])
-        if len(chunk["user"]) >= 8192:
-            flush()
-        if is_val:
-            counts[1] += 1
-            validation.append(row)
-        else:
-            counts[0] += 1
-            for k in range(T):
-                if row[0] >> k & 1:
-                    positives[k] += 1
-    flush()
+    validation = []
+    for block, val in iterate_blocks(sources, enc, d.rank, d.world, fraction, "all", skip_bad_rows, skipped):
+        for side in ("user", "item"):
+            a = block[f"dense.{side}"].astype(np.float64)
+            ok = ~np.isnan(a)
+            sums[side][0] += np.where(ok, a, 0).sum(0)
+            sums[side][1] += np.where(ok, a * a, 0).sum(0)
+            sums[side][2] += ok.sum(0)
+        nv = int(val.sum())
+        counts += (block["n"] - nv, nv)
+        if nv:
+            validation.append(take(block, np.flatnonzero(val)))
+        bits = block["bits"][~val]
+        for k in range(T):
+            positives[k] += int(((bits >> k) & 1).sum())
+    validation = concat(validation) if validation else None
     return enc, sums, positives, counts, skipped[0], validation
 
 
@@ -204,15 +193,14 @@ def dense_stats(sums):
     return mean, std
 
 
-def evaluate(model, rows, tasks, enc, d, arch):
+def evaluate(model, block, tasks, enc, d, arch):
     """Validation AUC and log-loss per task over every rank's validation rows."""
-    n_dense = {s: len(enc.sides[s]["dense"]) for s in enc.sides}
-    n_emb = {s: len(enc.sides[s]["emb"]) for s in enc.sides}
     probs, labels = [], []
     model.eval()
+    n = block["n"] if block is not None else 0
     with torch.no_grad():
-        for i in range(0, len(rows), 4096):
-            b = to_device(collate(rows[i:i + 4096], len(tasks), n_dense, n_emb), d.device)
+        for i in range(0, n, 4096):
+            b = to_device(to_batch(take(block, np.arange(i, min(i + 4096, n))), len(tasks)), d.device)
             probs.append(model.probabilities(b).double().cpu().numpy())
             labels.append(b["labels"].cpu().numpy())
     model.train()
