@@ -248,7 +248,8 @@ def world(prerank, tmp_path_factory):
     return w
 
 
-TRAIN = ["--epochs", 2, "--batch", 256, "--seed", 7, "--hidden", "32,16", "--d", 16]
+TRAIN = ["--epochs", 2, "--batch", 512, "--seed", 7, "--hidden", "32,16", "--d", 16]
+TORCHRUN_TRAIN = ["--epochs", 2, "--batch", 512, "--seed", 7, "--hidden", "32,16", "--dim", 16]  # torchrun: --d is ambiguous to it
 
 
 def test_torchrun_two_processes_match_one_process_and_prerank_train(prerank, world, tmp_path):
@@ -257,7 +258,7 @@ def test_torchrun_two_processes_match_one_process_and_prerank_train(prerank, wor
     torch_train("--features", world / "features.yaml", "--data", world / "train.csv", "--out", tmp_path / "one",
                 "--workers", 0, *TRAIN)
     p = torch_train("--features", world / "features.yaml", "--data", world / "train.csv", "--out", tmp_path / "two",
-                    "--workers", 1, *TRAIN, nproc=2)
+                    "--workers", 1, *TORCHRUN_TRAIN, nproc=2)
     assert "2 process(es), backend gloo" in p.stderr
     spec = json.loads((tmp_path / "two" / "model.json").read_text())
     assert spec["training"]["world_size"] == 2 and spec["training"]["trainer"] == "prerank_torch"

@@ -23,7 +23,8 @@ def parser():
     t.add_argument("--embedding-l2", type=float, default=1e-4, help="L2 on the embedding rows a batch touches")
     t.add_argument("--seed", type=int, default=1, help="random seed (init and shuffling)")
     t.add_argument("--hidden", default="64,32", help="hidden widths, comma-separated (empty: linear towers)")
-    t.add_argument("--d", type=int, default=32, help="output width d")
+    t.add_argument("--d", "--dim", dest="d", type=int, default=32,
+                   help="output width d (under torchrun write --dim: torchrun's own parser rejects --d as ambiguous)")
     t.add_argument("--validation-fraction", type=float, default=0.1, help="share of request ids held out")
     t.add_argument("--patience", type=int, default=2, help="epochs without validation improvement before stopping")
     t.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows instead of stopping")

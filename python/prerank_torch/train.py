@@ -104,29 +104,50 @@ def parse_pos_weight(text, tasks):
     return [w.get(t["name"], 1.0) for t in tasks]
 
 
-def sync_sparse(table, world):
-    """Sum of the ranks' sparse gradients of one table (then / world, as DDP averages)."""
-    g = table.weight.grad
-    if g is None:
-        g = torch.sparse_coo_tensor(torch.zeros((1, 0), dtype=torch.int64, device=table.weight.device),
-                                    table.weight.new_zeros((0, table.weight.shape[1])), table.weight.shape)
-    g = g.coalesce()
-    idx, val = g.indices()[0], g.values()
-    n = torch.tensor([idx.numel()], device=idx.device)
-    sizes = [torch.zeros_like(n) for _ in range(world)]
-    dist.all_gather(sizes, n)
-    m = int(max(s.item() for s in sizes))
-    pad_idx = torch.zeros(m, dtype=idx.dtype, device=idx.device)
-    pad_val = val.new_zeros((m, val.shape[1]))
-    pad_idx[:idx.numel()] = idx
-    pad_val[:idx.numel()] = val
-    all_idx = [torch.empty_like(pad_idx) for _ in range(world)]
-    all_val = [torch.empty_like(pad_val) for _ in range(world)]
-    dist.all_gather(all_idx, pad_idx)
-    dist.all_gather(all_val, pad_val)
-    idxs = torch.cat([a[:int(s.item())] for a, s in zip(all_idx, sizes)])
-    vals = torch.cat([a[:int(s.item())] for a, s in zip(all_val, sizes)]) / world
-    table.weight.grad = torch.sparse_coo_tensor(idxs.unsqueeze(0), vals, table.weight.shape).coalesce()
+def sync_sparse(tables, world):
+    """Every table's gradient := the mean over ranks of the ranks' sparse gradients.
+
+    Three collectives per step whatever the number of tables: the per-table counts of touched
+    rows, then the row ids and the rows of every table packed into one buffer each (padded to
+    the largest rank's size). NCCL has no sparse all-reduce; all-gather works on gloo and NCCL.
+    """
+    device = tables[0].weight.device
+    grads = []
+    for t in tables:
+        g = t.weight.grad
+        if g is None:
+            grads.append((torch.zeros(0, dtype=torch.int64, device=device), t.weight.new_zeros((0, t.weight.shape[1]))))
+        else:
+            g = g.coalesce()
+            grads.append((g.indices()[0], g.values()))
+    counts = torch.tensor([len(i) for i, _ in grads], dtype=torch.int64, device=device)
+    all_counts = [torch.empty_like(counts) for _ in range(world)]
+    dist.all_gather(all_counts, counts)
+    dims = [t.weight.shape[1] for t in tables]
+    n_idx = max(int(c.sum()) for c in all_counts)
+    n_val = max(int(sum(int(x) * d for x, d in zip(c.tolist(), dims))) for c in all_counts)
+    idx = torch.zeros(n_idx, dtype=torch.int64, device=device)
+    val = torch.zeros(n_val, dtype=tables[0].weight.dtype, device=device)
+    ip = vp = 0
+    for (i, v), d in zip(grads, dims):
+        idx[ip:ip + len(i)] = i
+        val[vp:vp + v.numel()] = v.reshape(-1)
+        ip, vp = ip + len(i), vp + v.numel()
+    all_idx = [torch.empty_like(idx) for _ in range(world)]
+    all_val = [torch.empty_like(val) for _ in range(world)]
+    dist.all_gather(all_idx, idx)
+    dist.all_gather(all_val, val)
+    parts = [[] for _ in tables]
+    for c, ai, av in zip(all_counts, all_idx, all_val):
+        ip = vp = 0
+        for f, (n, d) in enumerate(zip(c.tolist(), dims)):
+            parts[f].append((ai[ip:ip + n], av[vp:vp + n * d].reshape(n, d)))
+            ip, vp = ip + n, vp + n * d
+    for t, p in zip(tables, parts):
+        rows = torch.cat([i for i, _ in p])
+        vals = torch.cat([v for _, v in p]) / world
+        t.weight.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), vals, t.weight.shape,
+                                                check_invariants=False).coalesce()
 
 
 def add_l2_to_touched_rows(table, l2):
@@ -372,9 +393,9 @@ def _run(args, d):
             if opt_sparse is not None:
                 opt_sparse.zero_grad(set_to_none=True)
             loss.backward()
+            if d.on and len(model.encoder.tables):
+                sync_sparse(list(model.encoder.tables), d.world)
             for table in model.encoder.tables:
-                if d.on:
-                    sync_sparse(table, d.world)
                 add_l2_to_touched_rows(table, args.embedding_l2)
             opt_dense.step()
             if opt_sparse is not None:
