@@ -243,8 +243,17 @@ def test_forward_of_exported_model_equals_prerank_score(prerank, tmp_path, varia
 
 @pytest.fixture(scope="module")
 def world(prerank, tmp_path_factory):
+    """3,000 requests to train on (~120k impressions) and a 4× larger test set from the same world:
+    CTCVR has ~0.2 % positives, so the test set's size sets the noise of its AUC."""
     w = tmp_path_factory.mktemp("torchworld")
-    run(prerank, "generate", "--out", w, "--requests", 3000, "--seed", 3, "--quiet")
+    run(prerank, "generate", "--out", w, "--requests", 15000, "--seed", 3, "--quiet")
+    lines = (w / "train.csv").read_text().splitlines()
+    rid = lines[0].split(",").index("request_id")
+    first = {l.split(",")[rid] for l in lines[1:]}
+    keep = sorted(first, key=lambda r: int(r) if r.isdigit() else r)[:3000]
+    keep = set(keep)
+    (w / "train-all.csv").write_text((w / "train.csv").read_text())
+    (w / "train.csv").write_text("\n".join([lines[0]] + [l for l in lines[1:] if l.split(",")[rid] in keep]) + "\n")
     return w
 
 
@@ -255,19 +264,25 @@ TORCHRUN_TRAIN = ["--epochs", 2, "--batch", 512, "--seed", 7, "--hidden", "32,16
 def test_torchrun_two_processes_match_one_process_and_prerank_train(prerank, world, tmp_path):
     run(prerank, "train", "--features", world / "features.yaml", "--data", world / "train.csv",
         "--out", tmp_path / "swift", *TRAIN)
-    torch_train("--features", world / "features.yaml", "--data", world / "train.csv", "--out", tmp_path / "one",
-                "--workers", 0, *TRAIN)
-    p = torch_train("--features", world / "features.yaml", "--data", world / "train.csv", "--out", tmp_path / "two",
-                    "--workers", 1, *TORCHRUN_TRAIN, nproc=2)
+    # Two logical data shards in both runs: one process takes the steps the two processes take.
+    common = ["--features", world / "features.yaml", "--data", world / "train.csv", "--workers", 1, "--data-shards", 2]
+    torch_train(*common, "--out", tmp_path / "one", *TRAIN)
+    p = torch_train(*common, "--out", tmp_path / "two", *TORCHRUN_TRAIN, nproc=2)
     assert "2 process(es), backend gloo" in p.stderr
     spec = json.loads((tmp_path / "two" / "model.json").read_text())
     assert spec["training"]["world_size"] == 2 and spec["training"]["trainer"] == "prerank_torch"
+    # DistributedDataParallel + the sparse all-gather compute the one-process gradient.
+    a = load_file(str(tmp_path / "one" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "two" / "weights.safetensors"))
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-3, atol=1e-4, err_msg=k)
     reports = {name: eval_json(prerank, tmp_path / name, world, tmp_path) for name in ("swift", "one", "two")}
     print({n: {t: round(r["tasks"][t]["auc"], 4) for t in r["tasks"]} for n, r in reports.items()})
     for task in reports["swift"]["tasks"]:
         swift, one, two = (reports[n]["tasks"][task]["auc"] for n in ("swift", "one", "two"))
-        assert abs(two - swift) <= 0.01, (task, swift, two)
         assert abs(two - one) <= 0.005, (task, one, two)
+        # CTCVR (~0.2 % positives) is noise-limited at this size: docs/TRAINING.md has the figures.
+        assert abs(two - swift) <= (0.01 if task != "ctcvr" else 0.03), (task, swift, two)
 
 
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(world, tmp_path):

@@ -30,8 +30,11 @@ def parser():
     t.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows instead of stopping")
     t.add_argument("--threads", type=int, default=None, help="torch intra-op threads per process")
     t.add_argument("--version", default=None, help="model version string")
+    t.add_argument("--data-shards", type=int, default=0,
+                   help="logical data shards, a multiple of the process count (default: the process count); "
+                        "the same value gives the same training with any process count")
     t.add_argument("--workers", type=int, default=1, help="DataLoader worker processes per rank (0: in-process)")
-    t.add_argument("--shuffle-buffer", type=int, default=16384, help="rows in each reader's shuffle buffer")
+    t.add_argument("--shuffle-buffer", type=int, default=16384, help="rows of shuffle buffer in all, split among the data shards")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda:LOCAL_RANK if available)")
     t.add_argument("--checkpoint", default=None, help="checkpoint file (default: OUT/checkpoint.pt), written each epoch")
     t.add_argument("--no-checkpoint", action="store_true", help="do not write checkpoints")

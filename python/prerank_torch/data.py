@@ -362,27 +362,32 @@ def to_batch(block, n_tasks):
 
 
 class ShardedStream(torch.utils.data.IterableDataset):
-    """One epoch of training batches for this rank: its rows, split again among the DataLoader's
-    workers, through a seeded shuffle buffer (seed, epoch, shard), collated `batch` rows at a time."""
+    """One epoch of training batches for one rank.
 
-    def __init__(self, sources, tasks, features, rank, world, epoch, seed, batch, buffer, validation_fraction,
+    The data is cut into `shards` logical shards (row i is in shard i mod shards; a multiple of
+    the world size, default equal to it); this rank owns the shards s ≡ rank (mod world) and
+    each DataLoader worker reads its share of every owned shard. Each (shard, worker) stream has
+    its own seeded shuffle buffer (seed, epoch, shard, worker) and cuts batches of
+    `ceil(batch / shards)` rows; a step takes one such batch from every owned shard, and the
+    loss is the mean of the shards' means. So N processes with S shards take exactly the steps
+    one process takes with the same S (up to floating-point summation order)."""
+
+    def __init__(self, sources, tasks, features, rank, world, shards, epoch, seed, batch, buffer, validation_fraction,
                  skip_bad_rows, shuffle=True):
         super().__init__()
         self.sources, self.tasks, self.features = sources, tasks, features
-        self.rank, self.world, self.epoch, self.seed = rank, world, epoch, seed
+        self.rank, self.world, self.shards, self.epoch, self.seed = rank, world, shards, epoch, seed
         self.batch, self.buffer, self.validation_fraction = batch, buffer, validation_fraction
         self.skip_bad_rows, self.shuffle = skip_bad_rows, shuffle
 
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-        shards = self.world * nw
-        shard = self.rank + self.world * wid  # row i: rank i mod world, worker (i div world) mod nw
+    def _stream(self, shard, wid, nw, buffer):
         enc = Encoder(self.tasks, self.features)
-        T = len(self.tasks)
-        rng = np.random.default_rng([self.seed, self.epoch, shard])
+        S = self.shards
+        rng = np.random.default_rng([self.seed, self.epoch, shard, wid])
         pending, size = [], 0
-        blocks = iterate_blocks(self.sources, enc, shard, shards, self.validation_fraction, "train", self.skip_bad_rows)
+        # rows i with i mod S == shard and (i div S) mod nw == wid, i.e. i mod (S·nw) == shard + S·wid
+        blocks = iterate_blocks(self.sources, enc, shard + S * wid, S * nw, self.validation_fraction, "train",
+                                self.skip_bad_rows)
         done = False
         while not done:
             # Fill the shuffle buffer, permute it, emit whole batches, keep the rest for the next fill.
@@ -390,7 +395,7 @@ class ShardedStream(torch.utils.data.IterableDataset):
                 if block["n"]:
                     pending.append(block)
                     size += block["n"]
-                if size >= max(self.buffer, self.batch):
+                if size >= max(buffer, self.batch):
                     break
             else:
                 done = True
@@ -400,7 +405,19 @@ class ShardedStream(torch.utils.data.IterableDataset):
             order = rng.permutation(size) if self.shuffle else np.arange(size)
             whole = size if done else (size // self.batch) * self.batch
             for start in range(0, whole, self.batch):
-                yield to_batch(take(buf, order[start:start + self.batch]), T)
+                yield take(buf, order[start:start + self.batch])
             rest = order[whole:]
             pending = [take(buf, np.sort(rest))] if len(rest) else []
             size = len(rest)
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        owned = list(range(self.rank, self.shards, self.world))
+        streams = [self._stream(s, wid, nw, max(1, self.buffer // self.shards)) for s in owned]
+        T = len(self.tasks)
+        for blocks in zip(*streams):
+            batch = to_batch(concat(list(blocks)), T)
+            weights = np.concatenate([np.full(b["n"], 1.0 / (len(blocks) * b["n"]), dtype=np.float32) for b in blocks])
+            batch["weights"] = torch.from_numpy(weights)
+            yield batch

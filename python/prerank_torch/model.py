@@ -122,8 +122,9 @@ def chain(r, arch):
     return torch.exp(logp), logp
 
 
-def chain_loss(r, labels, arch, pos_weight):
-    """Weighted BCE summed over tasks, mean over the batch (positives of task k weigh pos_weight[k])."""
+def chain_loss(r, labels, arch, pos_weight, row_weights=None):
+    """Weighted BCE summed over tasks, mean over the batch (positives of task k weigh pos_weight[k]);
+    with `row_weights`, the weighted sum over rows instead of the mean."""
     p, z = chain(r, arch)
     w = torch.where(labels > 0.5, pos_weight, torch.ones_like(pos_weight))
     if arch["chain"] == "additive":
@@ -131,7 +132,8 @@ def chain_loss(r, labels, arch, pos_weight):
     else:
         logp = z.clamp(max=-1e-7)
         per = -labels * logp - (1 - labels) * torch.log(-torch.expm1(logp))
-    return (w * per).sum(1).mean()
+    per_row = (w * per).sum(1)
+    return per_row.mean() if row_weights is None else (per_row * row_weights).sum()
 
 
 class TwinTower(nn.Module):
