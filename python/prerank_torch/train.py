@@ -326,7 +326,7 @@ def _run(args, d):
     if d.on:
         from torch.nn.parallel import DistributedDataParallel as DDP
         towers = DDP(model.towers, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-    opt_dense = torch.optim.Adam(model.towers.parameters(), lr=args.lr)
+    opt_dense = torch.optim.Adam(model.towers.parameters(), lr=args.lr, foreach=True)
     opt_sparse = torch.optim.SparseAdam(list(model.encoder.tables.parameters()), lr=emb_lr) \
         if len(model.encoder.tables) else None
     pw = torch.tensor(pos_weight, dtype=torch.float32, device=d.device)
