@@ -265,7 +265,7 @@ def test_torchrun_two_processes_match_one_process_and_prerank_train(prerank, wor
     run(prerank, "train", "--features", world / "features.yaml", "--data", world / "train.csv",
         "--out", tmp_path / "swift", *TRAIN)
     # Two logical data shards in both runs: one process takes the steps the two processes take.
-    common = ["--features", world / "features.yaml", "--data", world / "train.csv", "--workers", 1, "--data-shards", 2]
+    common = ["--features", world / "features.yaml", "--data", world / "train.csv", "--workers", 0, "--data-shards", 2]
     torch_train(*common, "--out", tmp_path / "one", *TRAIN)
     p = torch_train(*common, "--out", tmp_path / "two", *TORCHRUN_TRAIN, nproc=2)
     assert "2 process(es), backend gloo" in p.stderr
@@ -285,15 +285,27 @@ def test_torchrun_two_processes_match_one_process_and_prerank_train(prerank, wor
         assert abs(two - swift) <= (0.01 if task != "ctcvr" else 0.03), (task, swift, two)
 
 
-def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(world, tmp_path):
-    base = ["--features", world / "features.yaml", "--data", world / "train.csv", "--workers", 1, *TRAIN]
+@pytest.fixture(scope="module")
+def small(world):
+    """The first 20,000 impressions of the training file."""
+    lines = (world / "train.csv").read_text().splitlines()[:20001]
+    path = world / "small.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(world, small, tmp_path):
+    # Two DataLoader workers: each reads its share of the rows through its own seeded shuffle.
+    base = ["--features", world / "features.yaml", "--data", small, "--workers", 2, "--epochs", 2, "--batch", 256,
+            "--seed", 5, *SMALL]
     torch_train(*base, "--out", tmp_path / "full")
-    # Interrupted mid-epoch 1, then in epoch 2 after resuming once: two resumes.
+    # Interrupted mid-epoch 1, then again in epoch 2 after resuming once (~70 steps an epoch).
     torch_train(*base, "--out", tmp_path / "cut", "--stop-after-steps", 20)
     assert not (tmp_path / "cut" / "model.json").exists() and (tmp_path / "cut" / "checkpoint.pt").exists()
     torch_train(*base, "--out", tmp_path / "cut", "--resume", "--stop-after-steps", 60)
+    assert not (tmp_path / "cut" / "model.json").exists()
     p = torch_train(*base, "--out", tmp_path / "cut", "--resume")
-    assert "resumed from" in p.stderr
+    assert "resumed from" in p.stderr and "epoch 2, step" in p.stderr
     a = load_file(str(tmp_path / "full" / "weights.safetensors"))
     b = load_file(str(tmp_path / "cut" / "weights.safetensors"))
     assert a.keys() == b.keys()
@@ -329,18 +341,18 @@ def test_parquet_and_directory_inputs_train_the_same_model(world, tmp_path):
             assert np.array_equal(ref_w[k], w[k]), (name, k)
 
 
-def test_fine_tunes_a_prerank_train_model(prerank, world, tmp_path):
-    run(prerank, "train", "--features", world / "features.yaml", "--data", world / "train.csv",
-        "--out", tmp_path / "swift", "--epochs", 1, *SMALL)
-    torch_train("--init-model", tmp_path / "swift", "--data", world / "train.csv", "--out", tmp_path / "tuned",
-                "--epochs", 1, "--workers", 0, "--lr", 0.0005)
+def test_fine_tunes_a_prerank_train_model(prerank, world, small, tmp_path):
+    run(prerank, "train", "--features", world / "features.yaml", "--data", small, "--out", tmp_path / "swift",
+        "--epochs", 1, *SMALL)
+    torch_train_inprocess("--init-model", tmp_path / "swift", "--data", small, "--out", tmp_path / "tuned",
+                          "--epochs", 1, "--workers", 0, "--lr", 0.0005, "--log-every", 0)
     swift = json.loads((tmp_path / "swift" / "model.json").read_text())
     tuned = json.loads((tmp_path / "tuned" / "model.json").read_text())
     assert tuned["features"] == swift["features"] and tuned["architecture"] == swift["architecture"]
     assert tuned["training"]["init_model"] == str(tmp_path / "swift")
     a = load_file(str(tmp_path / "swift" / "weights.safetensors"))
     b = load_file(str(tmp_path / "tuned" / "weights.safetensors"))
-    assert np.array_equal(a["dense.user.mean"], b["dense.user.mean"]) if "dense.user.mean" in a else True
+    assert np.array_equal(a["dense.user.mean"], b["dense.user.mean"])  # the model's normalisation is kept
     assert not np.array_equal(a["user.ctr.0.weight"], b["user.ctr.0.weight"])
     before = eval_json(prerank, tmp_path / "swift", world, tmp_path)
     after = eval_json(prerank, tmp_path / "tuned", world, tmp_path)
