@@ -12,7 +12,7 @@ export PYTHONPATH="$(pwd)/python${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=1
 mkdir -p "$W"
 [ -f "$W/data/train.csv" ] || "$BIN" generate --out "$W/data" --seed 5 --quiet
 head -n $((ROWS + 1)) "$W/data/train.csv" > "$W/train.csv"
-echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== machine: $(getconf _NPROCESSORS_ONLN) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== prerank bench-train ($ROWS rows)"
 "$BIN" bench-train --features "$W/data/features.yaml" --data "$W/train.csv" --rows "$ROWS" --repeats 1 --json
 for n in 1 2; do
