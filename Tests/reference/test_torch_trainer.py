@@ -267,7 +267,7 @@ def test_torchrun_two_processes_match_one_process_and_prerank_train(prerank, wor
         "--out", tmp_path / "swift", *TRAIN)
     # Two logical data shards in both runs: one process takes the steps the two processes take.
     common = ["--features", world / "features.yaml", "--data", world / "train.csv", "--workers", 0, "--data-shards", 2]
-    torch_train(*common, "--out", tmp_path / "one", *TRAIN)
+    torch_train_inprocess(*common, "--out", tmp_path / "one", *TRAIN)
     p = torch_train(*common, "--out", tmp_path / "two", *TORCHRUN_TRAIN, nproc=2)
     assert "2 process(es), backend gloo" in p.stderr
     spec = json.loads((tmp_path / "two" / "model.json").read_text())
@@ -295,15 +295,15 @@ def small(world):
     return path
 
 
-def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(world, small, tmp_path):
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(world, small, tmp_path, capsys):
     # Two DataLoader workers: each reads its share of the rows through its own seeded shuffle.
     base = ["--features", world / "features.yaml", "--data", small, "--workers", 2, "--epochs", 2, "--batch", 256,
             "--seed", 5, "--log-every", 0, *SMALL]
-    torch_train(*base, "--out", tmp_path / "full")
+    torch_train_inprocess(*base, "--out", tmp_path / "full")
     # Interrupted mid-epoch 1, then again in epoch 2 after resuming once (~70 steps an epoch).
-    torch_train(*base, "--out", tmp_path / "cut", "--stop-after-steps", 20)
+    torch_train_inprocess(*base, "--out", tmp_path / "cut", "--stop-after-steps", 20)
     assert not (tmp_path / "cut" / "model.json").exists() and (tmp_path / "cut" / "checkpoint.pt").exists()
-    torch_train(*base, "--out", tmp_path / "cut", "--resume", "--stop-after-steps", 60)
+    torch_train_inprocess(*base, "--out", tmp_path / "cut", "--resume", "--stop-after-steps", 60)
     assert not (tmp_path / "cut" / "model.json").exists()
     p = torch_train(*base, "--out", tmp_path / "cut", "--resume")
     assert "resumed from" in p.stderr and "at epoch 2, step" in p.stderr, p.stderr
