@@ -16,6 +16,8 @@ echo "== swift test" >&2
 swift test --parallel --num-workers 2
 
 echo "== reference and end-to-end tests (pytest)" >&2
+# python/ (prerank_torch) for the trainer tests, their subprocesses and torchrun.
+export PYTHONPATH="$(pwd)/python${PYTHONPATH:+:$PYTHONPATH}"
 python3 -m pytest -q Tests/reference Tests/deploy "$@"
 
 # The kernel is chosen at run time (AVX2 or portable C); the numeric reference tests and the

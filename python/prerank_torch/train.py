@@ -1,0 +1,469 @@
+"""`python3 -m prerank_torch train`: one process, or data-parallel under torchrun.
+
+Distribution (torch.distributed; env:// as torchrun sets it):
+  * the towers and heads are wrapped in DistributedDataParallel (bucketed all-reduce of dense
+    gradients, overlapped with the backward pass);
+  * the embedding tables are `nn.EmbeddingBag(sparse=True)`: a step's gradient holds only the
+    rows the batch touched. Their gradients are synchronised by this module — coalesced, then
+    the touched row ids and rows of every rank are all-gathered and summed — because NCCL has no
+    sparse all-reduce and this way one code path serves gloo (CPU) and NCCL (GPU). The tables are
+    replicated on every rank (fine up to a few GB of tables; TorchRec sharding is the next step);
+  * `--batch` is the global batch. The rows are cut into `--data-shards` logical shards (default:
+    the number of processes); a step takes `ceil(batch / shards)` rows from every shard and
+    averages the shards' mean losses. With the same `--data-shards`, N processes take exactly the
+    optimiser steps one process takes (tested: same AUC, weights equal to float rounding).
+Optimisers: Adam for towers and heads; SparseAdam (lazy Adam: moments of untouched rows are left
+alone) for the tables, with `--embedding-l2` added to the touched rows' gradients — the same
+split as `prerank train` (Adam + lazy Adam with L2 on touched rows).
+"""
+import copy
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .data import Encoder, ShardedStream, concat, iterate_blocks, list_sources, take, to_batch
+from .errors import InputError
+from .metrics import auc, logloss
+from .model import TwinTower
+from .spec import architecture, load_features
+
+CHECKPOINT_FORMAT = "prerank-torch-checkpoint/1"
+
+
+def log(msg, rank=0):
+    if rank == 0:
+        print(msg, file=sys.stderr, flush=True)
+
+
+class Dist:
+    def __init__(self, device_arg):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device_arg:
+            self.device = torch.device(device_arg)
+        elif torch.cuda.is_available():
+            self.device = torch.device("cuda", self.local_rank)
+        else:
+            self.device = torch.device("cpu")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.backend = None
+        if self.world > 1:
+            self.backend = "nccl" if self.device.type == "cuda" else "gloo"
+            dist.init_process_group(self.backend)
+
+    @property
+    def on(self):
+        return self.world > 1
+
+    def all_sum(self, array):
+        t = torch.tensor(np.asarray(array, dtype=np.float64))
+        if self.on:
+            t = t.to(self.device)
+            dist.all_reduce(t)
+        return t.cpu().numpy()
+
+    def all_min(self, value):
+        if not self.on:
+            return value
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return int(t.item())
+
+    def gather(self, obj):
+        if not self.on:
+            return [obj]
+        out = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def close(self):
+        if self.on:
+            dist.destroy_process_group()
+
+
+def parse_pos_weight(text, tasks):
+    w = {}
+    for part in (text or "").split(","):
+        if not part:
+            continue
+        kv = part.split("=")
+        try:
+            value = float(kv[1]) if len(kv) == 2 else -1
+        except ValueError:
+            value = -1
+        if len(kv) != 2 or not value > 0:
+            raise InputError(f"--pos-weight takes task=weight pairs, got {part}")
+        if kv[0] not in [t["name"] for t in tasks]:
+            raise InputError(f"--pos-weight names task {kv[0]}, which features.yaml does not have")
+        w[kv[0]] = value
+    return [w.get(t["name"], 1.0) for t in tasks]
+
+
+def sync_sparse(tables, world):
+    """Every table's gradient := the mean over ranks of the ranks' sparse gradients.
+
+    Three collectives per step whatever the number of tables: the per-table counts of touched
+    rows, then the row ids and the rows of every table packed into one buffer each (padded to
+    the largest rank's size). NCCL has no sparse all-reduce; all-gather works on gloo and NCCL.
+    """
+    device = tables[0].weight.device
+    grads = []
+    for t in tables:
+        g = t.weight.grad
+        if g is None:
+            grads.append((torch.zeros(0, dtype=torch.int64, device=device), t.weight.new_zeros((0, t.weight.shape[1]))))
+        else:
+            g = g.coalesce()
+            grads.append((g.indices()[0], g.values()))
+    counts = torch.tensor([len(i) for i, _ in grads], dtype=torch.int64, device=device)
+    all_counts = [torch.empty_like(counts) for _ in range(world)]
+    dist.all_gather(all_counts, counts)
+    dims = [t.weight.shape[1] for t in tables]
+    n_idx = max(int(c.sum()) for c in all_counts)
+    n_val = max(int(sum(int(x) * d for x, d in zip(c.tolist(), dims))) for c in all_counts)
+    idx = torch.zeros(n_idx, dtype=torch.int64, device=device)
+    val = torch.zeros(n_val, dtype=tables[0].weight.dtype, device=device)
+    ip = vp = 0
+    for (i, v), d in zip(grads, dims):
+        idx[ip:ip + len(i)] = i
+        val[vp:vp + v.numel()] = v.reshape(-1)
+        ip, vp = ip + len(i), vp + v.numel()
+    all_idx = [torch.empty_like(idx) for _ in range(world)]
+    all_val = [torch.empty_like(val) for _ in range(world)]
+    dist.all_gather(all_idx, idx)
+    dist.all_gather(all_val, val)
+    parts = [[] for _ in tables]
+    for c, ai, av in zip(all_counts, all_idx, all_val):
+        ip = vp = 0
+        for f, (n, d) in enumerate(zip(c.tolist(), dims)):
+            parts[f].append((ai[ip:ip + n], av[vp:vp + n * d].reshape(n, d)))
+            ip, vp = ip + n, vp + n * d
+    for t, p in zip(tables, parts):
+        rows = torch.cat([i for i, _ in p])
+        vals = torch.cat([v for _, v in p]) / world
+        t.weight.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), vals, t.weight.shape,
+                                                check_invariants=False).coalesce()
+
+
+def add_l2_to_touched_rows(table, l2):
+    g = table.weight.grad
+    if g is None or l2 == 0:
+        return
+    g = g.coalesce()
+    idx = g.indices()[0]
+    vals = g.values() + l2 * table.weight.detach()[idx]
+    table.weight.grad = torch.sparse_coo_tensor(g.indices(), vals, table.weight.shape, is_coalesced=True,
+                                                check_invariants=False)
+
+
+def to_device(batch, device):
+    if device.type == "cpu":
+        return batch
+    out = dict(batch)
+    for k, v in batch.items():
+        if torch.is_tensor(v):
+            out[k] = v.to(device, non_blocking=True)
+        elif k.startswith("bags."):
+            out[k] = [(a.to(device, non_blocking=True), b.to(device, non_blocking=True)) for a, b in v]
+    return out
+
+
+def scan(sources, tasks, features, d, fraction, skip_bad_rows):
+    """The first pass over this rank's rows: validates them, dense sums, positives, row counts,
+    and keeps the (encoded) validation rows."""
+    enc = Encoder(tasks, features)
+    T = len(tasks)
+    sums = {s: np.zeros((3, len(enc.sides[s]["dense"]))) for s in enc.sides}  # sum, squares, count
+    positives = np.zeros(T)
+    counts = np.zeros(2)  # train, validation
+    skipped = [0]
+    validation = []
+    for block, val in iterate_blocks(sources, enc, d.rank, d.world, fraction, "all", skip_bad_rows, skipped):
+        for side in ("user", "item"):
+            a = block[f"dense.{side}"].astype(np.float64)
+            ok = ~np.isnan(a)
+            sums[side][0] += np.where(ok, a, 0).sum(0)
+            sums[side][1] += np.where(ok, a * a, 0).sum(0)
+            sums[side][2] += ok.sum(0)
+        nv = int(val.sum())
+        counts += (block["n"] - nv, nv)
+        if nv:
+            validation.append(take(block, np.flatnonzero(val)))
+        bits = block["bits"][~val]
+        for k in range(T):
+            positives[k] += int(((bits >> k) & 1).sum())
+    validation = concat(validation) if validation else None
+    return enc, sums, positives, counts, skipped[0], validation
+
+
+def dense_stats(sums):
+    """mean and population std per dense field over every row (std 1 when constant or n ≤ 1)."""
+    mean, std = {}, {}
+    for side, s in sums.items():
+        total, squares, n = s
+        m = np.where(n > 0, total / np.maximum(n, 1), 0.0)
+        var = np.maximum(squares / np.maximum(n, 1) - m * m, 0.0)
+        sd = np.sqrt(var)
+        mean[side] = m.astype(np.float32)
+        std[side] = np.where((n > 1) & (sd > 1e-6), sd, 1.0).astype(np.float32)
+    return mean, std
+
+
+def evaluate(model, block, tasks, enc, d, arch):
+    """Validation AUC and log-loss per task over every rank's validation rows."""
+    probs, labels = [], []
+    model.eval()
+    n = block["n"] if block is not None else 0
+    with torch.no_grad():
+        for i in range(0, n, 4096):
+            b = to_device(to_batch(take(block, np.arange(i, min(i + 4096, n))), len(tasks)), d.device)
+            probs.append(model.probabilities(b).double().cpu().numpy())
+            labels.append(b["labels"].cpu().numpy())
+    model.train()
+    T = len(tasks)
+    p = np.concatenate(probs) if probs else np.zeros((0, T))
+    y = np.concatenate(labels) if labels else np.zeros((0, T))
+    parts = d.gather((p, y))
+    p = np.concatenate([a for a, _ in parts])
+    y = np.concatenate([b for _, b in parts])
+    out = {}
+    for k, t in enumerate(tasks):
+        out[t["name"]] = {"auc": auc(p[:, k], y[:, k]), "logloss": logloss(p[:, k], y[:, k])}
+    return out, len(p)
+
+
+def save_checkpoint(path, state):
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def run(args):
+    d = Dist(args.device)
+    try:
+        return _run(args, d)
+    finally:
+        d.close()
+
+
+def _run(args, d):
+    started = time.time()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        hidden = [int(x) for x in args.hidden.split(",") if x.strip()] if args.hidden else []
+    except ValueError:
+        raise InputError(f"--hidden must be positive integers, not {args.hidden}")
+    if any(h < 1 for h in hidden) or args.d < 1 or args.epochs < 1 or args.batch < 1 or not args.lr > 0:
+        raise InputError("--hidden, --d, --epochs, --batch must be ≥ 1 and --lr > 0")
+    if not 0 <= args.validation_fraction < 1:
+        raise InputError("--validation-fraction must be in [0, 1)")
+    emb_lr = args.embedding_lr if args.embedding_lr is not None else args.lr
+    if not emb_lr > 0 or args.embedding_l2 < 0:
+        raise InputError("--embedding-lr must be > 0 and --embedding-l2 ≥ 0")
+
+    init = None
+    if args.init_model:
+        init = TwinTower.load(args.init_model)
+        tasks, features, arch = init.tasks, init.features, dict(init.arch)
+        if args.features:
+            ft, ff = load_features(args.features)
+            if ft != tasks or ff != features:
+                raise InputError(f"{args.features}: tasks and features differ from {args.init_model}/model.json")
+        if args.arch and architecture(args.arch, arch["hidden"], arch["d"], arch["clamp"]) != arch:
+            raise InputError(f"--arch {args.arch} differs from {args.init_model}'s architecture")
+        if args.clamp:
+            arch["clamp"] = True
+    else:
+        if not args.features:
+            raise InputError("--features is required (or --init-model MODELDIR)")
+        arch = architecture(args.arch or "resflow", hidden, args.d, args.clamp)
+        tasks, features = load_features(args.features)
+    arch_name = args.arch or ("imported" if init else "resflow")
+    pos_weight = parse_pos_weight(args.pos_weight, tasks)
+    sources = list_sources(args.data)
+    if not args.out:
+        raise InputError("--out is required")
+
+    # Pass 1: validate every row, dense statistics, base rates, validation rows (kept encoded).
+    t0 = time.time()
+    enc, sums, positives, counts, skipped, validation = scan(sources, tasks, features, d, args.validation_fraction,
+                                                            args.skip_bad_rows)
+    for side in sums:
+        sums[side] = d.all_sum(sums[side])
+    positives = d.all_sum(positives)
+    counts = d.all_sum(counts)
+    skipped = int(d.all_sum([skipped])[0])
+    train_rows, validation_rows = int(counts[0]), int(counts[1])
+    if train_rows + validation_rows == 0:
+        raise InputError(f"{args.data}: no training rows")
+    log(f"train: read {train_rows + validation_rows} rows ({train_rows} training, {validation_rows} validation"
+        f"{f', {skipped} bad rows skipped' if skipped else ''}) in {time.time() - t0:.1f} s, "
+        f"{d.world} process(es), backend {d.backend or 'none'}, device {d.device}", d.rank)
+
+    version = args.version or f"{arch_name}{'+clamp' if arch['clamp'] else ''}-seed{args.seed}"
+    if init is not None:
+        model = init
+        model.version = version
+    else:
+        model = TwinTower(tasks, features, arch, version=version)
+        model.initialise(args.seed, positives=[int(p) for p in positives], rows=train_rows)
+        mean, std = dense_stats(sums)
+        with torch.no_grad():
+            for side in ("user", "item"):
+                getattr(model.encoder, f"mean_{side}").copy_(torch.from_numpy(mean[side]))
+                getattr(model.encoder, f"std_{side}").copy_(torch.from_numpy(std[side]))
+    model.arch = arch
+    model.to(d.device)
+    towers = model.towers
+    if d.on:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        towers = DDP(model.towers, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    opt_dense = torch.optim.Adam(model.towers.parameters(), lr=args.lr, foreach=True)
+    opt_sparse = torch.optim.SparseAdam(list(model.encoder.tables.parameters()), lr=emb_lr) \
+        if len(model.encoder.tables) else None
+    pw = torch.tensor(pos_weight, dtype=torch.float32, device=d.device)
+
+    checkpoint = args.checkpoint or os.path.join(args.out, "checkpoint.pt")
+    start_epoch, best, since_best, history = 1, None, 0, []
+    resume_step, resume_seen, resume_loss = 0, 0, 0.0
+    if args.resume is not None:
+        path = args.resume or checkpoint
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except OSError as e:
+            raise InputError(f"{path}: cannot read checkpoint ({e.strerror})")
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("tasks") != tasks or state.get("features") != features \
+                or state.get("arch") != arch:
+            raise InputError(f"{path}: checkpoint is not of this model (tasks, features or architecture differ)")
+        model.load_state_dict(state["model"])
+        opt_dense.load_state_dict(state["opt_dense"])
+        if opt_sparse is not None:
+            opt_sparse.load_state_dict(state["opt_sparse"])
+        best, since_best, history = state["best"], state["since_best"], state["history"]
+        if state["step"] > 0:  # mid-epoch: replay the epoch's (deterministic) stream past the steps taken
+            start_epoch, resume_step = state["epoch"], state["step"]
+            resume_seen, resume_loss = state["seen"], state["loss_sum"]
+        else:
+            start_epoch = state["epoch"] + 1
+        log(f"train: resumed from {path} at epoch {state['epoch']}, step {state['step']}", d.rank)
+        if state.get("stopped"):
+            start_epoch = args.epochs + 1
+
+    def save(epoch, step, seen, loss_sum, stopped=False):
+        if d.rank != 0 or args.no_checkpoint:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(checkpoint)), exist_ok=True)
+        save_checkpoint(checkpoint, {
+            "format": CHECKPOINT_FORMAT, "epoch": epoch, "step": step, "seen": seen, "loss_sum": loss_sum,
+            "tasks": tasks, "features": features, "arch": arch,
+            "model": model.state_dict(), "opt_dense": opt_dense.state_dict(),
+            "opt_sparse": opt_sparse.state_dict() if opt_sparse is not None else None,
+            "best": best, "since_best": since_best, "history": history, "stopped": stopped})
+
+    shards = args.data_shards or d.world
+    if shards % d.world:
+        raise InputError(f"--data-shards must be a multiple of the number of processes ({d.world}), is {shards}")
+    local_batch = max(1, math.ceil(args.batch / shards))
+    steps_total = 0
+    for epoch in range(start_epoch, args.epochs + 1):
+        ds = ShardedStream(sources, tasks, features, d.rank, d.world, shards, epoch, args.seed, local_batch,
+                           args.shuffle_buffer, args.validation_fraction, args.skip_bad_rows)
+        loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=args.workers,
+                                             prefetch_factor=4 if args.workers > 0 else None)
+        it = iter(loader)
+        e_start = time.time()
+        seen, loss_sum, step = 0, 0.0, 0
+        if epoch == start_epoch and resume_step:
+            for _ in range(resume_step):
+                next(it, None)
+            seen, loss_sum, step = resume_seen, resume_loss, resume_step
+        interrupted = False
+        while True:
+            batch = next(it, None)
+            if d.all_min(0 if batch is None else 1) == 0:
+                break
+            batch = to_device(batch, d.device)
+            xu, xi = model.encoder(batch)
+            r = towers(xu, xi)
+            loss = chain_loss_fn(r, batch["labels"], arch, pw, batch["weights"])
+            opt_dense.zero_grad(set_to_none=True)
+            if opt_sparse is not None:
+                opt_sparse.zero_grad(set_to_none=True)
+            loss.backward()
+            if d.on and len(model.encoder.tables):
+                sync_sparse(list(model.encoder.tables), d.world)
+            for table in model.encoder.tables:
+                add_l2_to_touched_rows(table, args.embedding_l2)
+            opt_dense.step()
+            if opt_sparse is not None:
+                opt_sparse.step()
+            n = batch["n"] * d.world
+            seen += n
+            loss_sum += float(loss.detach()) * n
+            step += 1
+            steps_total += 1
+            if args.log_every and step % args.log_every == 0:
+                rate = seen / max(time.time() - e_start, 1e-9)
+                eta = max(train_rows - seen, 0) / rate if rate > 0 else 0
+                log(f"train: epoch {epoch}  {seen}/{train_rows} rows  loss {loss_sum / seen:.4f}  {rate:.0f} rows/s  "
+                    f"ETA {eta:.0f}s", d.rank)
+            if args.checkpoint_every and step % args.checkpoint_every == 0:
+                save(epoch, step, seen, loss_sum)
+            if args.stop_after_steps and steps_total >= args.stop_after_steps:
+                save(epoch, step, seen, loss_sum)
+                interrupted = True
+                break
+        if interrupted:
+            log(f"train: stopped after {steps_total} steps (--stop-after-steps); continue with --resume", d.rank)
+            return None
+        del it, loader
+        rate = seen / max(time.time() - e_start, 1e-9)
+        metrics, _ = evaluate(model, validation, tasks, enc, d, arch)
+        aucs = [m["auc"] if m["auc"] is not None else 0.5 for m in metrics.values()]
+        score = sum(aucs) / len(aucs) if validation_rows else -loss_sum / max(seen, 1)
+        history.append({"epoch": epoch, "loss": loss_sum / max(seen, 1), "rows_per_second": rate,
+                        "validation": metrics})
+        log(f"train: epoch {epoch}: loss {loss_sum / max(seen, 1):.4f}, {rate:.0f} rows/s, validation AUC " +
+            ", ".join(f"{k} {(m['auc'] if m['auc'] is not None else 0.5):.4f}" for k, m in metrics.items()), d.rank)
+        stopped = False
+        if best is not None and validation_rows > 0 and score <= best["score"]:
+            since_best += 1
+            stopped = since_best >= args.patience
+        else:
+            best = {"score": score, "epoch": epoch, "metrics": metrics,
+                    "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            since_best = 0
+        save(epoch, 0, seen, loss_sum, stopped)
+        if stopped:
+            break
+
+    if best is not None:
+        model.load_state_dict(best["model"])
+    model.training_info = {
+        "trainer": "prerank_torch", "torch": torch.__version__, "data": args.data, "rows": train_rows,
+        "validation_rows": validation_rows, "skipped_rows": skipped, "seed": args.seed, "arch": arch_name,
+        "clamp": arch["clamp"], "epochs_run": len(history), "best_epoch": best["epoch"] if best else len(history),
+        "world_size": d.world, "backend": d.backend or "none", "batch": args.batch, "lr": args.lr,
+        "embedding_lr": emb_lr, "embedding_l2": args.embedding_l2,
+        "init_model": args.init_model or None,
+        "validation": {k: {"auc": m["auc"] or 0.0, "logloss": m["logloss"] or 0.0}
+                       for k, m in (best["metrics"] if best else {}).items()},
+    }
+    if d.rank == 0:
+        model.export(args.out)
+        log(f"train: wrote {args.out} (best epoch {model.training_info['best_epoch']}, "
+            f"{time.time() - started:.0f} s)", d.rank)
+    return model
+
+
+def chain_loss_fn(r, labels, arch, pw, weights):
+    from .model import chain_loss
+    return chain_loss(r, labels, arch, pw, weights)
