@@ -287,36 +287,6 @@ private struct Parser {
     }
 
     private mutating func featureValue(_ side: String, _ name: String) throws(APIError) -> FeatureValue {
-        guard s.current == UInt8(ascii: "[") else {
-            if let v = try scalar(side + "." + name) { return v }
-            throw .badField(side + "." + name, "a feature value must be a string, number, boolean, null or an array of those")
-        }
-        s.pos += 1
-        var values: [FeatureValue] = []
-        var first = true
-        while try s.nextElement(&first) {
-            guard let v = try scalar("\(side).\(name)[\(values.count)]") else {
-                throw .badField("\(side).\(name)[\(values.count)]", "a feature array holds only strings, numbers, booleans and nulls")
-            }
-            values.append(v)
-        }
-        return .array(values)
-    }
-
-    /// A scalar feature value at `pos`, or `nil` (nothing consumed) for an array or object.
-    /// `path` is an autoclosure so the field path is only built for an error.
-    private mutating func scalar(_ path: @autoclosure () -> String) throws(APIError) -> FeatureValue? {
-        switch s.current {
-        case UInt8(ascii: "\""): return .string(try s.string())
-        case UInt8(ascii: "t"): try s.literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try s.literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try s.literal("null"); return .null
-        case UInt8(ascii: "["), UInt8(ascii: "{"): return nil
-        default:
-            let n = try s.number()
-            if let v = n.int64 { return .integer(v) }
-            guard let d = s.double(n) else { throw .badField(path(), "number is out of range of a 64-bit float") }
-            return .number(d)
-        }
+        try s.featureValue(at: side + "." + name)
     }
 }

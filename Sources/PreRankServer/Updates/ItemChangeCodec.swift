@@ -140,34 +140,6 @@ private struct ChangeParser {
     }
 
     private mutating func featureValue(_ path: String) throws(APIError) -> FeatureValue {
-        guard s.current == UInt8(ascii: "[") else {
-            if let v = try scalar(path) { return v }
-            throw .badField(path, "a feature value must be a string, number, boolean, null or an array of those")
-        }
-        s.pos += 1
-        var values: [FeatureValue] = []
-        var first = true
-        while try s.nextElement(&first) {
-            guard let v = try scalar("\(path)[\(values.count)]") else {
-                throw .badField("\(path)[\(values.count)]", "a feature array holds only strings, numbers, booleans and nulls")
-            }
-            values.append(v)
-        }
-        return .array(values)
-    }
-
-    private mutating func scalar(_ path: String) throws(APIError) -> FeatureValue? {
-        switch s.current {
-        case UInt8(ascii: "\""): return .string(try s.string())
-        case UInt8(ascii: "t"): try s.literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try s.literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try s.literal("null"); return .null
-        case UInt8(ascii: "["), UInt8(ascii: "{"): return nil
-        default:
-            let n = try s.number()
-            if let v = n.int64 { return .integer(v) }
-            guard let d = s.double(n) else { throw .badField(path, "number is out of range of a 64-bit float") }
-            return .number(d)
-        }
+        try s.featureValue(at: path)
     }
 }

@@ -1,0 +1,39 @@
+import TwinTower
+
+/// Feature values (SPEC §2: a scalar, or an array of scalars), shared by the `/prerank` decoder
+/// and the `/admin/items` decoder so both read a feature the same way.
+extension JSONScanner {
+    /// A feature value at `pos`; `path` names it in errors (built only on an error path).
+    mutating func featureValue(at path: @autoclosure () -> String) throws(APIError) -> FeatureValue {
+        guard current == UInt8(ascii: "[") else {
+            if let v = try featureScalar(path()) { return v }
+            throw .badField(path(), "a feature value must be a string, number, boolean, null or an array of those")
+        }
+        pos += 1
+        var values: [FeatureValue] = []
+        var first = true
+        while try nextElement(&first) {
+            guard let v = try featureScalar("\(path())[\(values.count)]") else {
+                throw .badField("\(path())[\(values.count)]", "a feature array holds only strings, numbers, booleans and nulls")
+            }
+            values.append(v)
+        }
+        return .array(values)
+    }
+
+    /// A scalar feature value at `pos`, or `nil` (nothing consumed) for an array or object.
+    mutating func featureScalar(_ path: @autoclosure () -> String) throws(APIError) -> FeatureValue? {
+        switch current {
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "["), UInt8(ascii: "{"): return nil
+        default:
+            let n = try number()
+            if let v = n.int64 { return .integer(v) }
+            guard let d = double(n) else { throw .badField(path(), "number is out of range of a 64-bit float") }
+            return .number(d)
+        }
+    }
+}
