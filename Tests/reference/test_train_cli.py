@@ -138,3 +138,21 @@ def test_admission_exports_the_oov_vector_into_every_non_admitted_bucket(prerank
     report = json.loads(run(prerank, "eval", "--model", tmp_path / "adm", "--index", tmp_path / "adm.idx", "--data",
                             world / "test.csv", "--json", "--k", 5).stdout)
     assert 0 <= report["tasks"]["ctr"]["auc"] <= 1 and report["rows"] > 0
+
+
+def test_an_undefined_validation_auc_is_null_with_a_warning(prerank, world, tmp_path):
+    """A task without a positive in the data has no AUC: model.json says null and train warns,
+    instead of writing 0.5 as if it had been measured."""
+    import csv
+    rows = list(csv.reader(open(world / "train.csv")))
+    order = rows[0].index("order")
+    for r in rows[1:]:
+        r[order] = "0"
+    data = tmp_path / "no-orders.csv"
+    with open(data, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    p = train(prerank, world, tmp_path / "m", data)
+    assert "no positive (or no negative) ctcvr label" in p.stderr, p.stderr
+    validation = json.loads((tmp_path / "m" / "model.json").read_text())["training"]["validation"]
+    assert validation["ctcvr"]["auc"] is None
+    assert isinstance(validation["ctr"]["auc"], float) and isinstance(validation["ctcvr"]["logloss"], float)

@@ -204,11 +204,14 @@ struct Evaluation {
         }
     }
 
-    func aucs() -> [Double] {
-        zip(probabilities, labels).map { Metrics.auc(scores: $0, labels: $1) ?? 0.5 }
+    /// Per task; nil where AUC is undefined (a split with no positive or no negative for it):
+    /// a placeholder 0.5 would read as a measured "no better than chance".
+    func aucs() -> [Double?] {
+        zip(probabilities, labels).map { Metrics.auc(scores: $0, labels: $1) }
     }
 
-    func logLosses() -> [Double] {
-        zip(probabilities, labels).map { Metrics.logLoss(probabilities: $0, labels: $1) ?? 0 }
+    /// Per task; nil without validation rows.
+    func logLosses() -> [Double?] {
+        zip(probabilities, labels).map { Metrics.logLoss(probabilities: $0, labels: $1) }
     }
 }

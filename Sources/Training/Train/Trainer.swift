@@ -51,6 +51,7 @@ public struct TrainingConfig: Sendable {
 public struct EpochReport: Sendable {
     public var epoch: Int
     public var trainLoss: Double
+    /// Per task; a task whose AUC is undefined on the split (no positive or no negative) is absent.
     public var validationAUC: [String: Double]
     public var validationLogLoss: [String: Double]
     public var samplesPerSecond: Double
@@ -82,10 +83,13 @@ public enum Trainer {
             let (loss, rate) = session.runEpoch(epoch, progress: progress)
             let validation = session.validate(epoch: epoch)
             let names = session.model.taskNames
-            let aucs = validation.aucs()
+            // Undefined figures are left out of the dictionaries (read back as nil → null).
+            let defined = zip(names, validation.aucs()).compactMap { name, auc in auc.map { (name, $0) } }
+            let aucs = defined.map(\.1)
             let report = EpochReport(epoch: epoch, trainLoss: loss,
-                                     validationAUC: Dictionary(uniqueKeysWithValues: zip(names, aucs)),
-                                     validationLogLoss: Dictionary(uniqueKeysWithValues: zip(names, validation.logLosses())),
+                                     validationAUC: Dictionary(uniqueKeysWithValues: defined),
+                                     validationLogLoss: Dictionary(uniqueKeysWithValues: zip(names, validation.logLosses())
+                                        .compactMap { name, v in v.map { (name, $0) } }),
                                      samplesPerSecond: rate)
             reports.append(report)
             progress?(epoch, session.trainRows, session.trainRows, report.trainLoss, rate)

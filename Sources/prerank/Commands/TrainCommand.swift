@@ -104,7 +104,8 @@ struct TrainCommand: ParsableCommand {
                 Progress.line(String(format: "train: epoch %d  %d/%d rows  loss %.4f  %.0f rows/s  ETA %.0fs", epoch, rows, total, loss, rate, remaining))
             }
             for e in report.epochs {
-                let aucs = model.taskNames.map { "\($0) \(String(format: "%.4f", e.validationAUC[$0] ?? 0))" }.joined(separator: ", ")
+                let aucs = model.taskNames.map { "\($0) \(e.validationAUC[$0].map { String(format: "%.4f", $0) } ?? "undefined")" }
+                    .joined(separator: ", ")
                 Progress.line(String(format: "train: epoch %d: loss %.4f, %.0f rows/s, validation AUC %@", e.epoch, e.trainLoss, e.samplesPerSecond, aucs), final: true)
             }
             for v in report.vocabulary {
@@ -115,12 +116,14 @@ struct TrainCommand: ParsableCommand {
             var described = model
             let last = report.epochs.first { $0.epoch == report.bestEpoch }
             var metrics: [String: JSONValue] = [:]
-            // No validation rows: AUC and log-loss are undefined, written as null with a warning (not
-            // 0, which reads as a measured result). A split without positives for a task still
-            // reports Trainer's placeholder (AUC 0.5, log-loss 0): that fix belongs in
-            // Sources/Training/Train (Optimiser.aucs returning nil), outside this change.
+            // Undefined figures are null with a warning, not 0 or 0.5, which read as measured results:
+            // no validation rows, or a task without a positive (or a negative) in the split.
             if report.validationRows == 0 {
                 Progress.line("train: warning: no validation rows; validation AUC and log-loss are null in model.json", final: true)
+            } else if let last = report.epochs.first(where: { $0.epoch == report.bestEpoch }) {
+                for name in model.taskNames where last.validationAUC[name] == nil {
+                    Progress.line("train: warning: the validation split has no positive (or no negative) \(name) label; its AUC is null in model.json", final: true)
+                }
             }
             for name in model.taskNames {
                 func figure(_ v: Double?) -> JSONValue { report.validationRows > 0 ? v.map(JSONValue.number) ?? .null : .null }
