@@ -344,46 +344,11 @@ static void block_dots_avx2(const pk_kernel *K, const int32_t *rows, int64_t sta
         const int8_t *v = (const int8_t *)K->vectors;
         const float *s = K->scales;
         const size_t row_bytes = (size_t)row_elems;
+        // Integer path (user_q set): dot = (Σ q_u q_v) · (s_u,k · s_v,r,k), one exact integer sum
+        // and one float product; otherwise int8 widened to F32 against u, times s_v,r,k.
+        const int8_t *uq = K->i8_integer ? K->user_q : NULL;
+        const float *us = K->user_scale;
         int64_t i = 0;
-        if (K->i8_integer) {
-            // dot = (Σ q_u q_v) · (s_u,k · s_v,r,k): one exact integer sum, one float product.
-            const int8_t *uq = K->user_q;
-            const float *us = K->user_scale;
-            for (; i + 4 <= m; i += 4) {
-                const int64_t c = b0 + i;
-                for (int64_t q = 0; q < 4; q++)
-                    if (pf && c + q + pf < n) {
-                        const int64_t ra = rows ? (int64_t)rows[c + q + pf] : start + c + q + pf;
-                        prefetch_bytes((const char *)(v + ra * row_elems), row_bytes);
-                        __builtin_prefetch(s + ra * t, 0, 3);
-                    }
-                const int64_t r0 = rows ? (int64_t)rows[c] : start + c, r1 = rows ? (int64_t)rows[c + 1] : start + c + 1;
-                const int64_t r2 = rows ? (int64_t)rows[c + 2] : start + c + 2, r3 = rows ? (int64_t)rows[c + 3] : start + c + 3;
-                const int8_t *p0 = v + r0 * row_elems, *p1 = v + r1 * row_elems, *p2 = v + r2 * row_elems, *p3 = v + r3 * row_elems;
-                for (int k = 0; k < t; k++) {
-                    int32_t o[4];
-                    dot4_i8i8(uq + k * d, p0 + k * d, p1 + k * d, p2 + k * d, p3 + k * d, d, o);
-                    float *out = dots + k * PK_BLOCK + i;
-                    out[0] = (float)o[0] * (us[k] * s[r0 * t + k]);
-                    out[1] = (float)o[1] * (us[k] * s[r1 * t + k]);
-                    out[2] = (float)o[2] * (us[k] * s[r2 * t + k]);
-                    out[3] = (float)o[3] * (us[k] * s[r3 * t + k]);
-                }
-            }
-            for (; i < m; i++) {
-                const int64_t c = b0 + i;
-                if (pf && c + pf < n) {
-                    const int64_t ra = rows ? (int64_t)rows[c + pf] : start + c + pf;
-                    prefetch_bytes((const char *)(v + ra * row_elems), row_bytes);
-                    __builtin_prefetch(s + ra * t, 0, 3);
-                }
-                const int64_t r = rows ? rows[c] : start + c;
-                const int8_t *base = v + r * row_elems;
-                for (int k = 0; k < t; k++)
-                    dots[k * PK_BLOCK + i] = (float)dot_i8i8(uq + k * d, base + k * d, d) * (us[k] * s[r * t + k]);
-            }
-            break;
-        }
         for (; i + 4 <= m; i += 4) {  // compute-bound dtype: 4 rows at a time, gathered or not
             const int64_t c = b0 + i;
             for (int64_t q = 0; q < 4; q++)
@@ -397,11 +362,20 @@ static void block_dots_avx2(const pk_kernel *K, const int32_t *rows, int64_t sta
             const int8_t *p0 = v + r0 * row_elems, *p1 = v + r1 * row_elems, *p2 = v + r2 * row_elems, *p3 = v + r3 * row_elems;
             for (int k = 0; k < t; k++) {
                 float *o = dots + k * PK_BLOCK + i;
-                dot4_i8(u + k * d, p0 + k * d, p1 + k * d, p2 + k * d, p3 + k * d, d, o);
-                o[0] *= s[r0 * t + k];
-                o[1] *= s[r1 * t + k];
-                o[2] *= s[r2 * t + k];
-                o[3] *= s[r3 * t + k];
+                if (uq) {
+                    int32_t q4[4];
+                    dot4_i8i8(uq + k * d, p0 + k * d, p1 + k * d, p2 + k * d, p3 + k * d, d, q4);
+                    o[0] = (float)q4[0] * (us[k] * s[r0 * t + k]);
+                    o[1] = (float)q4[1] * (us[k] * s[r1 * t + k]);
+                    o[2] = (float)q4[2] * (us[k] * s[r2 * t + k]);
+                    o[3] = (float)q4[3] * (us[k] * s[r3 * t + k]);
+                } else {
+                    dot4_i8(u + k * d, p0 + k * d, p1 + k * d, p2 + k * d, p3 + k * d, d, o);
+                    o[0] *= s[r0 * t + k];
+                    o[1] *= s[r1 * t + k];
+                    o[2] *= s[r2 * t + k];
+                    o[3] *= s[r3 * t + k];
+                }
             }
         }
         for (; i < m; i++) {
@@ -413,7 +387,9 @@ static void block_dots_avx2(const pk_kernel *K, const int32_t *rows, int64_t sta
             }
             const int64_t r = rows ? rows[c] : start + c;
             const int8_t *base = v + r * row_elems;
-            for (int k = 0; k < t; k++) dots[k * PK_BLOCK + i] = dot_i8(u + k * d, base + k * d, d) * s[r * t + k];
+            for (int k = 0; k < t; k++)
+                dots[k * PK_BLOCK + i] = uq ? (float)dot_i8i8(uq + k * d, base + k * d, d) * (us[k] * s[r * t + k])
+                                            : dot_i8(u + k * d, base + k * d, d) * s[r * t + k];
         }
         break;
     }

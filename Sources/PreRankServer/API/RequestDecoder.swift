@@ -68,13 +68,7 @@ private struct Parser {
     }
 
     mutating func request() throws(APIError) -> PreRankRequest {
-        s.skipByteOrderMark()
-        s.skipWhitespace()
-        guard s.current == UInt8(ascii: "{") else {
-            if s.atEnd { throw .badJSON("empty body; expected a JSON object") }
-            throw s.syntaxError("a JSON object ('{')")
-        }
-        s.pos += 1
+        try s.openBodyObject()
         var request = PreRankRequest()
         var seen: UInt16 = 0
         var unknownSeen: Set<String> = []
@@ -98,8 +92,7 @@ private struct Parser {
                 if unknownKey == nil { unknownKey = name }
             }
         }
-        s.skipWhitespace()
-        guard s.atEnd else { throw .badJSON("trailing data after the JSON object at byte \(s.pos)") }
+        try s.closeBody()
         if let unknownKey { throw Self.unknownField(unknownKey) }
 
         if let relevance = request.relevance {

@@ -59,13 +59,7 @@ private struct ChangeParser {
     var s: JSONScanner
 
     mutating func change() throws(APIError) -> CatalogChange {
-        s.skipByteOrderMark()
-        s.skipWhitespace()
-        guard s.current == UInt8(ascii: "{") else {
-            if s.atEnd { throw .badJSON("empty body; expected a JSON object") }
-            throw s.syntaxError("a JSON object ('{')")
-        }
-        s.pos += 1
+        try s.openBodyObject()
         var upserts: [CatalogChange.Upsert] = []
         var deletes: [Int64] = []
         var seen: Set<String> = []
@@ -81,8 +75,7 @@ private struct ChangeParser {
             default: throw .badField(name, "unknown key; a change holds only upsert and delete")
             }
         }
-        s.skipWhitespace()
-        guard s.atEnd else { throw .badJSON("trailing data after the JSON object at byte \(s.pos)") }
+        try s.closeBody()
         var ids = Set<Int64>()
         for (i, u) in upserts.enumerated() where !ids.insert(u.id).inserted {
             throw .badField("upsert[\(i)].item_id", "item \(u.id) appears twice in upsert")

@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Foundation
 
 /// Anonymous memory, 2 MiB-aligned and advised for transparent huge pages, for the tables that
 /// requests read at random: the index vectors and the id table.
@@ -64,32 +63,6 @@ public final class HugePageBuffer: @unchecked Sendable {
     public func seal() {
         let huge = Self.hugePageSize
         _ = mprotect(base, (count + huge - 1) / huge * huge, PROT_READ)
-    }
-
-    /// Bytes of this buffer the kernel backs with huge pages (`AnonHugePages` of its mapping in
-    /// /proc/self/smaps); nil where that file cannot be read.
-    public var hugeBytes: Int? { Self.anonHugeBytes(of: base) }
-
-    /// `AnonHugePages` of the mapping that contains `address`, from /proc/self/smaps.
-    static func anonHugeBytes(of address: UnsafeRawPointer) -> Int? {
-        guard let file = fopen("/proc/self/smaps", "r") else { return nil }
-        defer { fclose(file) }
-        let target = UInt(bitPattern: address)
-        var inside = false
-        var line = [CChar](repeating: 0, count: 512)
-        while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if let dash = text.firstIndex(of: "-"), let space = text.firstIndex(of: " "), dash < space,
-               let lo = UInt(text[..<dash], radix: 16), let hi = UInt(text[text.index(after: dash)..<space], radix: 16) {
-                inside = lo <= target && target < hi
-                continue
-            }
-            if inside && text.hasPrefix("AnonHugePages:") {
-                let digits = text.dropFirst("AnonHugePages:".count).trimmingCharacters(in: CharacterSet(charactersIn: " \tkB\n"))
-                return Int(digits).map { $0 * 1024 }
-            }
-        }
-        return nil
     }
 
     deinit { munmap(mapping, mappingLength) }

@@ -35,12 +35,6 @@ public final class ItemIndex: @unchecked Sendable {
 
     /// Where the vectors live: in place in the file mapping, or copied into huge pages.
     public let residency: Residency
-    /// Bytes of the vector tables the kernel backs with huge pages right now (nil: unknown).
-    public var hugePageBytes: Int? {
-        guard residency == .hugePages else { return nil }
-        return copies.reduce(0) { $0 + ($1.hugeBytes ?? 0) }
-    }
-
     /// How the vector tables (vectors, scales, rescore) are held in memory.
     public enum Residency: String, Sendable {
         /// Read in place from the file mapping (tools, tests: nothing is copied).
@@ -264,13 +258,6 @@ public final class ItemIndex: @unchecked Sendable {
 
     /// Bytes of the rescore rows (0 without them).
     public var rescoreBytes: Int { rescore == nil ? 0 : count * taskCount * d * 4 }
-
-    /// One item's F32 rescore vector for task `k` (nil without rescore rows).
-    public func rescoreVector(row: Int, task k: Int) -> [Float]? {
-        guard let rescore else { return nil }
-        let base = (row * taskCount + k) * d
-        return (0..<d).map { rescore.load(fromByteOffset: (base + $0) * 4, as: Float.self) }
-    }
 
     /// One item's vector for task `k`, dequantised (tests, inspection).
     public func vector(row: Int, task k: Int) -> [Float] {

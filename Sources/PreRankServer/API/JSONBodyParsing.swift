@@ -1,5 +1,25 @@
 import TwinTower
 
+/// A JSON request body that must be one object (the `/prerank` and `/admin/items` decoders).
+extension JSONScanner {
+    /// Skips a byte-order mark and white space and consumes the body's opening `{`.
+    mutating func openBodyObject() throws(APIError) {
+        skipByteOrderMark()
+        skipWhitespace()
+        guard current == UInt8(ascii: "{") else {
+            if atEnd { throw .badJSON("empty body; expected a JSON object") }
+            throw syntaxError("a JSON object ('{')")
+        }
+        pos += 1
+    }
+
+    /// After the body's object: only white space may follow.
+    mutating func closeBody() throws(APIError) {
+        skipWhitespace()
+        guard atEnd else { throw .badJSON("trailing data after the JSON object at byte \(pos)") }
+    }
+}
+
 /// Feature values (SPEC §2: a scalar, or an array of scalars), shared by the `/prerank` decoder
 /// and the `/admin/items` decoder so both read a feature the same way.
 extension JSONScanner {
