@@ -57,23 +57,29 @@ import TwinTower
         let overrides = overridden.enumerated().map { i, id in (id, all[2999 - i].1) }
         let deleted = (0..<50).map { baseItems[700 + $0 * 11 + 3].0 }  // none of them overridden
         let base = try write(baseItems, dtype: dtype, rescore: rescore, name: "base")
+        // A third change over the delta's own rows: 50 new items upserted again with other rows
+        // (their first rows go stale), 20 other new items deleted.
+        let reupserted = (0..<50).map { (added[$0 * 3].0, all[$0 * 5 + 1].1) }
+        let deletedNew = (0..<20).map { added[$0 * 3 + 1].0 }
         var final: [Int64: [Float]] = Dictionary(uniqueKeysWithValues: baseItems)
-        for (id, v) in added + overrides { final[id] = v }
-        for id in deleted { final[id] = nil }
+        for (id, v) in added + overrides + reupserted { final[id] = v }
+        for id in deleted + deletedNew { final[id] = nil }
         let rebuilt = try write(final.map { ($0.key, $0.value) }, dtype: dtype, rescore: rescore, name: "rebuilt")
         // Two changes, as two requests would make them: the new items, then overrides + deletes.
         var delta = ItemDelta()
         delta = delta.applying(ids: added.map(\.0), vectors: added.flatMap(\.1), deletes: [], sequence: 1, base: base)
         delta = delta.applying(ids: overrides.map(\.0), vectors: overrides.flatMap(\.1), deletes: deleted + [-5, -6, -7],
                                sequence: 2, base: base)
+        delta = delta.applying(ids: reupserted.map(\.0), vectors: reupserted.flatMap(\.1), deletes: deletedNew, sequence: 3, base: base)
         return Scenario(base: base, rebuilt: rebuilt, delta: delta, newIDs: added.map(\.0), overridden: overridden, deleted: deleted)
     }
 
     @Test func resolutionOverrideAndDelete() throws {
         let s = try Self.scenario(dtype: .f32, rescore: false)
-        #expect(s.delta.sequence == 2)
-        #expect(s.delta.upsertIDs.count == 700)
-        #expect(s.delta.deletedIDs.count == 53)
+        #expect(s.delta.sequence == 3)
+        #expect(s.delta.upsertedCount == 680)
+        #expect(s.delta.staleCount == 70)
+        #expect(s.delta.deletedIDs.count == 73)
         #expect(s.delta.hiddenCount == 150)
         #expect(s.delta.itemCount(base: s.base) == s.rebuilt.count)
         guard case .delta = s.delta.resolve(s.newIDs[0], base: s.base) else { Issue.record("a new id resolves to the delta"); return }
@@ -84,11 +90,61 @@ import TwinTower
         let untouched = s.base.ids[1]
         #expect(s.delta.resolve(untouched, base: s.base) == .base(1))
         // Upserting a deleted id brings it back; deleting an upserted one removes its row.
-        let back = s.delta.applying(ids: [s.deleted[0]], vectors: Self.rows[0].1, deletes: [s.newIDs[0]], sequence: 3, base: s.base)
+        let back = s.delta.applying(ids: [s.deleted[0]], vectors: Self.rows[0].1, deletes: [s.newIDs[2]], sequence: 4, base: s.base)
         guard case .delta = back.resolve(s.deleted[0], base: s.base) else { Issue.record("a re-upserted id is served"); return }
-        #expect(back.resolve(s.newIDs[0], base: s.base) == .unknown)
-        #expect(back.deletedIDs.contains(s.newIDs[0]) && !back.deletedIDs.contains(s.deleted[0]))
+        #expect(back.resolve(s.newIDs[2], base: s.base) == .unknown)
+        #expect(back.deletedIDs.contains(s.newIDs[2]) && !back.deletedIDs.contains(s.deleted[0]))
         #expect(back.itemCount(base: s.base) == s.rebuilt.count)
+    }
+
+    /// 40 small changes (repeated ids within a change, overrides of delta rows, deletes) grow
+    /// the delta past its first arena (compaction), and a change applied to an old value forks
+    /// it: every value keeps answering for its own history, row by row and bit by bit.
+    @Test func manySmallChangesAndForksKeepEveryValueIntact() throws {
+        let all = Self.rows
+        let base = try Self.write(Array(all[0..<1000]), dtype: .i8, rescore: false, name: "fork")
+        let t = base.taskCount, d = base.d
+        var rng = SplitMix64(seed: 3)
+        func pick() -> (Int64, [Float]) {
+            (all[Int(rng.next() % UInt64(all.count))].0, all[Int(rng.next() % UInt64(all.count))].1)
+        }
+        typealias State = (delta: ItemDelta, rows: [Int64: [Float]], deleted: Set<Int64>)
+        func step(_ s: State, sequence: UInt64, deletes: Int) -> State {
+            let upserts = (0..<50).map { _ in pick() }
+            let ids = Set(upserts.map(\.0))
+            let dels = (0..<deletes).map { _ in pick().0 }.filter { !ids.contains($0) }
+            var next = s
+            next.delta = s.delta.applying(ids: upserts.map(\.0), vectors: upserts.flatMap(\.1), deletes: dels, sequence: sequence, base: base)
+            for (id, v) in upserts { next.rows[id] = v; next.deleted.remove(id) }
+            for id in dels { next.rows[id] = nil; next.deleted.insert(id) }
+            return next
+        }
+        func check(_ s: State, _ label: String) {
+            #expect(s.delta.upsertedCount == s.rows.count, "\(label)")
+            for (id, v) in s.rows {
+                guard case .delta(let r) = s.delta.resolve(id, base: base) else { Issue.record("\(label): \(id) not in the delta"); return }
+                #expect(s.delta.vector(of: id) == v, "\(label): F32 row of \(id)")
+                let (q, scales) = Quantization.int8(v, rows: t, width: d)
+                for k in 0..<t {
+                    let stored = s.delta.index!.vector(row: Int(r), task: k)
+                    #expect(stored == (0..<d).map { Float(q[k * d + $0]) * scales[k] }, "\(label): I8 bits of \(id)")
+                }
+            }
+            for id in s.deleted { #expect(s.delta.resolve(id, base: base) == .unknown, "\(label): deleted \(id)") }
+            let untouched = (0..<base.count).first { s.rows[base.ids[$0]] == nil && !s.deleted.contains(base.ids[$0]) }!
+            #expect(s.delta.resolve(base.ids[untouched], base: base) == .base(Int32(untouched)))
+            #expect(s.delta.itemCount(base: base) == base.count + s.rows.keys.filter { base.row(of: $0) < 0 }.count
+                - s.deleted.filter { base.row(of: $0) >= 0 }.count)
+        }
+        var states: [State] = [(ItemDelta(), [:], [])]
+        for i in 1...40 { states.append(step(states[i - 1], sequence: UInt64(i), deletes: i % 4 == 0 ? 8 : 0)) }
+        #expect(states[40].delta.staleCount > 0)
+        let fork = step(states[10], sequence: 99, deletes: 8)
+        let forkAgain = step(states[10], sequence: 100, deletes: 0)
+        for (s, label) in [(states[10], "value 10"), (states[25], "value 25"), (states[40], "value 40"), (fork, "fork"),
+                           (forkAgain, "second fork")] {
+            check(s, label)
+        }
     }
 
     static func bundle(_ index: ItemIndex, delta: ItemDelta? = nil) throws -> ServingBundle {

@@ -54,7 +54,7 @@ public enum DroppedSample {
             }
             let r = Int32(p - index.count)
             let id = delta.index!.ids[Int(r)]
-            return returned.contains(id) ? nil : (id, .delta(r))
+            return delta.isStale(r) || returned.contains(id) ? nil : (id, .delta(r))
         }
         let m = min(n, poolSize)
         if poolSize <= 4 * m {

@@ -234,7 +234,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
                 + "\"rescore\":\(b.index.rescore == nil ? "null" : "{\"dtype\":\"f32\",\"bytes\":\(b.index.rescoreBytes),\"depth\":\(rescoreDepth.map(String.init) ?? "null")}"),"
                 + "\"residency\":\"\(b.index.residency.rawValue)\",\"path\":\(JSONText.quote(b.index.path)),"
                 + "\"mapped_at\":\(JSONText.quote(Self.iso8601(b.indexMappedAt))),"
-                + "\"catalog\":{\"base_items\":\(b.index.count),\"delta_items\":\(b.delta.upsertIDs.count),"
+                + "\"catalog\":{\"base_items\":\(b.index.count),\"delta_items\":\(b.delta.upsertedCount),"
                 + "\"deleted_ids\":\(b.delta.deletedIDs.count),\"hidden_base_items\":\(b.delta.hiddenCount),"
                 + "\"items\":\(b.itemCount),\"sequence\":\(b.delta.sequence),"
                 + "\"base_sequence\":\(ServingBundle.baseSequence(b.index))}}}"
@@ -338,7 +338,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
 
     private func publishCatalog(_ snap: ServingSnapshot) {
         metrics.setCatalog(snap.arms.map { arm, b in
-            .init(arm: arm, baseItems: b.index.count, deltaItems: b.delta.upsertIDs.count, deletedItems: b.delta.deletedIDs.count,
+            .init(arm: arm, baseItems: b.index.count, deltaItems: b.delta.upsertedCount, deletedItems: b.delta.deletedIDs.count,
                   sequence: b.delta.sequence)
         })
     }

@@ -162,7 +162,8 @@ public enum ScoringEngine {
         var partial = false
         if let deltaIndex = delta.index, full || !deltaRows.isEmpty {
             let part = rank(index: deltaIndex, chain: bundle.chain, fusion: fusion, user: user, rows: full ? nil : deltaRows,
-                            relevance: deltaRelevance, k: depth, deadline: deadline, slots: slotKind)
+                            relevance: deltaRelevance, k: depth, deadline: deadline, slots: slotKind,
+                            hidden: full && delta.staleCount > 0 ? delta.stale : nil)
             DeltaSlot.merge(part.top, into: &top)
             (scored, partial) = (part.scored, part.partial)
         }

@@ -83,32 +83,32 @@ public final class LiveCatalog: @unchecked Sendable {
                 continue
             }
             let base = ServingBundle.baseSequence(bundle.index)
-            var delta = ItemDelta(sequence: base)
-            var applied = 0
+            // Every record's rows go through the tower first, then into the delta at once (one
+            // id table build for the whole log).
+            var changes: [ItemDelta.Change] = []
             for record in try log() where record.sequence > base {
                 let change: CatalogChange
                 do { change = try ItemChangeCodec.decode(record.payload) } catch {
                     throw ReloadError(key: "model.updates", message: "\(path): record \(record.sequence) at byte \(record.offset) is not a change: \(error.message)")
                 }
-                delta = apply(change, sequence: record.sequence, to: bundle, delta: delta, arm: arm)
-                applied += 1
+                changes.append(embed(change, sequence: record.sequence, bundle: bundle, arm: arm))
             }
-            replayed.append((arm, applied))
-            bundles.append(bundle.with(delta: delta))
+            replayed.append((arm, changes.count))
+            bundles.append(bundle.with(delta: ItemDelta(sequence: base).applying(changes, base: bundle.index)))
         }
         nextSequence = next
         if !replayed.isEmpty {
             logger.notice("update log replayed", metadata: [
                 "path": "\(path)", "records": "\(replayed.map { "\($0.0)=\($0.1)" }.joined(separator: ","))",
                 "seconds": "\(String(format: "%.3f", Date().timeIntervalSince(started)))",
-                "delta_items": "\(bundles[0].delta.upsertIDs.count)", "deleted": "\(bundles[0].delta.deletedIDs.count)",
+                "delta_items": "\(bundles[0].delta.upsertedCount)", "deleted": "\(bundles[0].delta.deletedIDs.count)",
             ])
         }
         return snap.with(primary: bundles[0], canary: bundles.count > 1 ? bundles[1] : nil)
     }
 
-    /// A replayed change: rows that do not encode are skipped (see `attach`).
-    private func apply(_ change: CatalogChange, sequence: UInt64, to bundle: ServingBundle, delta: ItemDelta, arm: String) -> ItemDelta {
+    /// A replayed change with its rows' vectors: rows that do not encode are skipped (see `attach`).
+    private func embed(_ change: CatalogChange, sequence: UInt64, bundle: ServingBundle, arm: String) -> ItemDelta.Change {
         var upserts = change.upserts
         var vectors: [Float]
         do {
@@ -128,7 +128,7 @@ public final class LiveCatalog: @unchecked Sendable {
             }
             upserts = kept
         }
-        return delta.applying(ids: upserts.map(\.id), vectors: vectors, deletes: change.deletes, sequence: sequence, base: bundle.index)
+        return ItemDelta.Change(ids: upserts.map(\.id), vectors: vectors, deletes: change.deletes, sequence: sequence)
     }
 
     /// Validates `change` against every arm of `snap` (nothing is applied when a row fails),

@@ -44,6 +44,28 @@ public struct IDTable: Sendable {
         self.storage = storage
     }
 
+    /// A hashed table over rows in any order, leaving out the rows `skip` names: the live
+    /// catalog's delta, whose rows are in append order and where an overridden item's earlier
+    /// row is stale (`ItemDelta`). Every kept id must be unique.
+    public init(hashing ids: UnsafeBufferPointer<Int64>, skip: (Int) -> Bool) {
+        var kept = 0
+        for row in 0..<ids.count where !skip(row) { kept += 1 }
+        count = kept
+        first = 0
+        contiguous = false
+        var capacity = 16
+        while capacity < kept * 2 { capacity <<= 1 }
+        mask = capacity - 1
+        let storage = SlotStorage(capacity: capacity, hugePages: false)
+        let slots = storage.slots
+        for (row, id) in ids.enumerated() where !skip(row) {
+            var slot = Self.hash(id) & (capacity - 1)
+            while slots[slot].row1 != 0 { slot = (slot + 1) & (capacity - 1) }
+            slots[slot] = pk_id_slot(key: id, row1: Int32(row + 1), pad: 0)
+        }
+        self.storage = storage
+    }
+
     /// The slot hash; `pk_lookup_rows` computes the same bits in C.
     @inline(__always)
     static func hash(_ id: Int64) -> Int {

@@ -7,6 +7,15 @@ public enum IndexDType: String, Sendable, Equatable, CaseIterable, Codable {
     /// 1 byte per value with one F32 scale per (item, task): value = int8 · scale.
     case i8
 
+    /// Bytes of one stored value (the I8 scales are extra).
+    public var bytesPerValue: Int {
+        switch self {
+        case .f32: return 4
+        case .f16: return 2
+        case .i8: return 1
+        }
+    }
+
     public var tensorDType: DType {
         switch self {
         case .f32: return .f32

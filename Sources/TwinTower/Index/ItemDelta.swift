@@ -2,33 +2,35 @@
 /// base was built, as one immutable value.
 ///
 /// Why a value beside the base rather than edits to it: the base is a read-only mapping (or a
-/// sealed huge-page copy) shared by every request in flight; a value that is rebuilt per change
-/// and swapped atomically gives copy-on-write for free. A request keeps the delta it started
-/// with, and every request that starts after the swap sees the change (read-your-writes).
+/// sealed huge-page copy) shared by every request in flight; a value swapped atomically per
+/// change gives read-your-writes — a request keeps the delta it started with, and every request
+/// that starts after the swap sees the change.
 ///
 /// Resolution of a candidate id, in order:
-///   1. upserted (in `index`, the delta's own rows) → served from the delta, even if the base
-///      also holds it (the base row is hidden);
-///   2. deleted → unknown, even if the base holds it;
-///   3. otherwise the base row, if any.
-/// A whole-index request scores the base minus the hidden rows, plus every delta row.
+///   1. a base row that is not hidden → served from the base (the common case: no delta lookup);
+///   2. upserted (in `index`, the delta's own rows) → served from the delta (an upserted id the
+///      base also holds has its base row hidden);
+///   3. otherwise unknown (deleted, or never seen).
+/// A whole-index request scores the base minus the hidden rows, plus every live delta row.
 ///
-/// The delta rows are a small in-memory `ItemIndex` stored in the base's dtype (F16 rounding,
-/// I8 quantisation and rescore rows exactly as `build-index` would write them), so the same C
-/// kernel scores them and an upserted item gets the bits it would get from a rebuilt index.
+/// Storage: the delta rows live in an append-only `DeltaArena`, stored in the base's dtype (F16
+/// rounding, I8 quantisation and rescore rows exactly as `build-index` would write them), so the
+/// same C kernel scores them and an upserted item gets the bits it would get from a rebuilt
+/// index. An override appends a new row and marks the old one stale (`stale`); a whole-index
+/// scan skips stale rows like hidden base rows.
 ///
-/// Cost: each change rebuilds the value (O(delta items + deleted ids) plus the hidden-row
-/// bitmap of N/8 bytes); fine while the delta is small next to the base, which is what folding
-/// the log into a new base (`build-index --updates`) keeps it.
+/// Cost of a change of b rows over a delta of M live items: O(b) row writes and base lookups,
+/// a copy of the two bitmaps (N/8 and M/8 bytes) and a rebuild of the delta's id table (O(M)
+/// 16-byte slot writes, ~1 ms per 100k items). Rows are copied only when the arena is full or a
+/// change is applied to a value that is not the newest of its arena: live rows move to a fresh
+/// arena of twice their count (amortised O(1) per row, and stale rows are dropped). Folding the
+/// log into a new base (`build-index --updates`) keeps M small.
 public struct ItemDelta: Sendable {
     /// The last update-log sequence number applied (0: none; the base's own sequence when
     /// nothing newer was applied).
     public let sequence: UInt64
-    /// Upserted ids, ascending, and their F32 rows `[M × T × d]` (kept to rebuild the next value:
-    /// quantised rows cannot be turned back into F32 exactly).
-    public let upsertIDs: [Int64]
-    let upsertVectors: [Float]
-    /// The upserted rows as served (nil when there are none).
+    /// The live delta rows as served (nil when there are none); rows `[0, index.count)` of the
+    /// arena, stale ones included (`isStale`), looked up through a table of the live ones.
     public let index: ItemIndex?
     /// Ids deleted and not upserted again since.
     public let deletedIDs: Set<Int64>
@@ -36,34 +38,49 @@ public struct ItemDelta: Sendable {
     public let hidden: [UInt64]
     /// Base rows hidden.
     public let hiddenCount: Int
+    /// Bitmap over delta rows: bit r set when row r was overridden or deleted since it was
+    /// written (empty: none).
+    public let stale: [UInt64]
+    /// Delta rows stale.
+    public let staleCount: Int
+
+    private let arena: DeltaArena?
+    /// Rows of `arena` this value sees (its appends go after them).
+    private let rowCount: Int
 
     /// No changes over a base whose own `updates_sequence` is `sequence`.
     public init(sequence: UInt64 = 0) {
-        self.sequence = sequence
-        upsertIDs = []
-        upsertVectors = []
-        index = nil
-        deletedIDs = []
-        hidden = []
-        hiddenCount = 0
+        self.init(sequence: sequence, index: nil, deletedIDs: [], hidden: [], hiddenCount: 0, stale: [], staleCount: 0,
+                  arena: nil, rowCount: 0)
     }
 
-    init(sequence: UInt64, upsertIDs: [Int64], upsertVectors: [Float], index: ItemIndex?, deletedIDs: Set<Int64>,
-         hidden: [UInt64], hiddenCount: Int) {
+    private init(sequence: UInt64, index: ItemIndex?, deletedIDs: Set<Int64>, hidden: [UInt64], hiddenCount: Int,
+                 stale: [UInt64], staleCount: Int, arena: DeltaArena?, rowCount: Int) {
         self.sequence = sequence
-        self.upsertIDs = upsertIDs
-        self.upsertVectors = upsertVectors
         self.index = index
         self.deletedIDs = deletedIDs
         self.hidden = hidden
         self.hiddenCount = hiddenCount
+        self.stale = stale
+        self.staleCount = staleCount
+        self.arena = arena
+        self.rowCount = rowCount
     }
 
+    /// Items the delta serves (upserted and not deleted or overridden since).
+    public var upsertedCount: Int { rowCount - staleCount }
+
     /// True when nothing is upserted or deleted (the engine then takes its old path untouched).
-    public var isEmpty: Bool { upsertIDs.isEmpty && deletedIDs.isEmpty }
+    public var isEmpty: Bool { upsertedCount == 0 && deletedIDs.isEmpty }
 
     /// Items a whole-index request scores: base minus hidden plus upserted.
-    public func itemCount(base: ItemIndex) -> Int { base.count - hiddenCount + upsertIDs.count }
+    public func itemCount(base: ItemIndex) -> Int { base.count - hiddenCount + upsertedCount }
+
+    /// True when delta row `r` is no longer served (overridden or deleted).
+    @inline(__always)
+    public func isStale(_ r: Int32) -> Bool {
+        !stale.isEmpty && stale[Int(r) >> 6] & (UInt64(1) << UInt64(r & 63)) != 0
+    }
 
     /// Where a candidate id is served from.
     public enum Resolution: Sendable, Equatable {
@@ -81,79 +98,144 @@ public struct ItemDelta: Sendable {
     /// The resolution of `id` given its base row (-1 when the base does not hold it).
     @inline(__always)
     public func refine(_ id: Int64, baseRow: Int32) -> Resolution {
+        if baseRow >= 0, hidden.isEmpty || hidden[Int(baseRow) >> 6] & (UInt64(1) << UInt64(baseRow & 63)) == 0 {
+            return .base(baseRow)
+        }
         if let index {
             let r = index.row(of: id)
             if r >= 0 { return .delta(r) }
         }
-        if baseRow < 0 { return .unknown }
-        if !hidden.isEmpty, hidden[Int(baseRow) >> 6] & (UInt64(1) << UInt64(baseRow & 63)) != 0 { return .unknown }
-        return .base(baseRow)
+        return .unknown
     }
 
-    /// The delta after one change: `upserts` (ids with F32 rows `[T × d]` each, from the
-    /// model's item tower) replace or add items, then `deletes` hide ids. An id both upserted and
-    /// deleted in one change ends deleted (callers refuse such a change before it gets here).
-    ///
-    /// - parameters:
-    ///   - vectors: `[upserts.count × T × d]` F32, row i for `ids[i]`.
-    ///   - base: the index this delta is over (dtype, rescore rows, hidden rows).
+    /// One change: `ids` with F32 rows `vectors` `[ids.count × T × d]` (from the model's item
+    /// tower) replace or add items, then `deletes` hide ids.
+    public struct Change: Sendable {
+        public var ids: [Int64]
+        public var vectors: [Float]
+        public var deletes: [Int64]
+        public var sequence: UInt64
+        public init(ids: [Int64], vectors: [Float], deletes: [Int64], sequence: UInt64) {
+            self.ids = ids
+            self.vectors = vectors
+            self.deletes = deletes
+            self.sequence = sequence
+        }
+    }
+
+    /// The delta after one change (see `applying(_:base:)`).
     public func applying(ids: [Int64], vectors: [Float], deletes: [Int64], sequence: UInt64, base: ItemIndex) -> ItemDelta {
-        let width = base.taskCount * base.d
-        precondition(vectors.count == ids.count * width, "vectors must be [n × T × d]")
-        // id → (source, row): source 0 the current delta, 1 this change.
-        var rows: [Int64: (Int, Int)] = Dictionary(minimumCapacity: upsertIDs.count + ids.count)
-        for (i, id) in upsertIDs.enumerated() { rows[id] = (0, i) }
-        var deleted = deletedIDs
-        for (i, id) in ids.enumerated() {
-            rows[id] = (1, i)
-            deleted.remove(id)
-        }
-        for id in deletes {
-            rows[id] = nil
-            deleted.insert(id)
-        }
-        let newIDs = rows.keys.sorted()
-        var newVectors = [Float](repeating: 0, count: newIDs.count * width)
-        newVectors.withUnsafeMutableBufferPointer { out in
-            for (dst, id) in newIDs.enumerated() {
-                let (source, src) = rows[id]!
-                let from = source == 0 ? upsertVectors : vectors
-                from.withUnsafeBufferPointer { f in
-                    (out.baseAddress! + dst * width).update(from: f.baseAddress! + src * width, count: width)
+        applying([Change(ids: ids, vectors: vectors, deletes: deletes, sequence: sequence)], base: base)
+    }
+
+    /// The delta after `changes`, in order (a replayed log applies many at once: the id table is
+    /// built once). Within a change the upserts come first, then the deletes: an id both upserted
+    /// and deleted in one change ends deleted (callers refuse such a change before it gets here);
+    /// an id upserted twice keeps its last row.
+    ///
+    /// - parameter base: the index this delta is over (dtype, rescore rows, hidden rows).
+    public func applying(_ changes: [Change], base: ItemIndex) -> ItemDelta {
+        let t = base.taskCount, d = base.d, width = t * d
+        for c in changes { precondition(c.vectors.count == c.ids.count * width, "vectors must be [n × T × d]") }
+        guard let last = changes.last else { return self }
+        let added = changes.reduce(0) { $0 + $1.ids.count }
+
+        // Rows of this value keep their numbers when the arena has room and nothing appended past
+        // them; otherwise the live rows move, compacted, to a fresh arena.
+        var arena: DeltaArena
+        var rows: Int
+        var stale: [UInt64]
+        var staleCount: Int
+        /// id → current row for ids whose row differs from `index`'s table (-1: no row).
+        var moved: [Int64: Int32] = [:]
+        var useTable: Bool
+        if let current = self.arena, current.claim(from: rowCount, count: added) {
+            (arena, rows, stale, staleCount, useTable) = (current, rowCount, self.stale, self.staleCount, true)
+        } else {
+            let live = upsertedCount
+            arena = DeltaArena(capacity: max(1024, 2 * (live + added)), taskCount: t, d: d, dtype: base.dtype,
+                               rescore: base.rescore != nil)
+            rows = 0
+            if let old = self.arena {
+                moved.reserveCapacity(live + added)
+                for r in 0..<rowCount where !isStale(Int32(r)) {
+                    arena.copyRow(r, of: old, to: rows)
+                    moved[old.ids[r]] = Int32(rows)
+                    rows += 1
                 }
             }
+            let claimed = arena.claim(from: 0, count: rows + added)
+            precondition(claimed, "a fresh arena holds the live rows and the change")
+            (stale, staleCount, useTable) = ([], 0, false)
         }
-        let index = newIDs.isEmpty ? nil
-            : ItemIndex(memoryIDs: newIDs, vectors: newVectors, taskCount: base.taskCount, d: base.d, dtype: base.dtype,
-                        rescore: base.rescore != nil, fingerprint: base.fingerprint, tasks: base.tasks)
-        var hidden: [UInt64] = []
-        var hiddenCount = 0
-        if !newIDs.isEmpty || !deleted.isEmpty {
-            hidden = [UInt64](repeating: 0, count: (base.count + 63) / 64)
-            for id in newIDs + Array(deleted) {
-                let r = base.row(of: id)
-                guard r >= 0 else { continue }
-                let w = Int(r) >> 6, bit = UInt64(1) << UInt64(r & 63)
-                if hidden[w] & bit == 0 { hidden[w] |= bit; hiddenCount += 1 }
+        let table = useTable ? index?.table : nil
+        func row(of id: Int64) -> Int32 {
+            if let r = moved[id] { return r }
+            if let table { return table.row(of: id) }
+            return -1
+        }
+        func markStale(_ r: Int32) {
+            let w = Int(r) >> 6, bit = UInt64(1) << UInt64(r & 63)
+            if stale.count <= w { stale += [UInt64](repeating: 0, count: w + 1 - stale.count) }
+            if stale[w] & bit == 0 { stale[w] |= bit; staleCount += 1 }
+        }
+        var hidden = self.hidden
+        var hiddenCount = self.hiddenCount
+        func hide(_ id: Int64) {
+            let r = base.row(of: id)
+            guard r >= 0 else { return }
+            if hidden.isEmpty { hidden = [UInt64](repeating: 0, count: (base.count + 63) / 64) }
+            let w = Int(r) >> 6, bit = UInt64(1) << UInt64(r & 63)
+            if hidden[w] & bit == 0 { hidden[w] |= bit; hiddenCount += 1 }
+        }
+        var deleted = deletedIDs
+        for change in changes {
+            for (i, id) in change.ids.enumerated() {
+                let old = row(of: id)
+                if old >= 0 { markStale(old) }
+                moved[id] = Int32(rows + i)
+                if !deleted.isEmpty { deleted.remove(id) }
+                hide(id)
             }
-            if hiddenCount == 0 { hidden = [] }
+            change.ids.withUnsafeBufferPointer { ids in
+                change.vectors.withUnsafeBufferPointer { arena.write(ids: ids, f32: $0.baseAddress!, at: rows) }
+            }
+            rows += change.ids.count
+            for id in change.deletes {
+                let old = row(of: id)
+                if old >= 0 { markStale(old) }
+                moved[id] = -1
+                deleted.insert(id)
+                hide(id)
+            }
         }
-        return ItemDelta(sequence: sequence, upsertIDs: newIDs, upsertVectors: newVectors, index: index, deletedIDs: deleted,
-                         hidden: hidden, hiddenCount: hiddenCount)
+        if staleCount == 0 {
+            stale = []
+        } else if stale.count < (rows + 63) / 64 {
+            stale += [UInt64](repeating: 0, count: (rows + 63) / 64 - stale.count)  // one bit per row
+        }
+        if hiddenCount == 0 { hidden = [] }
+        let liveRows = rows - staleCount
+        var index: ItemIndex?
+        if liveRows > 0 {
+            let ids = UnsafeBufferPointer(start: UnsafePointer(arena.ids), count: rows)
+            let staleBits = stale
+            let table = IDTable(hashing: ids) { r in
+                !staleBits.isEmpty && staleBits[r >> 6] & (UInt64(1) << UInt64(r & 63)) != 0
+            }
+            index = ItemIndex(viewIDs: ids, vectors: UnsafeRawPointer(arena.vectors), scales: arena.scales.map { UnsafePointer($0) },
+                              rescore: arena.rescore.map { UnsafeRawPointer($0) }, table: table, taskCount: t, d: d,
+                              dtype: base.dtype, fingerprint: base.fingerprint, tasks: base.tasks, owner: arena)
+        }
+        return ItemDelta(sequence: last.sequence, index: index, deletedIDs: deleted, hidden: hidden, hiddenCount: hiddenCount,
+                         stale: stale, staleCount: staleCount, arena: arena, rowCount: rows)
     }
 
-    /// The F32 row `[T × d]` of an upserted id (tests, inspection).
-    public func vector(of id: Int64, width: Int) -> [Float]? {
-        guard let i = binarySearch(id) else { return nil }
-        return Array(upsertVectors[(i * width)..<((i + 1) * width)])
-    }
-
-    private func binarySearch(_ id: Int64) -> Int? {
-        var lo = 0, hi = upsertIDs.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if upsertIDs[mid] < id { lo = mid + 1 } else { hi = mid }
-        }
-        return lo < upsertIDs.count && upsertIDs[lo] == id ? lo : nil
+    /// The F32 row `[T × d]` an upserted id is served from (tests, inspection).
+    public func vector(of id: Int64) -> [Float]? {
+        guard let index, let arena else { return nil }
+        let r = index.row(of: id)
+        guard r >= 0 else { return nil }
+        return Array(UnsafeBufferPointer(start: arena.f32Row(Int(r)), count: arena.width))
     }
 }

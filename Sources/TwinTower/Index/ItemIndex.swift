@@ -48,6 +48,8 @@ public final class ItemIndex: @unchecked Sendable {
     private let file: SafetensorsFile?
     private var owned: [UnsafeMutableRawPointer] = []
     private var copies: [HugePageBuffer] = []
+    /// What holds the rows of a view index (`init(viewIDs:…)`), kept alive with it.
+    private var owner: AnyObject?
 
     /// Loads and checks an index.
     ///
@@ -170,19 +172,17 @@ public final class ItemIndex: @unchecked Sendable {
         if populate { _ = touch() }
     }
 
-    /// An index held in memory rather than mapped: the live catalog's delta rows (`ItemDelta`).
+    /// An index over rows held by someone else: the live catalog's delta rows (`DeltaArena`,
+    /// `ItemDelta`). Nothing is copied; `owner` is kept alive as long as this index.
     ///
-    /// `vectors` are F32 `[n × T × d]` rows stored in `dtype` exactly as `IndexBuilder.write`
-    /// stores them (the same F16 rounding, the same `Quantization.int8`), so an item scored from
-    /// here gets the bits it would get from a rebuilt index; `rescore` keeps the F32 rows beside
-    /// F16/I8 vectors, as `build-index --rescore` does.
-    ///
-    /// - precondition: `ids` ascending and unique, `vectors.count == ids.count · T · d`.
-    public init(memoryIDs ids: [Int64], vectors: [Float], taskCount t: Int, d: Int, dtype: IndexDType, rescore: Bool,
-                fingerprint: String, tasks: [String], path: String = "(delta)") {
+    /// - parameters:
+    ///   - ids: `[n]`, in row order (any order; the rows' `table` is `table`).
+    ///   - vectors: `[n × T × d]` in `dtype`; `scales` `[n × T]` for I8; `rescore` `[n × T × d]` F32.
+    ///   - table: id → row over the rows this index serves (stale rows left out).
+    init(viewIDs ids: UnsafeBufferPointer<Int64>, vectors: UnsafeRawPointer, scales: UnsafePointer<Float>?,
+         rescore: UnsafeRawPointer?, table: IDTable, taskCount t: Int, d: Int, dtype: IndexDType, fingerprint: String,
+         tasks: [String], owner: AnyObject, path: String = "(delta)") {
         let n = ids.count
-        precondition(vectors.count == n * t * d, "vectors must be [n × T × d]")
-        precondition(zip(ids, ids.dropFirst()).allSatisfy { $0 < $1 }, "ids must be ascending and unique")
         self.path = path
         self.file = nil
         self.metadata = [:]
@@ -192,36 +192,16 @@ public final class ItemIndex: @unchecked Sendable {
         self.dtype = dtype
         self.fingerprint = fingerprint
         self.tasks = tasks
-        var owned: [UnsafeMutableRawPointer] = []
-        func copy<T>(_ values: [T]) -> UnsafeRawPointer {
-            let bytes = values.count * MemoryLayout<T>.stride
-            let p = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
-            values.withUnsafeBytes { if bytes > 0 { p.copyMemory(from: $0.baseAddress!, byteCount: bytes) } }
-            owned.append(p)
-            return UnsafeRawPointer(p)
-        }
-        let idsPointer = copy(ids).assumingMemoryBound(to: Int64.self)
-        self.ids = UnsafeBufferPointer(start: idsPointer, count: n)
-        switch dtype {
-        case .f32:
-            self.vectors = copy(vectors)
-            self.scales = nil
-            self.vectorBytes = n * t * d * 4
-        case .f16:
-            self.vectors = copy(vectors.map { Float16($0) })
-            self.scales = nil
-            self.vectorBytes = n * t * d * 2
-        case .i8:
-            let (q, s) = Quantization.int8(vectors, rows: n * t, width: d)
-            self.vectors = copy(q)
-            self.scales = copy(s).assumingMemoryBound(to: Float.self)
-            self.vectorBytes = n * t * d + n * t * 4
-        }
-        self.rescore = rescore && dtype != .f32 ? copy(vectors) : nil
-        self.owned = owned
+        self.ids = ids
+        self.vectors = vectors
+        self.scales = scales
+        self.rescore = rescore
+        self.vectorBytes = n * t * d * dtype.bytesPerValue + (dtype == .i8 ? n * t * 4 : 0)
+        self.owned = []
         self.copies = []
+        self.owner = owner
         self.residency = .mapped
-        self.table = IDTable(ids: self.ids)
+        self.table = table
     }
 
     deinit { owned.forEach { $0.deallocate() } }
