@@ -287,3 +287,31 @@ def test_ops_live_catalog_commands(ops, tmp_path):
     out = run_sh(pasted("\n".join(lines[3:]), {"127.0.0.1:18931": f"127.0.0.1:{port}",
                                               "--token-file token": f"--token-file {ops['token']}"}), ops, tmp_path).stdout
     assert re.search(r"^\| 40 \| 40 \|.*\| 0 \|", out, flags=re.M), out  # 40 req/s offered and answered, 0 errors
+
+
+# Measured figures: every section of these docs that holds a table of timings or rates, or a
+# "**Measured" paragraph, names the command or script that regenerates it, the date and the
+# machine (its core count: all figures here come from 2-vCPU boxes).
+FIGURE_DOCS = ("docs/PERFORMANCE.md", "docs/OPERATIONS.md")
+FIGURE_ROW = re.compile(r"(?m)^\|.*\b(ms|req/s|rows/s|ns/row|GB/s)\b.*\|$")
+FIGURE_DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
+FIGURE_COMMAND = re.compile(r"`(?:[A-Z_]+=\S+ )*(?:\.build[^`\s]*/)?(?:prerank |scripts/[a-z-]+\.sh|wrk )[^`]*`|```sh\n")
+FIGURE_MACHINE = re.compile(r"\b2[- ](?:vCPUs?|cores?|shared cores)\b|same 2 cores")
+
+
+def figure_sections(path):
+    text = open(os.path.join(ROOT, path)).read()
+    for section in re.split(r"(?m)^(?=#{2,4} )", text):
+        if FIGURE_ROW.search(section) or "**Measured" in section:
+            yield section.strip().splitlines()[0], section
+
+
+@pytest.mark.parametrize("path", FIGURE_DOCS)
+def test_measured_figures_name_command_date_and_machine(path):
+    sections = list(figure_sections(path))
+    assert sections, f"{path}: no figure sections found (did the table format change?)"
+    missing = [(head, [what for what, rx in (("command", FIGURE_COMMAND), ("date", FIGURE_DATE),
+                                             ("machine", FIGURE_MACHINE)) if not rx.search(sec)])
+               for head, sec in sections]
+    missing = [m for m in missing if m[1]]
+    assert not missing, f"{path}: figure sections without " + "; ".join(f"{h!r}: {', '.join(w)}" for h, w in missing)
