@@ -18,19 +18,20 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-# Python tools for the reference tests (numpy reference, official safetensors, OpenAPI validator)
-# and for the PyTorch trainer in python/ (torch — CPU or CUDA wheels from PyPI —, pyarrow).
+# Python tools for the reference tests (numpy reference, official safetensors, OpenAPI document
+# validator, openapi-core for the live request/response checks of test_openapi_live.py) and for
+# the PyTorch trainer in python/ (torch — CPU or CUDA wheels from PyPI —, pyarrow).
 # A pip failure stops setup (set -e) with pip's own message. python/ itself needs no install:
 # scripts/test.sh puts it on PYTHONPATH (`pip install -e python/` for everyday use).
 py_missing=0
-python3 -c "import numpy, safetensors, pytest, openapi_spec_validator, yaml, kubernetes_validate, sslyze, torch, pyarrow" >/dev/null 2>&1 || py_missing=1
+python3 -c "import numpy, safetensors, pytest, openapi_spec_validator, openapi_core, yaml, kubernetes_validate, sslyze, torch, pyarrow" >/dev/null 2>&1 || py_missing=1
 if [ "$py_missing" -eq 1 ]; then
     echo "setup: installing Python test tools, torch and pyarrow (the PyTorch trainer)" >&2
     # pip's own exit status decides (a pipeline through grep would report grep's); the root
     # warning is filtered from its output only.
     log=$(mktemp)
     # sslyze: Tests/reference/test_tls.py checks the server against Mozilla's TLS profile.
-    if ! python3 -m pip install -q --disable-pip-version-check numpy safetensors pytest openapi-spec-validator pyyaml \
+    if ! python3 -m pip install -q --disable-pip-version-check numpy safetensors pytest openapi-spec-validator openapi-core pyyaml \
             kubernetes-validate sslyze torch pyarrow >"$log" 2>&1; then
         grep -v "WARNING: Running pip as the 'root' user" "$log" >&2 || true
         rm -f "$log"
@@ -39,7 +40,7 @@ if [ "$py_missing" -eq 1 ]; then
     fi
     grep -v "WARNING: Running pip as the 'root' user" "$log" >&2 || true
     rm -f "$log"
-    python3 -c "import numpy, safetensors, pytest, openapi_spec_validator, yaml, kubernetes_validate, sslyze, torch, pyarrow" \
+    python3 -c "import numpy, safetensors, pytest, openapi_spec_validator, openapi_core, yaml, kubernetes_validate, sslyze, torch, pyarrow" \
         || { echo "setup: Python test tools still missing after pip install" >&2; exit 1; }
 fi
 
