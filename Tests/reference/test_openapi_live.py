@@ -248,8 +248,6 @@ def test_admin_routes_match_the_document(spec, servers, world):
     assert info["model"]["index"]["catalog"]["delta_items"] >= 1
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: POST /admin/items ignores Content-Type; a non-JSON media type "
-                   "is applied instead of a 415 as POST /prerank answers (PreRankApp.adminItems has no media-type check)")
 def test_admin_items_refuses_a_non_json_media_type(spec, servers):
     body = json.dumps({"delete": [424242]}).encode()
     request, response, r = send(servers["main"], "POST", "/admin/items", body,

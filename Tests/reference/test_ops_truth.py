@@ -39,6 +39,7 @@ def live(prerank, world, tmp_path_factory):  # noqa: F811
     config = tmp_path_factory.mktemp("ops") / "prerank.yaml"
     write_config(config, world, port)
     s = Server(prerank, config, port)
+    s.bodies = bodies(world)
     # Traffic: answers, refusals, a parser error, so every family has samples.
     for body in bodies(world):
         r, _ = s.request("POST", "/prerank", json.dumps(body), {"Content-Type": "application/json"})
@@ -55,6 +56,21 @@ def test_promtool_accepts_metrics_after_traffic(live):
     p = subprocess.run([tool, "check", "metrics"], input=data, capture_output=True, timeout=60)
     # promtool exits 0 when the text parses and no lint rule is broken; it prints the problems.
     assert p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(), (p.stdout + p.stderr).decode()
+
+
+def test_arm_label_is_primary_for_scored_requests_without_a_canary(live):
+    """No canary configured: every scored /prerank request counts under arm="primary"; only the
+    requests no arm served (the bad body, the unknown route, /metrics itself) carry arm=""
+    (docs/ARCHITECTURE.md "arm=\"\" on requests that no arm served")."""
+    _, data = live.request("GET", "/metrics")
+    s = samples(data.decode())
+    series = {k: v for k, v in s.items() if k.startswith("prerank_requests_total{")}
+    ok = [k for k in series if 'route="/prerank"' in k and 'code="200"' in k]
+    assert ok and all('arm="primary"' in k for k in ok), ok
+    assert sum(series[k] for k in ok) >= len(live.bodies)  # other tests of this module may add answers
+    empty = [k for k in series if 'arm=""' in k]
+    assert empty and all('code="200"' not in k or 'route="/prerank"' not in k for k in empty), empty
+    assert not [k for k in series if 'arm="canary"' in k]
 
 
 def test_every_total_is_a_counter_and_every_counter_a_total(live):
@@ -186,7 +202,7 @@ def test_join_logs_stops_at_a_bad_label(prerank, world, tmp_path):  # noqa: F811
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "requests-20261123T020304Z-000001.jsonl").write_text(json.dumps({
-        "time": "2026-11-23T02:03:04.123Z", "request_id": "r-1", "model_version": "v1", "arm": "stable",
+        "time": "2026-11-23T02:03:04.123Z", "request_id": "r-1", "model_version": "v1", "arm": "primary",
         "fusion": {"formula": "additive", "alpha": 1, "beta": 20, "gamma": 0}, "user": {"user_id": "u42"}, "query": {},
         "candidates": [10], "items": [{"id": 10, "score": 0.5, "probabilities": {"ctr": 0.1, "atcr": 0.05, "ctcvr": 0.01}}],
         "partial": False}) + "\n")

@@ -107,14 +107,19 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
 
     // MARK: /prerank
 
+    /// 415 for a body declared as anything but JSON (no Content-Type: taken as JSON, as curl
+    /// users expect); shared by every route that reads a JSON body.
+    private static func mediaTypeError(_ request: HTTPRequest) -> APIError? {
+        guard let type = request.header("content-type") else { return nil }
+        let media = type.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        if media == "application/json" || media.hasSuffix("+json") { return nil }
+        return APIError(status: 415, code: "unsupported_media_type", message: "Content-Type must be application/json, not \(type)", field: nil)
+    }
+
     private func prerank(_ request: HTTPRequest, done: @escaping @Sendable (HTTPResponse, String?) -> Void) {
-        if let type = request.header("content-type") {
-            let media = type.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
-            guard media == "application/json" || media.hasSuffix("+json") else {
-                done(.error(APIError(status: 415, code: "unsupported_media_type", message: "Content-Type must be application/json, not \(type)",
-                                     field: nil)), nil)
-                return
-            }
+        if let error = Self.mediaTypeError(request) {
+            done(.error(error), nil)
+            return
         }
         guard let snap = current else {
             done(.error(APIError(status: 503, code: "not_ready", message: "no model loaded", headers: [("Retry-After", "1")])), nil)
@@ -132,6 +137,9 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             return
         }
         let (bundle, arm) = snap.select(decoded)
+        // Metrics and logs name the arm even without a canary (the answer carries `arm` only
+        // with one): every request from here on was assigned to an arm.
+        let armLabel = arm ?? "primary"
         let parseNanos = DispatchTime.now().uptimeNanoseconds - t0
         let cost = ScoringCost.slots(for: decoded, indexCount: bundle.itemCount, options: snap.options)
         let receivedAt = request.receivedAt
@@ -142,7 +150,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             let waited = Double(DispatchTime.now().uptimeNanoseconds - receivedAt) / 1e6
             if waited >= budget {
                 metrics.recordBudgetExpired()
-                done(.error(APIError(status: 504, code: "budget_expired", message: "the \(budget) ms budget expired in the queue before scoring began")), nil)
+                done(.error(APIError(status: 504, code: "budget_expired", message: "the \(budget) ms budget expired in the queue before scoring began")), armLabel)
                 return
             }
             do {
@@ -164,24 +172,24 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
                     // Numbers and booleans as such, so a JSON log line types them (took_ms is a number).
                     "route": "/prerank", "status": .stringConvertible(200), "candidates": .stringConvertible(r.candidateCount),
                     "took_ms": .stringConvertible((outcome.response.tookMs * 100).rounded() / 100),
-                    "request_id": "\(outcome.request.requestID ?? "")", "arm": "\(outcome.arm ?? "")",
+                    "request_id": "\(outcome.request.requestID ?? "")", "arm": "\(armLabel)",
                     "partial": .stringConvertible(r.partial),
                 ]) }
-                done(.json(200, outcome.body), outcome.arm)
+                done(.json(200, outcome.body), armLabel)
             } catch let error as APIError {
                 if error.status == 504 { metrics.recordBudgetExpired() }
                 logger.info("prerank", metadata: ["route": "/prerank", "status": .stringConvertible(error.status), "code": "\(error.code)",
                                                   "field": "\(error.field ?? "")"])
-                done(.error(error), nil)
+                done(.error(error), armLabel)
             } catch {
-                done(.error(APIError(status: 500, code: "internal", message: "\(error)")), nil)
+                done(.error(APIError(status: 500, code: "internal", message: "\(error)")), armLabel)
             }
         }
         if !accepted {
             metrics.adjustInflight(-1)
             metrics.recordShed()
             done(.error(APIError(status: 503, code: "overloaded", message: "all workers are busy and the queue is full; retry",
-                                 headers: [("Retry-After", "1")])), nil)
+                                 headers: [("Retry-After", "1")])), armLabel)
         }
     }
 
@@ -194,7 +202,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             dropped = DroppedSample.draw(request: o.request, result: o.result, bundle: o.bundle, n: n, using: &rng)
         }
         let line = RequestLogLine.encode(
-            time: Date().timeIntervalSince1970, requestID: o.request.requestID, modelVersion: o.bundle.version, arm: o.arm ?? "",
+            time: Date().timeIntervalSince1970, requestID: o.request.requestID, modelVersion: o.bundle.version, arm: o.arm ?? "primary",
             fusion: (f.formula.rawValue, f.alpha, f.beta, f.gamma), user: o.request.user, query: o.request.query,
             candidates: o.request.candidates, relevance: o.request.relevance,
             items: o.result.items.map { ($0.id, $0.score, $0.probabilities) }, tasks: o.bundle.model.taskNames,
@@ -300,6 +308,11 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     private func adminItems(_ request: HTTPRequest, done: @escaping @Sendable (HTTPResponse, String?) -> Void) {
         if let error = authorize(request, disabled: "updates_disabled") {
             metrics.recordItemUpdate(result: error.status == 401 ? "unauthorized" : "disabled")
+            done(.error(error), nil)
+            return
+        }
+        if let error = Self.mediaTypeError(request) {
+            metrics.recordItemUpdate(result: "invalid")
             done(.error(error), nil)
             return
         }
