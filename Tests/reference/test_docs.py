@@ -92,6 +92,7 @@ OPS_NOT_RUN = {
                                                 "Tests/deploy lints the Dockerfiles",
     "swift build -c release --product prerank --scratch-path .build-reload":
         "a measurement recipe: a Swift build plus the 1.5 GB SPEC-scale world of scripts/spec-world.sh (minutes)",
+    "scripts/loadtest-upserts.sh": "a measurement recipe on the 1.5 GB SPEC-scale world of scripts/spec-world.sh (minutes)",
     "server:": "a config excerpt (YAML), not a command",
     "canary:": "a config excerpt (YAML), not a command",
 }
