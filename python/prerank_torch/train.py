@@ -30,7 +30,7 @@ from .data import Encoder, ShardedStream, concat, iterate_blocks, list_sources, 
 from .errors import InputError
 from .metrics import auc, logloss
 from .model import TwinTower
-from .spec import architecture, load_features
+from .spec import architecture, load_features, resolve_id_fields
 
 CHECKPOINT_FORMAT = "prerank-torch-checkpoint/1"
 
@@ -68,6 +68,14 @@ class Dist:
             t = t.to(self.device)
             dist.all_reduce(t)
         return t.cpu().numpy()
+
+    def all_sum_int(self, tensor):
+        """Element-wise sum over ranks of an int64 tensor (in place on one process)."""
+        if self.on:
+            t = tensor.to(self.device)
+            dist.all_reduce(t)
+            return t.cpu()
+        return tensor
 
     def all_min(self, value):
         if not self.on:
@@ -175,10 +183,13 @@ def to_device(batch, device):
     return out
 
 
-def scan(sources, tasks, features, d, fraction, skip_bad_rows):
+def scan(sources, tasks, features, d, fraction, skip_bad_rows, weight_column=None):
     """The first pass over this rank's rows: validates them, dense sums, positives, row counts,
-    and keeps the (encoded) validation rows."""
-    enc = Encoder(tasks, features)
+    per embedded field the values per bucket in the training rows (feature admission), and keeps
+    the (encoded) validation rows."""
+    enc = Encoder(tasks, features, weight_column)
+    values = {f["name"]: np.zeros(f["buckets"], dtype=np.int64)  # record order: user side, then item side
+              for side in ("user", "item") for f in features if f["side"] == side and f["kind"] != "dense"}
     T = len(tasks)
     sums = {s: np.zeros((3, len(enc.sides[s]["dense"]))) for s in enc.sides}  # sum, squares, count
     positives = np.zeros(T)
@@ -196,11 +207,17 @@ def scan(sources, tasks, features, d, fraction, skip_bad_rows):
         counts += (block["n"] - nv, nv)
         if nv:
             validation.append(take(block, np.flatnonzero(val)))
+        for side in ("user", "item"):
+            for (name, _, _), (flat, offsets) in zip(enc.sides[side]["emb"], block[f"bags.{side}"]):
+                train_values = flat[np.repeat(~val, np.diff(offsets))]
+                if len(train_values):
+                    u, c = np.unique(train_values, return_counts=True)
+                    values[name][u] += c
         bits = block["bits"][~val]
         for k in range(T):
             positives[k] += int(((bits >> k) & 1).sum())
     validation = concat(validation) if validation else None
-    return enc, sums, positives, counts, skipped[0], validation
+    return enc, sums, positives, counts, skipped[0], validation, values
 
 
 def dense_stats(sums):
@@ -268,6 +285,22 @@ def _run(args, d):
     emb_lr = args.embedding_lr if args.embedding_lr is not None else args.lr
     if not emb_lr > 0 or args.embedding_l2 < 0:
         raise InputError("--embedding-lr must be > 0 and --embedding-l2 ≥ 0")
+    # Id measures (prerank train's defaults); off by default when fine-tuning a model
+    # (--init-model): a warm start would reset its trained id rows.
+    fresh = not args.init_model
+    min_count = args.min_count if args.min_count is not None else (5 if fresh else 0)
+    id_dropout = args.id_dropout if args.id_dropout is not None else (0.5 if fresh else 0.0)
+    id_warmup = args.id_warmup_epochs if args.id_warmup_epochs is not None else (3 if fresh else 0)
+    if min_count < 0:
+        raise InputError(f"--min-count must be ≥ 0, not {min_count}")
+    if not 0 <= id_dropout <= 1:
+        raise InputError(f"--id-dropout must be in [0, 1], not {id_dropout}")
+    if id_warmup < 0 or not (args.id_lr_scale > 0 and math.isfinite(args.id_lr_scale)) or \
+            (args.id_dim is not None and args.id_dim < 1):
+        raise InputError("--id-warmup-epochs must be ≥ 0, --id-lr-scale > 0, --id-dim ≥ 1")
+    if args.id_dim is not None and args.init_model:
+        raise InputError("--id-dim cannot change the features of --init-model")
+    explicit_ids = [x.strip() for x in args.id_fields.split(",") if x.strip()] if args.id_fields is not None else None
 
     init = None
     if args.init_model:
@@ -286,6 +319,9 @@ def _run(args, d):
             raise InputError("--features is required (or --init-model MODELDIR)")
         arch = architecture(args.arch or "resflow", hidden, args.d, args.clamp)
         tasks, features = load_features(args.features)
+    id_names = resolve_id_fields(features, explicit_ids)
+    if args.id_dim is not None:
+        features = [dict(f, dim=args.id_dim) if f["name"] in id_names else f for f in features]
     arch_name = args.arch or ("imported" if init else "resflow")
     pos_weight = parse_pos_weight(args.pos_weight, tasks)
     sources = list_sources(args.data)
@@ -294,8 +330,14 @@ def _run(args, d):
 
     # Pass 1: validate every row, dense statistics, base rates, validation rows (kept encoded).
     t0 = time.time()
-    enc, sums, positives, counts, skipped, validation = scan(sources, tasks, features, d, args.validation_fraction,
-                                                            args.skip_bad_rows)
+    enc, sums, positives, counts, skipped, validation, values = scan(sources, tasks, features, d, args.validation_fraction,
+                                                                    args.skip_bad_rows, args.weight_column)
+    # Values per bucket: each rank counted its own rows; summed over ranks (one all-reduce).
+    names = list(values)
+    if names:
+        sizes = [len(values[n]) for n in names]
+        total = d.all_sum_int(torch.from_numpy(np.concatenate([values[n] for n in names])))
+        values = dict(zip(names, torch.split(total, sizes)))
     for side in sums:
         sums[side] = d.all_sum(sums[side])
     positives = d.all_sum(positives)
@@ -310,10 +352,10 @@ def _run(args, d):
 
     version = args.version or f"{arch_name}{'+clamp' if arch['clamp'] else ''}-seed{args.seed}"
     if init is not None:
-        model = init
+        model = init.with_oov_rows(args.seed)
         model.version = version
     else:
-        model = TwinTower(tasks, features, arch, version=version)
+        model = TwinTower(tasks, features, arch, version=version, oov=True)
         model.initialise(args.seed, positives=[int(p) for p in positives], rows=train_rows)
         mean, std = dense_stats(sums)
         with torch.no_grad():
@@ -321,17 +363,46 @@ def _run(args, d):
                 getattr(model.encoder, f"mean_{side}").copy_(torch.from_numpy(mean[side]))
                 getattr(model.encoder, f"std_{side}").copy_(torch.from_numpy(std[side]))
     model.arch = arch
+    # Feature admission (docs/ARCHITECTURE.md): a bucket with fewer than min_count training values
+    # reads and updates the field's OOV row, and is exported holding the OOV vector.
+    enc_m = model.encoder
+    vocabulary = {}
+    for name, c in values.items():
+        ti = enc_m.table_index[name]
+        admitted = c >= min_count if min_count > 0 else None
+        enc_m.admit(ti, admitted)
+        seen = c > 0
+        vocabulary[name] = {
+            "id": name in id_names, "seen_buckets": int(seen.sum()),
+            "admitted_buckets": int((seen & admitted).sum()) if admitted is not None else int(seen.sum()),
+            "values": int(c.sum()), "oov_values": int(c[~admitted].sum()) if admitted is not None else 0}
+    for name, v in vocabulary.items():
+        log(f"train: {name}{' (id)' if v['id'] else ''}: vocabulary {v['seen_buckets']} of "
+            f"{enc_m.buckets[enc_m.table_index[name]]} buckets, admitted "
+            f"{100 * v['admitted_buckets'] / max(v['seen_buckets'], 1):.1f}% ({v['admitted_buckets']}), "
+            f"OOV {100 * v['oov_values'] / max(v['values'], 1):.2f}% of {v['values']} values", d.rank)
+    id_tables = sorted(enc_m.table_index[n] for n in id_names)
+    # Warm-start epochs as run: at most epochs − 1, so ids always get the last epoch.
+    warm = min(id_warmup, max(args.epochs - 1, 0)) if id_tables else 0
+    id_stream = [(side, j, f_buckets) for side in ("user", "item")
+                 for j, (name, _, h) in enumerate(enc.sides[side]["emb"]) if name in id_names
+                 for f_buckets in [enc_m.buckets[enc_m.table_index[name]]]]
     model.to(d.device)
     towers = model.towers
     if d.on:
         from torch.nn.parallel import DistributedDataParallel as DDP
         towers = DDP(model.towers, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     opt_dense = torch.optim.Adam(model.towers.parameters(), lr=args.lr, foreach=True)
-    opt_sparse = torch.optim.SparseAdam(list(model.encoder.tables.parameters()), lr=emb_lr) \
-        if len(model.encoder.tables) else None
+    groups = [{"params": [t.weight for i, t in enumerate(model.encoder.tables) if i not in id_tables], "lr": emb_lr},
+              {"params": [t.weight for i, t in enumerate(model.encoder.tables) if i in id_tables],
+               "lr": emb_lr * args.id_lr_scale}]
+    groups = [g for g in groups if g["params"]]
+    opt_sparse = torch.optim.SparseAdam(groups) if groups else None
     pw = torch.tensor(pos_weight, dtype=torch.float32, device=d.device)
 
     checkpoint = args.checkpoint or os.path.join(args.out, "checkpoint.pt")
+    ids_record = {"fields": sorted(id_names), "dropout": id_dropout, "warmup_epochs": warm, "lr_scale": args.id_lr_scale,
+                  "dim": args.id_dim}
     start_epoch, best, since_best, history = 1, None, 0, []
     resume_step, resume_seen, resume_loss = 0, 0, 0.0
     if args.resume is not None:
@@ -341,7 +412,7 @@ def _run(args, d):
         except OSError as e:
             raise InputError(f"{path}: cannot read checkpoint ({e.strerror})")
         if state.get("format") != CHECKPOINT_FORMAT or state.get("tasks") != tasks or state.get("features") != features \
-                or state.get("arch") != arch:
+                or state.get("arch") != arch or state.get("ids") != ids_record:
             raise InputError(f"{path}: checkpoint is not of this model (tasks, features or architecture differ)")
         model.load_state_dict(state["model"])
         opt_dense.load_state_dict(state["opt_dense"])
@@ -363,7 +434,7 @@ def _run(args, d):
         os.makedirs(os.path.dirname(os.path.abspath(checkpoint)), exist_ok=True)
         save_checkpoint(checkpoint, {
             "format": CHECKPOINT_FORMAT, "epoch": epoch, "step": step, "seen": seen, "loss_sum": loss_sum,
-            "tasks": tasks, "features": features, "arch": arch,
+            "tasks": tasks, "features": features, "arch": arch, "ids": ids_record,
             "model": model.state_dict(), "opt_dense": opt_dense.state_dict(),
             "opt_sparse": opt_sparse.state_dict() if opt_sparse is not None else None,
             "best": best, "since_best": since_best, "history": history, "stopped": stopped})
@@ -374,8 +445,13 @@ def _run(args, d):
     local_batch = max(1, math.ceil(args.batch / shards))
     steps_total = 0
     for epoch in range(start_epoch, args.epochs + 1):
+        warming = epoch <= warm
+        if warm and epoch == warm + 1 and not (epoch == start_epoch and resume_step):
+            start_ids_from_oov(model.encoder, id_tables)
+        model.encoder.ids_off = set(id_tables) if warming else set()
         ds = ShardedStream(sources, tasks, features, d.rank, d.world, shards, epoch, args.seed, local_batch,
-                           args.shuffle_buffer, args.validation_fraction, args.skip_bad_rows)
+                           args.shuffle_buffer, args.validation_fraction, args.skip_bad_rows,
+                           id_fields=[] if warming else id_stream, id_p=id_dropout, weight_column=args.weight_column)
         loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=args.workers,
                                              prefetch_factor=4 if args.workers > 0 else None)
         it = iter(loader)
@@ -393,7 +469,14 @@ def _run(args, d):
             batch = to_device(batch, d.device)
             xu, xi = model.encoder(batch)
             r = towers(xu, xi)
-            loss = chain_loss_fn(r, batch["labels"], arch, pw, batch["weights"])
+            if args.weight_column:
+                # Σ w·ℓ / Σ w over the global batch: each rank's share scaled by world / Σw (DDP and
+                # sync_sparse divide by world).
+                rw = batch["row_weight"]
+                w_total = float(d.all_sum([float(rw.sum())])[0])
+                loss = chain_loss_fn(r, batch["labels"], arch, pw, rw * (d.world / w_total if w_total > 0 else 0.0))
+            else:
+                loss = chain_loss_fn(r, batch["labels"], arch, pw, batch["weights"])
             opt_dense.zero_grad(set_to_none=True)
             if opt_sparse is not None:
                 opt_sparse.zero_grad(set_to_none=True)
@@ -426,9 +509,10 @@ def _run(args, d):
             return None
         del it, loader
         rate = seen / max(time.time() - e_start, 1e-9)
-        metrics, _ = evaluate(model, validation, tasks, enc, d, arch)
-        aucs = [m["auc"] if m["auc"] is not None else 0.5 for m in metrics.values()]
-        score = sum(aucs) / len(aucs) if validation_rows else -loss_sum / max(seen, 1)
+        metrics, _ = evaluate(model, validation, tasks, enc, d, arch)  # reads ids as the export will
+        # Mean over the tasks whose AUC is defined on the split (as prerank train).
+        aucs = [m["auc"] for m in metrics.values() if m["auc"] is not None]
+        score = sum(aucs) / len(aucs) if validation_rows and aucs else -loss_sum / max(seen, 1)
         history.append({"epoch": epoch, "loss": loss_sum / max(seen, 1), "rows_per_second": rate,
                         "validation": metrics})
         log(f"train: epoch {epoch}: loss {loss_sum / max(seen, 1):.4f}, {rate:.0f} rows/s, validation AUC " +
@@ -447,6 +531,9 @@ def _run(args, d):
 
     if best is not None:
         model.load_state_dict(best["model"])
+    best_epoch = best["epoch"] if best else len(history)
+    # Early stopping kept a warm-start epoch: the model never read ids; every id row = OOV vector.
+    model.encoder.export_ids_off = set(id_tables) if best_epoch <= warm else set()
     model.training_info = {
         "trainer": "prerank_torch", "torch": torch.__version__, "data": args.data, "rows": train_rows,
         "validation_rows": validation_rows, "skipped_rows": skipped, "seed": args.seed, "arch": arch_name,
@@ -454,14 +541,36 @@ def _run(args, d):
         "world_size": d.world, "backend": d.backend or "none", "batch": args.batch, "lr": args.lr,
         "embedding_lr": emb_lr, "embedding_l2": args.embedding_l2,
         "init_model": args.init_model or None,
-        "validation": {k: {"auc": m["auc"] or 0.0, "logloss": m["logloss"] or 0.0}
+        # Undefined figures (no validation rows; a task without a positive or a negative) are null.
+        "validation": {k: {"auc": m["auc"] if validation_rows else None, "logloss": m["logloss"] if validation_rows else None}
                        for k, m in (best["metrics"] if best else {}).items()},
+        # The same records as prerank train writes (docs/ARCHITECTURE.md "Feature admission").
+        "admission": {
+            "rule": "bucket admitted iff >= min_count training values hash into it (validation split excluded, "
+                    "multi cells count each value); non-admitted buckets' rows of emb.<field> all hold the field's "
+                    "shared out-of-vocabulary vector",
+            "min_count": min_count,
+            "fields": vocabulary},
+        "ids": {"fields": [n for n in vocabulary if vocabulary[n]["id"]], "dropout": id_dropout, "warmup_epochs": warm,
+                "lr_scale": args.id_lr_scale, "dim": args.id_dim},
     }
+    if args.weight_column:
+        model.training_info["weight_column"] = args.weight_column
     if d.rank == 0:
         model.export(args.out)
         log(f"train: wrote {args.out} (best epoch {model.training_info['best_epoch']}, "
             f"{time.time() - started:.0f} s)", d.rank)
     return model
+
+
+def start_ids_from_oov(encoder, id_tables):
+    """End of warm start: every id row starts as the OOV vector the towers learnt to read (their
+    Adam moments are still zero: no id row was read during warm start)."""
+    with torch.no_grad():
+        for i in id_tables:
+            w = encoder.tables[i].weight
+            b = encoder.buckets[i]
+            w[:b].copy_(w[b:b + 1].expand(b, -1))
 
 
 def chain_loss_fn(r, labels, arch, pw, weights):
