@@ -50,6 +50,10 @@ def parser():
                    help="logical data shards, a multiple of the process count (default: the process count); "
                         "the same value gives the same training with any process count")
     t.add_argument("--workers", type=int, default=1, help="DataLoader worker processes per rank (0: in-process)")
+    t.add_argument("--shuffle", default="auto",
+                   help="full: prerank train's order (a permutation of every training row each epoch, same seed same "
+                        "order; the training rows are held in memory); buffer: the streaming shuffle buffer; auto "
+                        "(default): full up to 5M training rows per process, else buffer")
     t.add_argument("--shuffle-buffer", type=int, default=16384, help="rows of shuffle buffer in all, split among the data shards")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda:LOCAL_RANK if available)")
     t.add_argument("--checkpoint", default=None, help="checkpoint file (default: OUT/checkpoint.pt), written each epoch")

@@ -148,7 +148,7 @@ class Encoder:
             "ncols": len(header),
         }
 
-    def chunk(self, path, lines, rows, cols, cut, skip_bad_rows):
+    def chunk(self, path, lines, rows, cols, cut, skip_bad_rows, numbers=None):
         """Encodes rows (lists of cell strings) of one file. Returns (block, is_validation mask,
         number skipped). Rows are checked in file order: the first bad line stops (or, with
         skip_bad_rows, every bad row is dropped and counted)."""
@@ -191,6 +191,8 @@ class Encoder:
         bits = (np.clip(y, 0, 1) << np.arange(T)[None, :]).sum(1) if n else np.zeros(0, dtype=np.int64)
 
         block = {"bits": bits, "n": n}
+        if numbers is not None:
+            block["index"] = np.asarray(numbers, dtype=np.int64)  # data row number across the inputs
         if cols.get("weight") is not None:
             # --weight-column: each row's loss is multiplied by it; a finite number ≥ 0.
             name, col = self.weight_column, [v.strip(" \t") for v in columns[cols["weight"]]]
@@ -290,8 +292,9 @@ def take(block, idx):
     """Rows `idx` of a block (numpy fancy indexing; bags through their offsets)."""
     idx = np.asarray(idx, dtype=np.int64)
     out = {"bits": block["bits"][idx], "n": len(idx)}
-    if "weight" in block:
-        out["weight"] = block["weight"][idx]
+    for key in ("weight", "index"):
+        if key in block:
+            out[key] = block[key][idx]
     for side in ("user", "item"):
         out[f"dense.{side}"] = block[f"dense.{side}"][idx]
         bags = []
@@ -310,8 +313,9 @@ def concat(blocks):
     if len(blocks) == 1:
         return blocks[0]
     out = {"bits": np.concatenate([b["bits"] for b in blocks]), "n": sum(b["n"] for b in blocks)}
-    if "weight" in blocks[0]:
-        out["weight"] = np.concatenate([b["weight"] for b in blocks])
+    for key in ("weight", "index"):
+        if key in blocks[0]:
+            out[key] = np.concatenate([b[key] for b in blocks])
     for side in ("user", "item"):
         out[f"dense.{side}"] = np.concatenate([b[f"dense.{side}"] for b in blocks])
         bags = []
@@ -337,10 +341,10 @@ def iterate_blocks(sources, encoder, shard, shards, validation_fraction, want, s
         parquet = path.endswith((".parquet", ".pq"))
         rows_iter = _parquet_rows(path, encoder.wanted) if parquet else _csv_rows(path)
         cols = None
-        lines, rows = [], []
+        lines, rows, numbers = [], [], []
 
         def flush():
-            block, val, sk = encoder.chunk(path, lines, rows, cols, cut, skip_bad_rows)
+            block, val, sk = encoder.chunk(path, lines, rows, cols, cut, skip_bad_rows, numbers)
             if skipped is not None:
                 skipped[0] += sk
             if want == "train":
@@ -361,9 +365,10 @@ def iterate_blocks(sources, encoder, shard, shards, validation_fraction, want, s
                 cells = [_parquet_cell(v) for v in cells]
             lines.append(line)
             rows.append(cells)
+            numbers.append(i)
             if len(rows) >= chunk:
                 yield flush()
-                lines, rows = [], []
+                lines, rows, numbers = [], [], []
         if rows:
             yield flush()
 
@@ -388,6 +393,18 @@ def to_batch(block, n_tasks):
         batch[f"bags.{side}"] = [(torch.from_numpy(flat), torch.from_numpy(offsets[:-1].copy()))
                                  for flat, offsets in block[f"bags.{side}"]]
     return batch
+
+
+def drop_to_oov(block, id_fields, drop):
+    """Routes id field f of the rows with `drop[:, f]` to the field's OOV row (see route_ids_to_oov)."""
+    for f, (side, j, oov) in enumerate(id_fields):
+        flat, offsets = block[f"bags.{side}"][j]
+        per_value = np.repeat(drop[:, f], np.diff(offsets))
+        if per_value.any():
+            flat = flat.copy()
+            flat[per_value] = oov
+            block[f"bags.{side}"][j] = (flat, offsets)
+    return block
 
 
 def route_ids_to_oov(block, id_fields, p, rng):

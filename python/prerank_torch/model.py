@@ -16,6 +16,7 @@ import json
 import math
 import os
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -197,23 +198,45 @@ class TwinTower(nn.Module):
         return chain(self.forward(batch), self.arch)[0]
 
     # --- initialisation as `prerank train` does it ---------------------------------------
-    def initialise(self, seed, positives=None, rows=0):
-        """He-uniform towers (final block ×0.5), zero biases, embeddings U(±0.05), heads at the
-        training rows' base rates; the OOV rows (if any) U(±0.05), drawn after every other weight
-        as `prerank train` draws them (so the other weights do not depend on having them)."""
-        g = torch.Generator().manual_seed(int(seed))
+    def initialise_as_prerank_train(self, seed, positives=None, rows=0):
+        """The initial weights `prerank train --seed seed` starts from, draw for draw
+        (TrainingSession.init: ModelStore.random, then the OOV rows, embeddings × 0.1)."""
+        from .swiftrng import SplitMix64
+        rng = SplitMix64(seed)
+        enc = self.encoder
+        embedded = [f for f in self.features if f["kind"] != "dense"]
         with torch.no_grad():
-            for t, b in zip(self.encoder.tables, self.encoder.buckets):
-                t.weight[:b].copy_(torch.rand((b, t.weight.shape[1]), generator=g) * 0.1 - 0.05)
+            for f in embedded:  # drawn in chunks (tables may be large), scaled × 0.1 below
+                w, n, done = enc.tables[enc.table_index[f["name"]]].weight, f["buckets"] * f["dim"], 0
+                flat = w[:f["buckets"]].view(-1)
+                while done < n:
+                    k = min(n - done, 1 << 22)
+                    flat[done:done + k].copy_(torch.from_numpy(rng.floats(k, -0.5, 0.5) * np.float32(0.1)))
+                    done += k
+        for s in SIDES:  # ModelStore.random's random dense statistics (overwritten by the data's)
+            n = getattr(enc, f"mean_{s}").numel()
+            rng.floats(n, -1, 1)
+            rng.floats(n, 0.5, 2)
+        with torch.no_grad():
             for s in SIDES:
                 for blocks in self.towers.towers[s]:
                     for l, lin in enumerate(blocks):
-                        bound = math.sqrt(6.0 / max(lin.in_features, 1)) * (0.5 if l == len(blocks) - 1 else 1.0)
-                        lin.weight.copy_((torch.rand(lin.weight.shape, generator=g) * 2 - 1) * bound)
+                        bound = np.float32(math.sqrt(6.0 / max(lin.in_features, 1)))
+                        if l == len(blocks) - 1:
+                            bound = bound * np.float32(0.5)
+                        w = rng.floats(lin.weight.numel(), -bound, bound)
+                        lin.weight.copy_(torch.from_numpy(w.reshape(lin.weight.shape)))
                         lin.bias.zero_()
-            self.initialise_oov_rows(g)
+            for f in embedded:
+                oov = rng.floats(f["dim"], -0.5, 0.5)
+                t = enc.tables[enc.table_index[f["name"]]].weight
+                b = f["buckets"]
+                if t.shape[0] > b:  # the OOV row (drawn whether or not the table has it)
+                    t[b].copy_(torch.from_numpy(oov * np.float32(0.1)))
             if positives is not None:
                 self.towers.head.copy_(torch.tensor(initial_heads(self.arch, positives, rows)))
+
+    initialise = initialise_as_prerank_train
 
     def initialise_oov_rows(self, generator):
         with torch.no_grad():
@@ -345,3 +368,42 @@ def encode_request_side(model, side, values):
         rows = [bucket(f["name"], i, f["buckets"]) for i in items if value_text(i, f["name"]) is not None]
         bags.append((torch.tensor(rows, dtype=torch.int64), torch.tensor([0], dtype=torch.int64)))
     return torch.tensor([dense], dtype=torch.float32).reshape(1, len(dense)), bags
+
+
+class PrerankAdam(torch.optim.Optimizer):
+    """Adam exactly as `prerank train` steps it (Sources/Training/Train/Adam.swift):
+    `p -= lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε)`. torch.optim.Adam adds ε to √v/√(1−β₂ᵗ) instead,
+    which in the first steps is a 30× smaller ε; for parameters whose gradient is near 1e-8
+    (rarely active ReLU units) the two step sizes then differ by up to lr. SparseAdam already has
+    this form."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads, ms, vs = [], [], []
+            for p in params:
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                grads.append(p.grad)
+                ms.append(state["exp_avg"])
+                vs.append(state["exp_avg_sq"])
+            t = self.state[params[0]]["step"]
+            a = group["lr"] * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+            torch._foreach_mul_(ms, b1)
+            torch._foreach_add_(ms, grads, alpha=1 - b1)
+            torch._foreach_mul_(vs, b2)
+            torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
+            denom = torch._foreach_sqrt(vs)
+            torch._foreach_add_(denom, group["eps"])
+            torch._foreach_addcdiv_(params, ms, denom, value=-a)

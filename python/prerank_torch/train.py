@@ -26,13 +26,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .data import Encoder, ShardedStream, concat, iterate_blocks, list_sources, take, to_batch
+from .data import Encoder, ShardedStream, concat, drop_to_oov, iterate_blocks, list_sources, take, to_batch
 from .errors import InputError
 from .metrics import auc, logloss
-from .model import TwinTower
+from .model import PrerankAdam, TwinTower
 from .spec import architecture, load_features, resolve_id_fields
 
 CHECKPOINT_FORMAT = "prerank-torch-checkpoint/1"
+# --shuffle auto: prerank train's order (every training row in memory) up to this many training
+# rows per process (~200 bytes each), the streaming shuffle buffer beyond.
+FULL_SHUFFLE_MAX_ROWS = 5_000_000
 
 
 def log(msg, rank=0):
@@ -183,10 +186,11 @@ def to_device(batch, device):
     return out
 
 
-def scan(sources, tasks, features, d, fraction, skip_bad_rows, weight_column=None):
+def scan(sources, tasks, features, d, fraction, skip_bad_rows, weight_column=None, keep_train=0):
     """The first pass over this rank's rows: validates them, dense sums, positives, row counts,
     per embedded field the values per bucket in the training rows (feature admission), and keeps
-    the (encoded) validation rows."""
+    the (encoded) validation rows. keep_train: also keep this rank's training rows (--shuffle
+    full) up to that many (None: all; 0: none); past the limit none are kept (None)."""
     enc = Encoder(tasks, features, weight_column)
     values = {f["name"]: np.zeros(f["buckets"], dtype=np.int64)  # record order: user side, then item side
               for side in ("user", "item") for f in features if f["side"] == side and f["kind"] != "dense"}
@@ -195,7 +199,7 @@ def scan(sources, tasks, features, d, fraction, skip_bad_rows, weight_column=Non
     positives = np.zeros(T)
     counts = np.zeros(2)  # train, validation
     skipped = [0]
-    validation = []
+    validation, train = [], []
     for block, val in iterate_blocks(sources, enc, d.rank, d.world, fraction, "all", skip_bad_rows, skipped):
         for side in ("user", "item"):
             a = block[f"dense.{side}"].astype(np.float64)
@@ -207,6 +211,10 @@ def scan(sources, tasks, features, d, fraction, skip_bad_rows, weight_column=Non
         counts += (block["n"] - nv, nv)
         if nv:
             validation.append(take(block, np.flatnonzero(val)))
+        if train is not None and keep_train != 0 and nv < block["n"]:
+            train.append(take(block, np.flatnonzero(~val)))
+            if keep_train is not None and counts[0] > keep_train:
+                train = None  # too many to hold: the streaming shuffle
         for side in ("user", "item"):
             for (name, _, _), (flat, offsets) in zip(enc.sides[side]["emb"], block[f"bags.{side}"]):
                 train_values = flat[np.repeat(~val, np.diff(offsets))]
@@ -217,7 +225,55 @@ def scan(sources, tasks, features, d, fraction, skip_bad_rows, weight_column=Non
         for k in range(T):
             positives[k] += int(((bits >> k) & 1).sum())
     validation = concat(validation) if validation else None
-    return enc, sums, positives, counts, skipped[0], validation, values
+    train = concat(train) if train else (None if train is None or keep_train == 0 else [])
+    return enc, sums, positives, counts, skipped[0], validation, values, train
+
+
+class PrerankOrder:
+    """`prerank train`'s row order, id dropout and batches, for the training rows this rank holds
+    (`--shuffle full`).
+
+    Training rows are numbered 0..N-1 in data order (validation rows left out), as prerank train
+    numbers them. Epoch e permutes the previous epoch's order with its Fisher-Yates shuffle
+    (SplitMix64(seed + e)); step b takes positions [b·B, (b+1)·B) of the order (the last step
+    the rest). Id dropout draws, per position and id field in record order, SplitMix64(seed,
+    stream 0xD20F, index e).next() < cut. Every rank computes the same order and takes the rows it
+    holds from each global batch, so any number of processes takes exactly these steps."""
+
+    def __init__(self, block, all_indices, seed, batch, id_fields, dropout):
+        self.block, self.seed, self.batch = block, seed, batch
+        self.id_fields, self.dropout = id_fields, dropout
+        numbers = np.sort(np.concatenate(all_indices)) if all_indices else np.zeros(0, dtype=np.int64)
+        self.n = len(numbers)
+        self.local = np.full(self.n, -1, dtype=np.int64)
+        if block is not None:
+            self.local[np.searchsorted(numbers, block["index"])] = np.arange(block["n"])
+        self.order, self.epoch = list(range(self.n)), 0
+
+    def steps(self):
+        return -(-self.n // self.batch)
+
+    def batches(self, epoch, warming, start_step=0):
+        """Yields (block of this rank's rows, rows in the global batch) for every step from start_step."""
+        from .swiftrng import SplitMix64, dropout_cut
+        if epoch < self.epoch:
+            self.order, self.epoch = list(range(self.n)), 0
+        while self.epoch < epoch:
+            self.epoch += 1
+            SplitMix64(self.seed + self.epoch).shuffle(self.order)
+        order = np.asarray(self.order, dtype=np.int64)
+        drops = None
+        if self.id_fields and not warming and self.dropout > 0:
+            rng = SplitMix64(self.seed, stream=0xD20F, index=epoch)
+            drops = rng.below(self.n * len(self.id_fields), dropout_cut(self.dropout)).reshape(self.n, len(self.id_fields))
+        for b in range(start_step, self.steps()):
+            pos = np.arange(b * self.batch, min((b + 1) * self.batch, self.n))
+            loc = self.local[order[pos]]
+            mine = loc >= 0
+            block = take(self.block, loc[mine]) if self.block is not None else None
+            if block is not None and drops is not None:
+                drop_to_oov(block, self.id_fields, drops[pos[mine]])
+            yield block, len(pos)
 
 
 def dense_stats(sums):
@@ -330,8 +386,11 @@ def _run(args, d):
 
     # Pass 1: validate every row, dense statistics, base rates, validation rows (kept encoded).
     t0 = time.time()
-    enc, sums, positives, counts, skipped, validation, values = scan(sources, tasks, features, d, args.validation_fraction,
-                                                                    args.skip_bad_rows, args.weight_column)
+    if args.shuffle not in ("auto", "full", "buffer"):
+        raise InputError(f"--shuffle must be auto, full or buffer, not {args.shuffle}")
+    keep = {"auto": FULL_SHUFFLE_MAX_ROWS, "full": None, "buffer": 0}[args.shuffle]
+    enc, sums, positives, counts, skipped, validation, values, train_block = scan(
+        sources, tasks, features, d, args.validation_fraction, args.skip_bad_rows, args.weight_column, keep)
     # Values per bucket: each rank counted its own rows; summed over ranks (one all-reduce).
     names = list(values)
     if names:
@@ -356,7 +415,7 @@ def _run(args, d):
         model.version = version
     else:
         model = TwinTower(tasks, features, arch, version=version, oov=True)
-        model.initialise(args.seed, positives=[int(p) for p in positives], rows=train_rows)
+        model.initialise_as_prerank_train(args.seed, positives=[int(p) for p in positives], rows=train_rows)
         mean, std = dense_stats(sums)
         with torch.no_grad():
             for side in ("user", "item"):
@@ -387,12 +446,23 @@ def _run(args, d):
     id_stream = [(side, j, f_buckets) for side in ("user", "item")
                  for j, (name, _, h) in enumerate(enc.sides[side]["emb"]) if name in id_names
                  for f_buckets in [enc_m.buckets[enc_m.table_index[name]]]]
+    full = d.all_min(1 if train_block is not None else 0) == 1
+    porder = None
+    if full:
+        if isinstance(train_block, list):
+            raise InputError(f"{args.data}: --shuffle full needs training rows on every process")
+        porder = PrerankOrder(train_block, d.gather(train_block["index"]), args.seed, args.batch, id_stream, id_dropout)
+    if full:
+        log("train: order: prerank train's permutation of every training row (--shuffle full)", d.rank)
+    else:
+        log(f"train: order: streaming shuffle buffer of {args.shuffle_buffer} rows in {args.data_shards or d.world} "
+            f"shard(s) (--shuffle buffer)", d.rank)
     model.to(d.device)
     towers = model.towers
     if d.on:
         from torch.nn.parallel import DistributedDataParallel as DDP
         towers = DDP(model.towers, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-    opt_dense = torch.optim.Adam(model.towers.parameters(), lr=args.lr, foreach=True)
+    opt_dense = PrerankAdam(model.towers.parameters(), lr=args.lr)  # Adam in prerank train's form
     groups = [{"params": [t.weight for i, t in enumerate(model.encoder.tables) if i not in id_tables], "lr": emb_lr},
               {"params": [t.weight for i, t in enumerate(model.encoder.tables) if i in id_tables],
                "lr": emb_lr * args.id_lr_scale}]
@@ -449,17 +519,23 @@ def _run(args, d):
         if warm and epoch == warm + 1 and not (epoch == start_epoch and resume_step):
             start_ids_from_oov(model.encoder, id_tables)
         model.encoder.ids_off = set(id_tables) if warming else set()
-        ds = ShardedStream(sources, tasks, features, d.rank, d.world, shards, epoch, args.seed, local_batch,
-                           args.shuffle_buffer, args.validation_fraction, args.skip_bad_rows,
-                           id_fields=[] if warming else id_stream, id_p=id_dropout, weight_column=args.weight_column)
-        loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=args.workers,
-                                             prefetch_factor=4 if args.workers > 0 else None)
-        it = iter(loader)
+        resuming = epoch == start_epoch and resume_step
+        if porder is not None:
+            loader = None
+            it = full_batches(porder, epoch, warming, resume_step if resuming else 0, len(tasks), d.world)
+        else:
+            ds = ShardedStream(sources, tasks, features, d.rank, d.world, shards, epoch, args.seed, local_batch,
+                               args.shuffle_buffer, args.validation_fraction, args.skip_bad_rows,
+                               id_fields=[] if warming else id_stream, id_p=id_dropout, weight_column=args.weight_column)
+            loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=args.workers,
+                                                 prefetch_factor=4 if args.workers > 0 else None)
+            it = iter(loader)
+            if resuming:
+                for _ in range(resume_step):
+                    next(it, None)
         e_start = time.time()
         seen, loss_sum, step = 0, 0.0, 0
-        if epoch == start_epoch and resume_step:
-            for _ in range(resume_step):
-                next(it, None)
+        if resuming:
             seen, loss_sum, step = resume_seen, resume_loss, resume_step
         interrupted = False
         while True:
@@ -469,14 +545,7 @@ def _run(args, d):
             batch = to_device(batch, d.device)
             xu, xi = model.encoder(batch)
             r = towers(xu, xi)
-            if args.weight_column:
-                # Σ w·ℓ / Σ w over the global batch: each rank's share scaled by world / Σw (DDP and
-                # sync_sparse divide by world).
-                rw = batch["row_weight"]
-                w_total = float(d.all_sum([float(rw.sum())])[0])
-                loss = chain_loss_fn(r, batch["labels"], arch, pw, rw * (d.world / w_total if w_total > 0 else 0.0))
-            else:
-                loss = chain_loss_fn(r, batch["labels"], arch, pw, batch["weights"])
+            loss = batch_loss(r, batch, arch, pw, d, bool(args.weight_column))
             opt_dense.zero_grad(set_to_none=True)
             if opt_sparse is not None:
                 opt_sparse.zero_grad(set_to_none=True)
@@ -488,7 +557,7 @@ def _run(args, d):
             opt_dense.step()
             if opt_sparse is not None:
                 opt_sparse.step()
-            n = batch["n"] * d.world
+            n = batch.get("n_global", batch["n"] * d.world)
             seen += n
             loss_sum += float(loss.detach()) * n
             step += 1
@@ -563,6 +632,16 @@ def _run(args, d):
     return model
 
 
+def full_batches(porder, epoch, warming, start_step, n_tasks, world):
+    """Training batches of --shuffle full: this rank's rows of each global batch; each row's loss
+    weighs world / (rows in the global batch), so DDP's mean over ranks is the global batch mean."""
+    for block, n_global in porder.batches(epoch, warming, start_step):
+        batch = to_batch(block, n_tasks)
+        batch["weights"] = torch.full((block["n"],), world / n_global, dtype=torch.float32)
+        batch["n_global"] = n_global
+        yield batch
+
+
 def start_ids_from_oov(encoder, id_tables):
     """End of warm start: every id row starts as the OOV vector the towers learnt to read (their
     Adam moments are still zero: no id row was read during warm start)."""
@@ -571,6 +650,17 @@ def start_ids_from_oov(encoder, id_tables):
             w = encoder.tables[i].weight
             b = encoder.buckets[i]
             w[:b].copy_(w[b:b + 1].expand(b, -1))
+
+
+def batch_loss(r, batch, arch, pw, d, weighted):
+    """This rank's share of the global batch's loss (DDP and sync_sparse average the ranks'
+    gradients). Unweighted: the batch mean (`batch["weights"]`). --weight-column: Σ w·ℓ / Σ w over
+    the global batch, so this rank's rows weigh w · world / Σw (one all-reduce for Σw)."""
+    if not weighted:
+        return chain_loss_fn(r, batch["labels"], arch, pw, batch["weights"])
+    rw = batch["row_weight"]
+    w_total = float(d.all_sum([float(rw.sum())])[0])
+    return chain_loss_fn(r, batch["labels"], arch, pw, rw * (d.world / w_total if w_total > 0 else 0.0))
 
 
 def chain_loss_fn(r, labels, arch, pw, weights):
