@@ -8,11 +8,15 @@ Distribution (torch.distributed; env:// as torchrun sets it):
     the touched row ids and rows of every rank are all-gathered and summed — because NCCL has no
     sparse all-reduce and this way one code path serves gloo (CPU) and NCCL (GPU). The tables are
     replicated on every rank (fine up to a few GB of tables; TorchRec sharding is the next step);
-  * `--batch` is the global batch. The rows are cut into `--data-shards` logical shards (default:
+  * `--batch` is the global batch. `--shuffle full` (the default up to 5M training rows per
+    process): every process computes prerank train's permutation of all training rows and takes
+    its own rows of each global batch, so any process count takes prerank train's steps (same seed:
+    same init, order and id-dropout masks; swiftrng.py). `--shuffle buffer` (streaming):
+    the rows are cut into `--data-shards` logical shards (default:
     the number of processes); a step takes `ceil(batch / shards)` rows from every shard and
     averages the shards' mean losses. With the same `--data-shards`, N processes take exactly the
     optimiser steps one process takes (tested: same AUC, weights equal to float rounding).
-Optimisers: Adam for towers and heads; SparseAdam (lazy Adam: moments of untouched rows are left
+Optimisers: Adam for towers and heads in prerank train's ε form (PrerankAdam); SparseAdam (lazy Adam: moments of untouched rows are left
 alone) for the tables, with `--embedding-l2` added to the touched rows' gradients — the same
 split as `prerank train` (Adam + lazy Adam with L2 on touched rows).
 """
