@@ -28,12 +28,32 @@ def parser():
     t.add_argument("--validation-fraction", type=float, default=0.1, help="share of request ids held out")
     t.add_argument("--patience", type=int, default=2, help="epochs without validation improvement before stopping")
     t.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows instead of stopping")
+    t.add_argument("--min-count", type=int, default=None,
+                   help="feature admission: a categorical/multi bucket with fewer training values shares the field's "
+                        "out-of-vocabulary row (0: off; default 5, 0 with --init-model)")
+    t.add_argument("--id-fields", default=None,
+                   help="id fields, comma-separated (default: categorical fields with ≥ 5000 buckets)")
+    t.add_argument("--id-dropout", type=float, default=None,
+                   help="probability that a training row reads an id field from the out-of-vocabulary row instead "
+                        "(default 0.5, 0 with --init-model)")
+    t.add_argument("--id-warmup-epochs", type=int, default=None,
+                   help="train the first N epochs (at most --epochs − 1) without id fields, then start every id row "
+                        "from the out-of-vocabulary row (default 3, 0 with --init-model)")
+    t.add_argument("--id-lr-scale", type=float, default=1.0, help="multiplies the embedding learning rate on id fields")
+    t.add_argument("--id-dim", type=int, default=None, help="embedding dim of the id fields (default: features.yaml's)")
+    t.add_argument("--weight-column", default=None,
+                   help="numeric column (finite, ≥ 0) multiplying each row's loss on every task; "
+                        "the batch loss is Σ w·ℓ / Σ w")
     t.add_argument("--threads", type=int, default=None, help="torch intra-op threads per process")
     t.add_argument("--version", default=None, help="model version string")
     t.add_argument("--data-shards", type=int, default=0,
                    help="logical data shards, a multiple of the process count (default: the process count); "
                         "the same value gives the same training with any process count")
     t.add_argument("--workers", type=int, default=1, help="DataLoader worker processes per rank (0: in-process)")
+    t.add_argument("--shuffle", default="auto",
+                   help="full: prerank train's order (a permutation of every training row each epoch, same seed same "
+                        "order; the training rows are held in memory); buffer: the streaming shuffle buffer; auto "
+                        "(default): full up to 5M training rows per process, else buffer")
     t.add_argument("--shuffle-buffer", type=int, default=16384, help="rows of shuffle buffer in all, split among the data shards")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda:LOCAL_RANK if available)")
     t.add_argument("--checkpoint", default=None, help="checkpoint file (default: OUT/checkpoint.pt), written each epoch")

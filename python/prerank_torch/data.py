@@ -108,9 +108,10 @@ class Encoder:
     """Encodes chunks of rows column by column (labels, dense values, bucket ids) with the checks
     of `prerank train`; an error names the file, the line and the column."""
 
-    def __init__(self, tasks, features):
+    def __init__(self, tasks, features, weight_column=None):
         self.tasks = tasks
         self.features = features
+        self.weight_column = weight_column
         self.sides = {}
         for side in ("user", "item"):
             fs = fields(features, side)
@@ -119,6 +120,8 @@ class Encoder:
                 "emb": [(f["name"], f["kind"], FieldHasher(f["name"], f["buckets"])) for f in fs if f["kind"] != "dense"],
             }
         self.wanted = {t["label"] for t in tasks} | {f["name"] for f in features} | {"request_id"}
+        if weight_column:
+            self.wanted.add(weight_column)
         self.split_cache = {}
 
     def bind(self, path, header):
@@ -131,7 +134,13 @@ class Encoder:
             if t["label"] not in columns:
                 raise InputError(f"{path}: line 1: no label column {t['label']} for task {t['name']}")
             labels.append(columns[t["label"]])
+        weight = None
+        if self.weight_column:
+            if self.weight_column not in columns:
+                raise InputError(f"{path}: line 1: no weight column {self.weight_column} (--weight-column)")
+            weight = columns[self.weight_column]
         return {
+            "weight": weight,
             "labels": labels,
             "request": columns.get("request_id"),
             "dense": {s: [columns.get(n) for n in self.sides[s]["dense"]] for s in self.sides},
@@ -139,7 +148,7 @@ class Encoder:
             "ncols": len(header),
         }
 
-    def chunk(self, path, lines, rows, cols, cut, skip_bad_rows):
+    def chunk(self, path, lines, rows, cols, cut, skip_bad_rows, numbers=None):
         """Encodes rows (lists of cell strings) of one file. Returns (block, is_validation mask,
         number skipped). Rows are checked in file order: the first bad line stops (or, with
         skip_bad_rows, every bad row is dropped and counted)."""
@@ -182,6 +191,22 @@ class Encoder:
         bits = (np.clip(y, 0, 1) << np.arange(T)[None, :]).sum(1) if n else np.zeros(0, dtype=np.int64)
 
         block = {"bits": bits, "n": n}
+        if numbers is not None:
+            block["index"] = np.asarray(numbers, dtype=np.int64)  # data row number across the inputs
+        if cols.get("weight") is not None:
+            # --weight-column: each row's loss is multiplied by it; a finite number ≥ 0.
+            name, col = self.weight_column, [v.strip(" \t") for v in columns[cols["weight"]]]
+            w = np.full(n, np.nan)
+            for i, v in enumerate(col):
+                try:
+                    w[i] = float(v) if v and "_" not in v else math.nan
+                except ValueError:
+                    pass
+            with np.errstate(over="ignore", invalid="ignore"):
+                w32 = w.astype(np.float32)
+            flag(~(np.isfinite(w32) & (w32 >= 0)), lambda i, col=col, name=name:
+                 f"line {lines[i]}: weight \"{col[i]}\" must be a finite number ≥ 0 (column {name})")
+            block["weight"] = np.where(np.isfinite(w32), w32, 0).astype(np.float32)
         for side in ("user", "item"):
             names = self.sides[side]["dense"]
             dense = np.full((n, len(names)), np.nan, dtype=np.float32)
@@ -267,6 +292,9 @@ def take(block, idx):
     """Rows `idx` of a block (numpy fancy indexing; bags through their offsets)."""
     idx = np.asarray(idx, dtype=np.int64)
     out = {"bits": block["bits"][idx], "n": len(idx)}
+    for key in ("weight", "index"):
+        if key in block:
+            out[key] = block[key][idx]
     for side in ("user", "item"):
         out[f"dense.{side}"] = block[f"dense.{side}"][idx]
         bags = []
@@ -285,6 +313,9 @@ def concat(blocks):
     if len(blocks) == 1:
         return blocks[0]
     out = {"bits": np.concatenate([b["bits"] for b in blocks]), "n": sum(b["n"] for b in blocks)}
+    for key in ("weight", "index"):
+        if key in blocks[0]:
+            out[key] = np.concatenate([b[key] for b in blocks])
     for side in ("user", "item"):
         out[f"dense.{side}"] = np.concatenate([b[f"dense.{side}"] for b in blocks])
         bags = []
@@ -310,10 +341,10 @@ def iterate_blocks(sources, encoder, shard, shards, validation_fraction, want, s
         parquet = path.endswith((".parquet", ".pq"))
         rows_iter = _parquet_rows(path, encoder.wanted) if parquet else _csv_rows(path)
         cols = None
-        lines, rows = [], []
+        lines, rows, numbers = [], [], []
 
         def flush():
-            block, val, sk = encoder.chunk(path, lines, rows, cols, cut, skip_bad_rows)
+            block, val, sk = encoder.chunk(path, lines, rows, cols, cut, skip_bad_rows, numbers)
             if skipped is not None:
                 skipped[0] += sk
             if want == "train":
@@ -334,9 +365,10 @@ def iterate_blocks(sources, encoder, shard, shards, validation_fraction, want, s
                 cells = [_parquet_cell(v) for v in cells]
             lines.append(line)
             rows.append(cells)
+            numbers.append(i)
             if len(rows) >= chunk:
                 yield flush()
-                lines, rows = [], []
+                lines, rows, numbers = [], [], []
         if rows:
             yield flush()
 
@@ -354,11 +386,43 @@ def to_batch(block, n_tasks):
     bits = block["bits"]
     labels = ((bits[:, None] >> np.arange(n_tasks)[None, :]) & 1).astype(np.float32)
     batch = {"labels": torch.from_numpy(labels), "n": block["n"]}
+    if "weight" in block:
+        batch["row_weight"] = torch.from_numpy(np.ascontiguousarray(block["weight"]))
     for side in ("user", "item"):
         batch[f"dense.{side}"] = torch.from_numpy(np.ascontiguousarray(block[f"dense.{side}"]))
         batch[f"bags.{side}"] = [(torch.from_numpy(flat), torch.from_numpy(offsets[:-1].copy()))
                                  for flat, offsets in block[f"bags.{side}"]]
     return batch
+
+
+def drop_to_oov(block, id_fields, drop):
+    """Routes id field f of the rows with `drop[:, f]` to the field's OOV row (see route_ids_to_oov)."""
+    for f, (side, j, oov) in enumerate(id_fields):
+        flat, offsets = block[f"bags.{side}"][j]
+        per_value = np.repeat(drop[:, f], np.diff(offsets))
+        if per_value.any():
+            flat = flat.copy()
+            flat[per_value] = oov
+            block[f"bags.{side}"][j] = (flat, offsets)
+    return block
+
+
+def route_ids_to_oov(block, id_fields, p, rng):
+    """Id dropout, in place: each row reads each id field from the field's OOV row (index
+    `buckets` of the training table) with probability p. Every value of a dropped row's bag
+    becomes the OOV index: the bag's mean is then the OOV vector and its gradient lands on the
+    OOV row whole, exactly as `prerank train` reads a dropped field's OOV row once. A missing
+    value stays missing (zeros). One draw per row and field, in field order."""
+    n = block["n"]
+    for side, j, oov in id_fields:
+        drop = rng.random(n) < p
+        flat, offsets = block[f"bags.{side}"][j]
+        per_value = np.repeat(drop, np.diff(offsets))
+        if per_value.any():
+            flat = flat.copy()
+            flat[per_value] = oov
+            block[f"bags.{side}"][j] = (flat, offsets)
+    return block
 
 
 class ShardedStream(torch.utils.data.IterableDataset):
@@ -373,17 +437,22 @@ class ShardedStream(torch.utils.data.IterableDataset):
     one process takes with the same S (up to floating-point summation order)."""
 
     def __init__(self, sources, tasks, features, rank, world, shards, epoch, seed, batch, buffer, validation_fraction,
-                 skip_bad_rows, shuffle=True):
+                 skip_bad_rows, shuffle=True, id_fields=(), id_p=0.0, weight_column=None):
         super().__init__()
+        # Id dropout (`route_ids_to_oov`): the (side, field index, OOV row) of every id field and
+        # the probability that a row reads it from the OOV row (1 during warm start).
+        self.id_fields, self.id_p, self.weight_column = list(id_fields), float(id_p), weight_column
         self.sources, self.tasks, self.features = sources, tasks, features
         self.rank, self.world, self.shards, self.epoch, self.seed = rank, world, shards, epoch, seed
         self.batch, self.buffer, self.validation_fraction = batch, buffer, validation_fraction
         self.skip_bad_rows, self.shuffle = skip_bad_rows, shuffle
 
     def _stream(self, shard, wid, nw, buffer):
-        enc = Encoder(self.tasks, self.features)
+        enc = Encoder(self.tasks, self.features, self.weight_column)
         S = self.shards
         rng = np.random.default_rng([self.seed, self.epoch, shard, wid])
+        # Its own stream, so the shuffle is the same with or without id dropout.
+        drop_rng = np.random.default_rng([self.seed, self.epoch, shard, wid, 0xD20F])
         pending, size = [], 0
         # rows i with i mod S == shard and (i div S) mod nw == wid, i.e. i mod (S·nw) == shard + S·wid
         blocks = iterate_blocks(self.sources, enc, shard + S * wid, S * nw, self.validation_fraction, "train",
@@ -405,7 +474,10 @@ class ShardedStream(torch.utils.data.IterableDataset):
             order = rng.permutation(size) if self.shuffle else np.arange(size)
             whole = size if done else (size // self.batch) * self.batch
             for start in range(0, whole, self.batch):
-                yield take(buf, order[start:start + self.batch])
+                out = take(buf, order[start:start + self.batch])
+                if self.id_fields and self.id_p > 0:
+                    route_ids_to_oov(out, self.id_fields, self.id_p, drop_rng)
+                yield out
             rest = order[whole:]
             pending = [take(buf, np.sort(rest))] if len(rest) else []
             size = len(rest)

@@ -16,6 +16,7 @@ import json
 import math
 import os
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -27,9 +28,19 @@ SIDES = ("user", "item")
 
 
 class Encoder(nn.Module):
-    def __init__(self, features):
+    """With `oov=True` (training) every table has one more row, index `buckets`: the field's
+    out-of-vocabulary row (docs/ARCHITECTURE.md "Feature admission"). `admit(...)` sets the
+    bucket → row map of frequency admission; `ids_off` (table indices) routes those tables'
+    values to their OOV row (id warm start); `exported_weight` gives a table as the model file
+    holds it (`buckets` rows, every non-admitted bucket holding the OOV vector)."""
+
+    def __init__(self, features, oov=False):
         super().__init__()
         self.features = features
+        self.oov = oov
+        self.ids_off = set()
+        self.export_ids_off = set()
+        self.buckets = []
         self.emb_names = {s: [f["name"] for f in fields(features, s) if f["kind"] != "dense"] for s in SIDES}
         self.layout = {s: [(f["kind"], f["name"]) for f in fields(features, s)] for s in SIDES}
         self.tables = nn.ModuleList()
@@ -37,7 +48,9 @@ class Encoder(nn.Module):
         for f in features:
             if f["kind"] != "dense":
                 self.table_index[f["name"]] = len(self.tables)
-                self.tables.append(nn.EmbeddingBag(f["buckets"], f["dim"], mode="mean", sparse=True))
+                self.buckets.append(f["buckets"])
+                self.tables.append(nn.EmbeddingBag(f["buckets"] + int(oov), f["dim"], mode="mean", sparse=True))
+                self.register_buffer(f"row_of_{len(self.tables) - 1}", None, persistent=False)
         for s in SIDES:
             n = sum(1 for f in fields(features, s) if f["kind"] == "dense")
             self.register_buffer(f"mean_{s}", torch.zeros(n))
@@ -45,6 +58,37 @@ class Encoder(nn.Module):
 
     def table(self, name):
         return self.tables[self.table_index[name]]
+
+    def admit(self, index, admitted):
+        """Frequency admission of table `index`: `admitted` [buckets] bool; None: every bucket."""
+        if admitted is None:
+            setattr(self, f"row_of_{index}", None)
+            return
+        b = self.buckets[index]
+        row_of = torch.where(torch.as_tensor(admitted, dtype=torch.bool), torch.arange(b), torch.full((b,), b))
+        row_of = torch.cat([row_of, torch.tensor([b])])  # the OOV index maps to itself (id dropout)
+        setattr(self, f"row_of_{index}", row_of.to(self.tables[index].weight.device))
+
+    def rows(self, index, flat):
+        """Bag indices (buckets, or `buckets` for a value already routed to the OOV row) → table rows."""
+        if not self.oov:
+            return flat
+        if index in self.ids_off:
+            return torch.full_like(flat, self.buckets[index])
+        row_of = getattr(self, f"row_of_{index}")
+        return flat if row_of is None else row_of[flat]
+
+    def exported_weight(self, index):
+        """Table `index` as the model file holds it: `buckets` rows; with an OOV row, every
+        non-admitted bucket (every bucket of a table in `export_ids_off`) holds the OOV vector."""
+        w = self.tables[index].weight
+        if not self.oov:
+            return w
+        b = self.buckets[index]
+        if index in self.export_ids_off:
+            return w[b:b + 1].expand(b, -1)
+        row_of = getattr(self, f"row_of_{index}")
+        return w[:b] if row_of is None else w[row_of[:b]]
 
     def side(self, side, dense, bags):
         """Tower input x [B, width] from raw dense values [B, n] (NaN: missing) and bags."""
@@ -58,7 +102,8 @@ class Encoder(nn.Module):
                 di += 1
             else:
                 flat, offsets = bags[ei]
-                blocks.append(self.table(name)(flat, offsets))
+                ti = self.table_index[name]
+                blocks.append(self.tables[ti](self.rows(ti, flat), offsets))
                 ei += 1
         if not blocks:
             return dense.new_zeros((dense.shape[0], 0))
@@ -137,12 +182,12 @@ def chain_loss(r, labels, arch, pos_weight, row_weights=None):
 
 
 class TwinTower(nn.Module):
-    def __init__(self, tasks, features, arch, version="torch", training=None):
+    def __init__(self, tasks, features, arch, version="torch", training=None, oov=False):
         super().__init__()
         check_spec(tasks, features, "model")
         self.tasks, self.features, self.arch = tasks, features, arch
         self.version, self.training_info = version, training or {}
-        self.encoder = Encoder(features)
+        self.encoder = Encoder(features, oov=oov)
         self.towers = Towers(tasks, features, arch)
 
     def forward(self, batch):
@@ -153,21 +198,64 @@ class TwinTower(nn.Module):
         return chain(self.forward(batch), self.arch)[0]
 
     # --- initialisation as `prerank train` does it ---------------------------------------
-    def initialise(self, seed, positives=None, rows=0):
-        """He-uniform towers (final block ×0.5), zero biases, embeddings U(±0.05), heads at the
-        training rows' base rates."""
-        g = torch.Generator().manual_seed(int(seed))
+    def initialise_as_prerank_train(self, seed, positives=None, rows=0):
+        """The initial weights `prerank train --seed seed` starts from, draw for draw
+        (TrainingSession.init: ModelStore.random, then the OOV rows, embeddings × 0.1)."""
+        from .swiftrng import SplitMix64
+        rng = SplitMix64(seed)
+        enc = self.encoder
+        embedded = [f for f in self.features if f["kind"] != "dense"]
         with torch.no_grad():
-            for t in self.encoder.tables:
-                t.weight.copy_(torch.rand(t.weight.shape, generator=g) * 0.1 - 0.05)
+            for f in embedded:  # drawn in chunks (tables may be large), scaled × 0.1 below
+                w, n, done = enc.tables[enc.table_index[f["name"]]].weight, f["buckets"] * f["dim"], 0
+                flat = w[:f["buckets"]].view(-1)
+                while done < n:
+                    k = min(n - done, 1 << 22)
+                    flat[done:done + k].copy_(torch.from_numpy(rng.floats(k, -0.5, 0.5) * np.float32(0.1)))
+                    done += k
+        for s in SIDES:  # ModelStore.random's random dense statistics (overwritten by the data's)
+            n = getattr(enc, f"mean_{s}").numel()
+            rng.floats(n, -1, 1)
+            rng.floats(n, 0.5, 2)
+        with torch.no_grad():
             for s in SIDES:
                 for blocks in self.towers.towers[s]:
                     for l, lin in enumerate(blocks):
-                        bound = math.sqrt(6.0 / max(lin.in_features, 1)) * (0.5 if l == len(blocks) - 1 else 1.0)
-                        lin.weight.copy_((torch.rand(lin.weight.shape, generator=g) * 2 - 1) * bound)
+                        bound = np.float32(math.sqrt(6.0 / max(lin.in_features, 1)))
+                        if l == len(blocks) - 1:
+                            bound = bound * np.float32(0.5)
+                        w = rng.floats(lin.weight.numel(), -bound, bound)
+                        lin.weight.copy_(torch.from_numpy(w.reshape(lin.weight.shape)))
                         lin.bias.zero_()
+            for f in embedded:
+                oov = rng.floats(f["dim"], -0.5, 0.5)
+                t = enc.tables[enc.table_index[f["name"]]].weight
+                b = f["buckets"]
+                if t.shape[0] > b:  # the OOV row (drawn whether or not the table has it)
+                    t[b].copy_(torch.from_numpy(oov * np.float32(0.1)))
             if positives is not None:
                 self.towers.head.copy_(torch.tensor(initial_heads(self.arch, positives, rows)))
+
+    initialise = initialise_as_prerank_train
+
+    def initialise_oov_rows(self, generator):
+        with torch.no_grad():
+            for t, b in zip(self.encoder.tables, self.encoder.buckets):
+                if t.weight.shape[0] > b:
+                    t.weight[b:].copy_(torch.rand((1, t.weight.shape[1]), generator=generator) * 0.1 - 0.05)
+
+    def with_oov_rows(self, seed):
+        """This model with one more row per table (training's OOV row, U(±0.05) from `seed`)."""
+        m = TwinTower(self.tasks, self.features, self.arch, version=self.version, training=self.training_info, oov=True)
+        with torch.no_grad():
+            for t, src in zip(m.encoder.tables, self.encoder.tables):
+                t.weight[:src.weight.shape[0]].copy_(src.weight)
+            for s in SIDES:
+                getattr(m.encoder, f"mean_{s}").copy_(getattr(self.encoder, f"mean_{s}"))
+                getattr(m.encoder, f"std_{s}").copy_(getattr(self.encoder, f"std_{s}"))
+            m.towers.load_state_dict(self.towers.state_dict())
+        m.initialise_oov_rows(torch.Generator().manual_seed(int(seed)))
+        return m
 
     # --- model directory ----------------------------------------------------------------
     def state_tensors(self):
@@ -175,7 +263,7 @@ class TwinTower(nn.Module):
         t = {}
         for f in self.features:
             if f["kind"] != "dense":
-                t[f"emb.{f['name']}"] = self.encoder.table(f["name"]).weight
+                t[f"emb.{f['name']}"] = self.encoder.exported_weight(self.encoder.table_index[f["name"]])
         for s in SIDES:
             mean = getattr(self.encoder, f"mean_{s}")
             if mean.numel() > 0:
@@ -280,3 +368,42 @@ def encode_request_side(model, side, values):
         rows = [bucket(f["name"], i, f["buckets"]) for i in items if value_text(i, f["name"]) is not None]
         bags.append((torch.tensor(rows, dtype=torch.int64), torch.tensor([0], dtype=torch.int64)))
     return torch.tensor([dense], dtype=torch.float32).reshape(1, len(dense)), bags
+
+
+class PrerankAdam(torch.optim.Optimizer):
+    """Adam exactly as `prerank train` steps it (Sources/Training/Train/Adam.swift):
+    `p -= lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε)`. torch.optim.Adam adds ε to √v/√(1−β₂ᵗ) instead,
+    which in the first steps is a 30× smaller ε; for parameters whose gradient is near 1e-8
+    (rarely active ReLU units) the two step sizes then differ by up to lr. SparseAdam already has
+    this form."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads, ms, vs = [], [], []
+            for p in params:
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                grads.append(p.grad)
+                ms.append(state["exp_avg"])
+                vs.append(state["exp_avg_sq"])
+            t = self.state[params[0]]["step"]
+            a = group["lr"] * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+            torch._foreach_mul_(ms, b1)
+            torch._foreach_add_(ms, grads, alpha=1 - b1)
+            torch._foreach_mul_(vs, b2)
+            torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
+            denom = torch._foreach_sqrt(vs)
+            torch._foreach_add_(denom, group["eps"])
+            torch._foreach_addcdiv_(params, ms, denom, value=-a)

@@ -141,3 +141,20 @@ def load_model_json(model_dir: str) -> dict:
         if key not in spec:
             raise InputError(f"{path}: missing key {key}")
     return spec
+
+
+# Id fields (docs/TRAINING.md "Id fields"; Sources/Training/Train/Admission.swift `IDFields`): the
+# target of --id-dropout, --id-warmup-epochs, --id-lr-scale and --id-dim.
+MIN_ID_BUCKETS = 5000
+
+
+def resolve_id_fields(features, explicit=None):
+    """`explicit` names (each a categorical or multi field) or, when None, the categorical fields
+    with ≥ MIN_ID_BUCKETS buckets — as `prerank train` picks them."""
+    if explicit is not None:
+        embedded = {f["name"] for f in features if f["kind"] != "dense"}
+        for name in explicit:
+            if name not in embedded:
+                raise InputError(f"--id-fields: {name} is not a categorical or multi field of features.yaml")
+        return set(explicit)
+    return {f["name"] for f in features if f["kind"] == "categorical" and f["buckets"] >= MIN_ID_BUCKETS}

@@ -8,11 +8,15 @@ Distribution (torch.distributed; env:// as torchrun sets it):
     the touched row ids and rows of every rank are all-gathered and summed — because NCCL has no
     sparse all-reduce and this way one code path serves gloo (CPU) and NCCL (GPU). The tables are
     replicated on every rank (fine up to a few GB of tables; TorchRec sharding is the next step);
-  * `--batch` is the global batch. The rows are cut into `--data-shards` logical shards (default:
+  * `--batch` is the global batch. `--shuffle full` (the default up to 5M training rows per
+    process): every process computes prerank train's permutation of all training rows and takes
+    its own rows of each global batch, so any process count takes prerank train's steps (same seed:
+    same init, order and id-dropout masks; swiftrng.py). `--shuffle buffer` (streaming):
+    the rows are cut into `--data-shards` logical shards (default:
     the number of processes); a step takes `ceil(batch / shards)` rows from every shard and
     averages the shards' mean losses. With the same `--data-shards`, N processes take exactly the
     optimiser steps one process takes (tested: same AUC, weights equal to float rounding).
-Optimisers: Adam for towers and heads; SparseAdam (lazy Adam: moments of untouched rows are left
+Optimisers: Adam for towers and heads in prerank train's ε form (PrerankAdam); SparseAdam (lazy Adam: moments of untouched rows are left
 alone) for the tables, with `--embedding-l2` added to the touched rows' gradients — the same
 split as `prerank train` (Adam + lazy Adam with L2 on touched rows).
 """
@@ -26,13 +30,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .data import Encoder, ShardedStream, concat, iterate_blocks, list_sources, take, to_batch
+from .data import Encoder, ShardedStream, concat, drop_to_oov, iterate_blocks, list_sources, take, to_batch
 from .errors import InputError
 from .metrics import auc, logloss
-from .model import TwinTower
-from .spec import architecture, load_features
+from .model import PrerankAdam, TwinTower
+from .spec import architecture, load_features, resolve_id_fields
 
 CHECKPOINT_FORMAT = "prerank-torch-checkpoint/1"
+# --shuffle auto: prerank train's order (every training row in memory) up to this many training
+# rows per process (~200 bytes each), the streaming shuffle buffer beyond.
+FULL_SHUFFLE_MAX_ROWS = 5_000_000
 
 
 def log(msg, rank=0):
@@ -68,6 +75,14 @@ class Dist:
             t = t.to(self.device)
             dist.all_reduce(t)
         return t.cpu().numpy()
+
+    def all_sum_int(self, tensor):
+        """Element-wise sum over ranks of an int64 tensor (in place on one process)."""
+        if self.on:
+            t = tensor.to(self.device)
+            dist.all_reduce(t)
+            return t.cpu()
+        return tensor
 
     def all_min(self, value):
         if not self.on:
@@ -175,16 +190,20 @@ def to_device(batch, device):
     return out
 
 
-def scan(sources, tasks, features, d, fraction, skip_bad_rows):
+def scan(sources, tasks, features, d, fraction, skip_bad_rows, weight_column=None, keep_train=0):
     """The first pass over this rank's rows: validates them, dense sums, positives, row counts,
-    and keeps the (encoded) validation rows."""
-    enc = Encoder(tasks, features)
+    per embedded field the values per bucket in the training rows (feature admission), and keeps
+    the (encoded) validation rows. keep_train: also keep this rank's training rows (--shuffle
+    full) up to that many (None: all; 0: none); past the limit none are kept (None)."""
+    enc = Encoder(tasks, features, weight_column)
+    values = {f["name"]: np.zeros(f["buckets"], dtype=np.int64)  # record order: user side, then item side
+              for side in ("user", "item") for f in features if f["side"] == side and f["kind"] != "dense"}
     T = len(tasks)
     sums = {s: np.zeros((3, len(enc.sides[s]["dense"]))) for s in enc.sides}  # sum, squares, count
     positives = np.zeros(T)
     counts = np.zeros(2)  # train, validation
     skipped = [0]
-    validation = []
+    validation, train = [], []
     for block, val in iterate_blocks(sources, enc, d.rank, d.world, fraction, "all", skip_bad_rows, skipped):
         for side in ("user", "item"):
             a = block[f"dense.{side}"].astype(np.float64)
@@ -196,11 +215,69 @@ def scan(sources, tasks, features, d, fraction, skip_bad_rows):
         counts += (block["n"] - nv, nv)
         if nv:
             validation.append(take(block, np.flatnonzero(val)))
+        if train is not None and keep_train != 0 and nv < block["n"]:
+            train.append(take(block, np.flatnonzero(~val)))
+            if keep_train is not None and counts[0] > keep_train:
+                train = None  # too many to hold: the streaming shuffle
+        for side in ("user", "item"):
+            for (name, _, _), (flat, offsets) in zip(enc.sides[side]["emb"], block[f"bags.{side}"]):
+                train_values = flat[np.repeat(~val, np.diff(offsets))]
+                if len(train_values):
+                    u, c = np.unique(train_values, return_counts=True)
+                    values[name][u] += c
         bits = block["bits"][~val]
         for k in range(T):
             positives[k] += int(((bits >> k) & 1).sum())
     validation = concat(validation) if validation else None
-    return enc, sums, positives, counts, skipped[0], validation
+    train = concat(train) if train else (None if train is None or keep_train == 0 else [])
+    return enc, sums, positives, counts, skipped[0], validation, values, train
+
+
+class PrerankOrder:
+    """`prerank train`'s row order, id dropout and batches, for the training rows this rank holds
+    (`--shuffle full`).
+
+    Training rows are numbered 0..N-1 in data order (validation rows left out), as prerank train
+    numbers them. Epoch e permutes the previous epoch's order with its Fisher-Yates shuffle
+    (SplitMix64(seed + e)); step b takes positions [b·B, (b+1)·B) of the order (the last step
+    the rest). Id dropout draws, per position and id field in record order, SplitMix64(seed,
+    stream 0xD20F, index e).next() < cut. Every rank computes the same order and takes the rows it
+    holds from each global batch, so any number of processes takes exactly these steps."""
+
+    def __init__(self, block, all_indices, seed, batch, id_fields, dropout):
+        self.block, self.seed, self.batch = block, seed, batch
+        self.id_fields, self.dropout = id_fields, dropout
+        numbers = np.sort(np.concatenate(all_indices)) if all_indices else np.zeros(0, dtype=np.int64)
+        self.n = len(numbers)
+        self.local = np.full(self.n, -1, dtype=np.int64)
+        if block is not None:
+            self.local[np.searchsorted(numbers, block["index"])] = np.arange(block["n"])
+        self.order, self.epoch = list(range(self.n)), 0
+
+    def steps(self):
+        return -(-self.n // self.batch)
+
+    def batches(self, epoch, warming, start_step=0):
+        """Yields (block of this rank's rows, rows in the global batch) for every step from start_step."""
+        from .swiftrng import SplitMix64, dropout_cut
+        if epoch < self.epoch:
+            self.order, self.epoch = list(range(self.n)), 0
+        while self.epoch < epoch:
+            self.epoch += 1
+            SplitMix64(self.seed + self.epoch).shuffle(self.order)
+        order = np.asarray(self.order, dtype=np.int64)
+        drops = None
+        if self.id_fields and not warming and self.dropout > 0:
+            rng = SplitMix64(self.seed, stream=0xD20F, index=epoch)
+            drops = rng.below(self.n * len(self.id_fields), dropout_cut(self.dropout)).reshape(self.n, len(self.id_fields))
+        for b in range(start_step, self.steps()):
+            pos = np.arange(b * self.batch, min((b + 1) * self.batch, self.n))
+            loc = self.local[order[pos]]
+            mine = loc >= 0
+            block = take(self.block, loc[mine]) if self.block is not None else None
+            if block is not None and drops is not None:
+                drop_to_oov(block, self.id_fields, drops[pos[mine]])
+            yield block, len(pos)
 
 
 def dense_stats(sums):
@@ -268,6 +345,22 @@ def _run(args, d):
     emb_lr = args.embedding_lr if args.embedding_lr is not None else args.lr
     if not emb_lr > 0 or args.embedding_l2 < 0:
         raise InputError("--embedding-lr must be > 0 and --embedding-l2 ≥ 0")
+    # Id measures (prerank train's defaults); off by default when fine-tuning a model
+    # (--init-model): a warm start would reset its trained id rows.
+    fresh = not args.init_model
+    min_count = args.min_count if args.min_count is not None else (5 if fresh else 0)
+    id_dropout = args.id_dropout if args.id_dropout is not None else (0.5 if fresh else 0.0)
+    id_warmup = args.id_warmup_epochs if args.id_warmup_epochs is not None else (3 if fresh else 0)
+    if min_count < 0:
+        raise InputError(f"--min-count must be ≥ 0, not {min_count}")
+    if not 0 <= id_dropout <= 1:
+        raise InputError(f"--id-dropout must be in [0, 1], not {id_dropout}")
+    if id_warmup < 0 or not (args.id_lr_scale > 0 and math.isfinite(args.id_lr_scale)) or \
+            (args.id_dim is not None and args.id_dim < 1):
+        raise InputError("--id-warmup-epochs must be ≥ 0, --id-lr-scale > 0, --id-dim ≥ 1")
+    if args.id_dim is not None and args.init_model:
+        raise InputError("--id-dim cannot change the features of --init-model")
+    explicit_ids = [x.strip() for x in args.id_fields.split(",") if x.strip()] if args.id_fields is not None else None
 
     init = None
     if args.init_model:
@@ -286,6 +379,9 @@ def _run(args, d):
             raise InputError("--features is required (or --init-model MODELDIR)")
         arch = architecture(args.arch or "resflow", hidden, args.d, args.clamp)
         tasks, features = load_features(args.features)
+    id_names = resolve_id_fields(features, explicit_ids)
+    if args.id_dim is not None:
+        features = [dict(f, dim=args.id_dim) if f["name"] in id_names else f for f in features]
     arch_name = args.arch or ("imported" if init else "resflow")
     pos_weight = parse_pos_weight(args.pos_weight, tasks)
     sources = list_sources(args.data)
@@ -294,8 +390,17 @@ def _run(args, d):
 
     # Pass 1: validate every row, dense statistics, base rates, validation rows (kept encoded).
     t0 = time.time()
-    enc, sums, positives, counts, skipped, validation = scan(sources, tasks, features, d, args.validation_fraction,
-                                                            args.skip_bad_rows)
+    if args.shuffle not in ("auto", "full", "buffer"):
+        raise InputError(f"--shuffle must be auto, full or buffer, not {args.shuffle}")
+    keep = {"auto": FULL_SHUFFLE_MAX_ROWS, "full": None, "buffer": 0}[args.shuffle]
+    enc, sums, positives, counts, skipped, validation, values, train_block = scan(
+        sources, tasks, features, d, args.validation_fraction, args.skip_bad_rows, args.weight_column, keep)
+    # Values per bucket: each rank counted its own rows; summed over ranks (one all-reduce).
+    names = list(values)
+    if names:
+        sizes = [len(values[n]) for n in names]
+        total = d.all_sum_int(torch.from_numpy(np.concatenate([values[n] for n in names])))
+        values = dict(zip(names, torch.split(total, sizes)))
     for side in sums:
         sums[side] = d.all_sum(sums[side])
     positives = d.all_sum(positives)
@@ -310,28 +415,68 @@ def _run(args, d):
 
     version = args.version or f"{arch_name}{'+clamp' if arch['clamp'] else ''}-seed{args.seed}"
     if init is not None:
-        model = init
+        model = init.with_oov_rows(args.seed)
         model.version = version
     else:
-        model = TwinTower(tasks, features, arch, version=version)
-        model.initialise(args.seed, positives=[int(p) for p in positives], rows=train_rows)
+        model = TwinTower(tasks, features, arch, version=version, oov=True)
+        model.initialise_as_prerank_train(args.seed, positives=[int(p) for p in positives], rows=train_rows)
         mean, std = dense_stats(sums)
         with torch.no_grad():
             for side in ("user", "item"):
                 getattr(model.encoder, f"mean_{side}").copy_(torch.from_numpy(mean[side]))
                 getattr(model.encoder, f"std_{side}").copy_(torch.from_numpy(std[side]))
     model.arch = arch
+    # Feature admission (docs/ARCHITECTURE.md): a bucket with fewer than min_count training values
+    # reads and updates the field's OOV row, and is exported holding the OOV vector.
+    enc_m = model.encoder
+    vocabulary = {}
+    for name, c in values.items():
+        ti = enc_m.table_index[name]
+        admitted = c >= min_count if min_count > 0 else None
+        enc_m.admit(ti, admitted)
+        seen = c > 0
+        vocabulary[name] = {
+            "id": name in id_names, "seen_buckets": int(seen.sum()),
+            "admitted_buckets": int((seen & admitted).sum()) if admitted is not None else int(seen.sum()),
+            "values": int(c.sum()), "oov_values": int(c[~admitted].sum()) if admitted is not None else 0}
+    for name, v in vocabulary.items():
+        log(f"train: {name}{' (id)' if v['id'] else ''}: vocabulary {v['seen_buckets']} of "
+            f"{enc_m.buckets[enc_m.table_index[name]]} buckets, admitted "
+            f"{100 * v['admitted_buckets'] / max(v['seen_buckets'], 1):.1f}% ({v['admitted_buckets']}), "
+            f"OOV {100 * v['oov_values'] / max(v['values'], 1):.2f}% of {v['values']} values", d.rank)
+    id_tables = sorted(enc_m.table_index[n] for n in id_names)
+    # Warm-start epochs as run: at most epochs − 1, so ids always get the last epoch.
+    warm = min(id_warmup, max(args.epochs - 1, 0)) if id_tables else 0
+    id_stream = [(side, j, f_buckets) for side in ("user", "item")
+                 for j, (name, _, h) in enumerate(enc.sides[side]["emb"]) if name in id_names
+                 for f_buckets in [enc_m.buckets[enc_m.table_index[name]]]]
+    full = d.all_min(1 if train_block is not None else 0) == 1
+    porder = None
+    if full:
+        if isinstance(train_block, list):
+            raise InputError(f"{args.data}: --shuffle full needs training rows on every process")
+        porder = PrerankOrder(train_block, d.gather(train_block["index"]), args.seed, args.batch, id_stream, id_dropout)
+    if full:
+        log("train: order: prerank train's permutation of every training row (--shuffle full)", d.rank)
+    else:
+        log(f"train: order: streaming shuffle buffer of {args.shuffle_buffer} rows in {args.data_shards or d.world} "
+            f"shard(s) (--shuffle buffer)", d.rank)
     model.to(d.device)
     towers = model.towers
     if d.on:
         from torch.nn.parallel import DistributedDataParallel as DDP
         towers = DDP(model.towers, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-    opt_dense = torch.optim.Adam(model.towers.parameters(), lr=args.lr, foreach=True)
-    opt_sparse = torch.optim.SparseAdam(list(model.encoder.tables.parameters()), lr=emb_lr) \
-        if len(model.encoder.tables) else None
+    opt_dense = PrerankAdam(model.towers.parameters(), lr=args.lr)  # Adam in prerank train's form
+    groups = [{"params": [t.weight for i, t in enumerate(model.encoder.tables) if i not in id_tables], "lr": emb_lr},
+              {"params": [t.weight for i, t in enumerate(model.encoder.tables) if i in id_tables],
+               "lr": emb_lr * args.id_lr_scale}]
+    groups = [g for g in groups if g["params"]]
+    opt_sparse = torch.optim.SparseAdam(groups) if groups else None
     pw = torch.tensor(pos_weight, dtype=torch.float32, device=d.device)
 
     checkpoint = args.checkpoint or os.path.join(args.out, "checkpoint.pt")
+    ids_record = {"fields": sorted(id_names), "dropout": id_dropout, "warmup_epochs": warm, "lr_scale": args.id_lr_scale,
+                  "dim": args.id_dim}
     start_epoch, best, since_best, history = 1, None, 0, []
     resume_step, resume_seen, resume_loss = 0, 0, 0.0
     if args.resume is not None:
@@ -341,7 +486,7 @@ def _run(args, d):
         except OSError as e:
             raise InputError(f"{path}: cannot read checkpoint ({e.strerror})")
         if state.get("format") != CHECKPOINT_FORMAT or state.get("tasks") != tasks or state.get("features") != features \
-                or state.get("arch") != arch:
+                or state.get("arch") != arch or state.get("ids") != ids_record:
             raise InputError(f"{path}: checkpoint is not of this model (tasks, features or architecture differ)")
         model.load_state_dict(state["model"])
         opt_dense.load_state_dict(state["opt_dense"])
@@ -363,7 +508,7 @@ def _run(args, d):
         os.makedirs(os.path.dirname(os.path.abspath(checkpoint)), exist_ok=True)
         save_checkpoint(checkpoint, {
             "format": CHECKPOINT_FORMAT, "epoch": epoch, "step": step, "seen": seen, "loss_sum": loss_sum,
-            "tasks": tasks, "features": features, "arch": arch,
+            "tasks": tasks, "features": features, "arch": arch, "ids": ids_record,
             "model": model.state_dict(), "opt_dense": opt_dense.state_dict(),
             "opt_sparse": opt_sparse.state_dict() if opt_sparse is not None else None,
             "best": best, "since_best": since_best, "history": history, "stopped": stopped})
@@ -374,16 +519,27 @@ def _run(args, d):
     local_batch = max(1, math.ceil(args.batch / shards))
     steps_total = 0
     for epoch in range(start_epoch, args.epochs + 1):
-        ds = ShardedStream(sources, tasks, features, d.rank, d.world, shards, epoch, args.seed, local_batch,
-                           args.shuffle_buffer, args.validation_fraction, args.skip_bad_rows)
-        loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=args.workers,
-                                             prefetch_factor=4 if args.workers > 0 else None)
-        it = iter(loader)
+        warming = epoch <= warm
+        if warm and epoch == warm + 1 and not (epoch == start_epoch and resume_step):
+            start_ids_from_oov(model.encoder, id_tables)
+        model.encoder.ids_off = set(id_tables) if warming else set()
+        resuming = epoch == start_epoch and resume_step
+        if porder is not None:
+            loader = None
+            it = full_batches(porder, epoch, warming, resume_step if resuming else 0, len(tasks), d.world)
+        else:
+            ds = ShardedStream(sources, tasks, features, d.rank, d.world, shards, epoch, args.seed, local_batch,
+                               args.shuffle_buffer, args.validation_fraction, args.skip_bad_rows,
+                               id_fields=[] if warming else id_stream, id_p=id_dropout, weight_column=args.weight_column)
+            loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=args.workers,
+                                                 prefetch_factor=4 if args.workers > 0 else None)
+            it = iter(loader)
+            if resuming:
+                for _ in range(resume_step):
+                    next(it, None)
         e_start = time.time()
         seen, loss_sum, step = 0, 0.0, 0
-        if epoch == start_epoch and resume_step:
-            for _ in range(resume_step):
-                next(it, None)
+        if resuming:
             seen, loss_sum, step = resume_seen, resume_loss, resume_step
         interrupted = False
         while True:
@@ -393,7 +549,7 @@ def _run(args, d):
             batch = to_device(batch, d.device)
             xu, xi = model.encoder(batch)
             r = towers(xu, xi)
-            loss = chain_loss_fn(r, batch["labels"], arch, pw, batch["weights"])
+            loss = batch_loss(r, batch, arch, pw, d, bool(args.weight_column))
             opt_dense.zero_grad(set_to_none=True)
             if opt_sparse is not None:
                 opt_sparse.zero_grad(set_to_none=True)
@@ -405,7 +561,7 @@ def _run(args, d):
             opt_dense.step()
             if opt_sparse is not None:
                 opt_sparse.step()
-            n = batch["n"] * d.world
+            n = batch.get("n_global", batch["n"] * d.world)
             seen += n
             loss_sum += float(loss.detach()) * n
             step += 1
@@ -426,9 +582,10 @@ def _run(args, d):
             return None
         del it, loader
         rate = seen / max(time.time() - e_start, 1e-9)
-        metrics, _ = evaluate(model, validation, tasks, enc, d, arch)
-        aucs = [m["auc"] if m["auc"] is not None else 0.5 for m in metrics.values()]
-        score = sum(aucs) / len(aucs) if validation_rows else -loss_sum / max(seen, 1)
+        metrics, _ = evaluate(model, validation, tasks, enc, d, arch)  # reads ids as the export will
+        # Mean over the tasks whose AUC is defined on the split (as prerank train).
+        aucs = [m["auc"] for m in metrics.values() if m["auc"] is not None]
+        score = sum(aucs) / len(aucs) if validation_rows and aucs else -loss_sum / max(seen, 1)
         history.append({"epoch": epoch, "loss": loss_sum / max(seen, 1), "rows_per_second": rate,
                         "validation": metrics})
         log(f"train: epoch {epoch}: loss {loss_sum / max(seen, 1):.4f}, {rate:.0f} rows/s, validation AUC " +
@@ -447,6 +604,9 @@ def _run(args, d):
 
     if best is not None:
         model.load_state_dict(best["model"])
+    best_epoch = best["epoch"] if best else len(history)
+    # Early stopping kept a warm-start epoch: the model never read ids; every id row = OOV vector.
+    model.encoder.export_ids_off = set(id_tables) if best_epoch <= warm else set()
     model.training_info = {
         "trainer": "prerank_torch", "torch": torch.__version__, "data": args.data, "rows": train_rows,
         "validation_rows": validation_rows, "skipped_rows": skipped, "seed": args.seed, "arch": arch_name,
@@ -454,14 +614,57 @@ def _run(args, d):
         "world_size": d.world, "backend": d.backend or "none", "batch": args.batch, "lr": args.lr,
         "embedding_lr": emb_lr, "embedding_l2": args.embedding_l2,
         "init_model": args.init_model or None,
-        "validation": {k: {"auc": m["auc"] or 0.0, "logloss": m["logloss"] or 0.0}
+        # Undefined figures (no validation rows; a task without a positive or a negative) are null.
+        "validation": {k: {"auc": m["auc"] if validation_rows else None, "logloss": m["logloss"] if validation_rows else None}
                        for k, m in (best["metrics"] if best else {}).items()},
+        # The same records as prerank train writes (docs/ARCHITECTURE.md "Feature admission").
+        "admission": {
+            "rule": "bucket admitted iff >= min_count training values hash into it (validation split excluded, "
+                    "multi cells count each value); non-admitted buckets' rows of emb.<field> all hold the field's "
+                    "shared out-of-vocabulary vector",
+            "min_count": min_count,
+            "fields": vocabulary},
+        "ids": {"fields": [n for n in vocabulary if vocabulary[n]["id"]], "dropout": id_dropout, "warmup_epochs": warm,
+                "lr_scale": args.id_lr_scale, "dim": args.id_dim},
     }
+    if args.weight_column:
+        model.training_info["weight_column"] = args.weight_column
     if d.rank == 0:
         model.export(args.out)
         log(f"train: wrote {args.out} (best epoch {model.training_info['best_epoch']}, "
             f"{time.time() - started:.0f} s)", d.rank)
     return model
+
+
+def full_batches(porder, epoch, warming, start_step, n_tasks, world):
+    """Training batches of --shuffle full: this rank's rows of each global batch; each row's loss
+    weighs world / (rows in the global batch), so DDP's mean over ranks is the global batch mean."""
+    for block, n_global in porder.batches(epoch, warming, start_step):
+        batch = to_batch(block, n_tasks)
+        batch["weights"] = torch.full((block["n"],), world / n_global, dtype=torch.float32)
+        batch["n_global"] = n_global
+        yield batch
+
+
+def start_ids_from_oov(encoder, id_tables):
+    """End of warm start: every id row starts as the OOV vector the towers learnt to read (their
+    Adam moments are still zero: no id row was read during warm start)."""
+    with torch.no_grad():
+        for i in id_tables:
+            w = encoder.tables[i].weight
+            b = encoder.buckets[i]
+            w[:b].copy_(w[b:b + 1].expand(b, -1))
+
+
+def batch_loss(r, batch, arch, pw, d, weighted):
+    """This rank's share of the global batch's loss (DDP and sync_sparse average the ranks'
+    gradients). Unweighted: the batch mean (`batch["weights"]`). --weight-column: Σ w·ℓ / Σ w over
+    the global batch, so this rank's rows weigh w · world / Σw (one all-reduce for Σw)."""
+    if not weighted:
+        return chain_loss_fn(r, batch["labels"], arch, pw, batch["weights"])
+    rw = batch["row_weight"]
+    w_total = float(d.all_sum([float(rw.sum())])[0])
+    return chain_loss_fn(r, batch["labels"], arch, pw, rw * (d.world / w_total if w_total > 0 else 0.0))
 
 
 def chain_loss_fn(r, labels, arch, pw, weights):
