@@ -102,6 +102,45 @@ struct RequestLogJoinTests {
             """)
     }
 
+    /// `--dropped`: the logged dropped sample becomes rows with `exposed = 0`, every label 0 (even
+    /// where a label row names the pair), `weight = 1/π`; returned items get `exposed = 1`,
+    /// `weight = 1`; a request logged without `dropped` keeps its exposed rows only.
+    @Test func droppedSampleBecomesWeightedUnexposedRows() throws {
+        let dir = NSTemporaryDirectory() + "prerank-join-dropped-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = """
+            {"time":"2026-11-23T02:03:04.123Z","request_id":"r-1","model_version":"v1","arm":"stable","fusion":{"formula":"additive","alpha":1,"beta":20,"gamma":0},"user":{"user_id":"u42"},"query":{},"candidates":[10,11,12,13,14,15,16],"relevance":[1,2,3,0,1,2,3],"items":[{"id":12,"score":0.5,"probabilities":{"ctr":0.1,"atcr":0.05,"ctcvr":0.01}}],"partial":false,"dropped":{"inclusion":0.3333333333333333,"items":[{"id":11,"probabilities":{"ctr":0.01,"atcr":0.005,"ctcvr":0.001}},{"id":15,"probabilities":{"ctr":0.02,"atcr":0.01,"ctcvr":0.002}}]}}
+            {"time":"2026-11-23T02:03:05.000Z","request_id":"r-2","model_version":"v1","arm":"stable","fusion":{"formula":"additive","alpha":1,"beta":20,"gamma":0},"user":{"user_id":"u7"},"query":{},"candidates":[10,11,12],"items":[{"id":10,"score":0.5,"probabilities":{"ctr":0.1,"atcr":0.05,"ctcvr":0.01}}],"partial":false,"dropped":{"inclusion":0.5,"items":[{"id":12,"probabilities":{"ctr":0.01,"atcr":0.005,"ctcvr":0.001}}]}}
+            {"time":"2026-11-23T02:03:06.000Z","request_id":"r-3","model_version":"v1","arm":"stable","fusion":{"formula":"additive","alpha":1,"beta":20,"gamma":0},"user":{"user_id":"u8"},"query":{},"candidates":[10],"items":[{"id":10,"score":0.5,"probabilities":{"ctr":0.1,"atcr":0.05,"ctcvr":0.01}}],"partial":false}
+
+            """
+        try log.write(toFile: dir + "/requests-20261123T020304Z-000001.jsonl", atomically: true, encoding: .utf8)
+        try "request_id,item_id,click,cart,order\nr-1,12,1,0,0\nr-1,15,1,1,0\n".write(toFile: dir + "/labels.csv", atomically: true, encoding: .utf8)
+        try Self.items.write(toFile: dir + "/items.csv", atomically: true, encoding: .utf8)
+        let spec = try FeaturesFile.parse(yaml: Self.features)
+        let summary = try LogJoin.run(LogJoin.Options(logs: [dir], labels: dir + "/labels.csv", features: spec, items: dir + "/items.csv",
+                                                      out: dir + "/train.csv", servingColumns: true, dropped: true))
+        #expect(try String(contentsOfFile: dir + "/train.csv", encoding: .utf8) == """
+            request_id,user_id,query_terms,age,segment,item_id,brand,price,relevance,click,cart,order,exposed,weight,arm,model_version,rank,score
+            r-1,u42,,,,12,acme,,3,1,0,0,1,1,stable,v1,1,0.5
+            r-1,u42,,,,11,"bo,lt",20,2,0,0,0,0,3,stable,v1,,
+            r-1,u42,,,,15,,,2,0,0,0,0,3,stable,v1,,
+            r-2,u7,,,,10,acme,9.5,0,0,0,0,1,1,stable,v1,1,0.5
+            r-2,u7,,,,12,acme,,0,0,0,0,0,2,stable,v1,,
+            r-3,u8,,,,10,acme,9.5,0,0,0,0,1,1,stable,v1,1,0.5
+
+            """)
+        #expect(summary.rows == 6 && summary.droppedRows == 3 && summary.requestsWithoutDropped == 1)
+        #expect(summary.labelsMatched == 1 && summary.labelsUnmatched == 1)  // r-1/15 was dropped: its label is not used
+        // Without the flag the dropped samples are ignored and the columns absent.
+        _ = try LogJoin.run(LogJoin.Options(logs: [dir], labels: nil, features: spec, items: nil, out: dir + "/plain.csv"))
+        let plain = try String(contentsOfFile: dir + "/plain.csv", encoding: .utf8)
+        #expect(plain.hasPrefix("request_id,user_id,query_terms,age,segment,item_id,brand,price,relevance,click,cart,order\n"))
+        #expect(plain.split(separator: "\n").count == 4)
+        #expect(LogJoin.weightCell(1 / (5.0 / 190)) == "38" && LogJoin.weightCell(1 / (7.0 / 3)) == "0.428571428571")
+    }
+
     @Test func rejectsBadInputs() throws {
         let spec = try FeaturesFile.parse(yaml: Self.features)
         #expect(throws: LogJoin.Error.self) {

@@ -65,6 +65,7 @@ struct SideLayout: Sendable {
 /// Record layout (4-byte little-endian words; record `r` starts at word `offsets[r]`):
 ///
 ///     labels      UInt32        bit k = label of task k
+///     weight      Float         only with `--weight-column` (`BatchAssembler.weighted`)
 ///     dense       Float × Du    user-side dense values as written (NaN = missing)
 ///     dense       Float × Di    item-side dense values
 ///     embeddings  for each categorical/multi field, user side then item side, spec order:

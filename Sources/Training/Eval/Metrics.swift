@@ -66,6 +66,36 @@ public enum Metrics {
         return scores.withUnsafeBufferPointer { s in labels.withUnsafeBufferPointer { l in auc(scores: s) { l[$0] > 0 } } }
     }
 
+    /// Weighted ROC AUC (`prerank train --weighted-validation`): each row counts `w_i` times,
+    /// ties counting one half,
+    ///
+    ///     AUC_w = Σ_{i ∈ P} Σ_{j ∈ N} w_i w_j [s_i > s_j] + ½ [s_i = s_j]  /  (W_P · W_N)
+    ///
+    /// with `W_P`, `W_N` the positives' and negatives' total weight. Integer weights give the AUC
+    /// of the data with each row repeated that many times. `nil` when `W_P` or `W_N` is 0.
+    public static func auc(scores: [Double], labels: [Double], weights: [Double]) -> Double? {
+        precondition(scores.count == labels.count && scores.count == weights.count)
+        func key(_ i: Int) -> Double { scores[i].isNaN ? -Double.infinity : scores[i] }
+        let order = scores.indices.sorted { key($0) < key($1) }
+        var negativesBelow = 0.0, wp = 0.0, sum = 0.0
+        var i = 0
+        while i < order.count {
+            var j = i + 1
+            while j < order.count && key(order[j]) == key(order[i]) { j += 1 }
+            var tiedP = 0.0, tiedN = 0.0
+            for r in i..<j {
+                let w = weights[order[r]]
+                if labels[order[r]] > 0 { tiedP += w } else { tiedN += w }
+            }
+            sum += tiedP * (negativesBelow + tiedN / 2)
+            wp += tiedP
+            negativesBelow += tiedN
+            i = j
+        }
+        guard wp > 0 && negativesBelow > 0 else { return nil }
+        return sum / (wp * negativesBelow)
+    }
+
     // MARK: Log-loss
 
     /// Mean binary cross-entropy, with `y_i = 1` when `labels[i] > 0` else 0 and
@@ -88,6 +118,20 @@ public enum Metrics {
     public static func logLoss(probabilities: [Double], labels: [Double]) -> Double? {
         precondition(probabilities.count == labels.count)
         return probabilities.withUnsafeBufferPointer { p in labels.withUnsafeBufferPointer { l in logLoss(probabilities: p) { l[$0] > 0 } } }
+    }
+
+    /// Weighted mean binary cross-entropy, `Σ w_i ℓ_i / Σ w_i` (ℓ_i and ε as `logLoss`); nil when
+    /// the weights sum to 0.
+    public static func logLoss(probabilities: [Double], labels: [Double], weights: [Double]) -> Double? {
+        precondition(probabilities.count == labels.count && probabilities.count == weights.count)
+        let eps = logLossEpsilon
+        var sum = 0.0, total = 0.0
+        for i in probabilities.indices where weights[i] > 0 {
+            let p = min(max(probabilities[i], eps), 1 - eps)
+            sum -= weights[i] * (labels[i] > 0 ? log(p) : log(1 - p))
+            total += weights[i]
+        }
+        return total > 0 ? sum / total : nil
     }
 
     // MARK: Ranking within one list

@@ -9,8 +9,11 @@ import TwinTower
 /// `item_id`; an item feature named `item_id` is that column), `relevance` (the level the request
 /// gave the item, 0 when it gave none), and one column per task label (`click,cart,order`), 0 when
 /// the labels file has no row for the pair. Labels are made progressive (`order=1` ⇒ `cart=1` ⇒ `click=1`). With
-/// `servingColumns`, `arm,model_version,rank,score` follow the labels. docs/REQUEST_LOG.md
-/// describes the format and the selection-bias caveat (only returned items are logged).
+/// `dropped`, `exposed,weight` follow the labels and each request's logged `dropped` sample (candidates
+/// scored and not returned, `request_log.candidate_sample`) adds rows with `exposed = 0`, every label 0
+/// and `weight = 1/π`; returned items get `exposed = 1`, `weight = 1`. With `servingColumns`,
+/// `arm,model_version,rank,score` come last. docs/REQUEST_LOG.md describes the format and the
+/// selection-bias caveat (without `dropped`, only returned items become rows).
 public enum LogJoin {
     public struct Options: Sendable {
         /// Log files (`.jsonl`, `.jsonl.gz`) or directories holding `requests-*.jsonl[.gz]`.
@@ -22,15 +25,18 @@ public enum LogJoin {
         public var items: String?
         public var out: String
         public var servingColumns: Bool
+        /// Add the logged dropped samples as `exposed = 0` rows, and the `exposed,weight` columns.
+        public var dropped: Bool
 
         public init(logs: [String], labels: String?, features: FeaturesFile, items: String?, out: String,
-                    servingColumns: Bool = false) {
+                    servingColumns: Bool = false, dropped: Bool = false) {
             self.logs = logs
             self.labels = labels
             self.features = features
             self.items = items
             self.out = out
             self.servingColumns = servingColumns
+            self.dropped = dropped
         }
     }
 
@@ -45,6 +51,11 @@ public enum LogJoin {
         public var duplicateRequests = 0
         public var requests = 0
         public var rows = 0
+        /// Of `rows`, those from `dropped` samples (`exposed = 0`; only with `Options.dropped`).
+        public var droppedRows = 0
+        /// Requests whose `dropped` key was missing or malformed (no dropped rows for them) while
+        /// `Options.dropped` asked for them: logged without `candidate_sample`, or nothing dropped.
+        public var requestsWithoutDropped = 0
         /// Rows whose item_id is not in items.csv (item fields left empty).
         public var itemsNotInCatalog = 0
         /// Label rows that matched a written row / that did not (item not returned, or request
@@ -75,6 +86,7 @@ public enum LogJoin {
         summary.files = files.count
 
         var header = ["request_id"] + userFields.map(\.name) + ["item_id"] + itemFields.map(\.name) + ["relevance"] + labelNames
+        if options.dropped { header += ["exposed", "weight"] }
         if options.servingColumns { header += ["arm", "model_version", "rank", "score"] }
         let tmp = options.out + ".tmp"
         guard FileManager.default.createFile(atPath: tmp, contents: nil), let out = FileHandle(forWritingAtPath: tmp) else {
@@ -120,30 +132,51 @@ public enum LogJoin {
                 }
                 let arm = obj["arm"] as? String ?? ""
                 let version = obj["model_version"] as? String ?? ""
+                func itemCells(_ id: Int64) -> [String] {
+                    if let c = catalog?[id] { return c }
+                    if catalog != nil { summary.itemsNotInCatalog += 1 }
+                    return emptyItem
+                }
                 for (rank, raw) in items.enumerated() {
                     guard let item = raw as? [String: Any], let idNumber = item["id"] as? NSNumber else {
                         summary.badLines += 1
                         continue
                     }
                     let id = idNumber.int64Value
-                    let itemCells: [String]
-                    if let c = catalog?[id] {
-                        itemCells = c
-                    } else {
-                        itemCells = emptyItem
-                        if catalog != nil { summary.itemsNotInCatalog += 1 }
-                    }
                     var labelCells = [String](repeating: "0", count: labelNames.count)
                     if let l = labels.removeValue(forKey: LabelKey(requestID: requestID, itemID: id)) {
                         labelCells = l.map { $0 ? "1" : "0" }
                         summary.labelsMatched += 1
                     }
-                    var row = [requestID] + userCells + [String(id)] + itemCells + [relevance[id] ?? "0"] + labelCells
+                    var row = [requestID] + userCells + [String(id)] + itemCells(id) + [relevance[id] ?? "0"] + labelCells
+                    if options.dropped { row += ["1", "1"] }
                     if options.servingColumns {
                         row += [arm, version, String(rank + 1), cell(item["score"], kind: .dense)]
                     }
                     buffer += csvLine(row)
                     summary.rows += 1
+                    try flushBuffer(force: false)
+                }
+                guard options.dropped else { return }
+                // The dropped sample: never shown, so every label is 0 (a label row naming one of
+                // these pairs stays unmatched), weight 1/π (π = the logged inclusion probability).
+                guard let dropped = obj["dropped"] as? [String: Any], let inclusion = (dropped["inclusion"] as? NSNumber)?.doubleValue,
+                      inclusion > 0, inclusion <= 1, let sampled = dropped["items"] as? [Any] else {
+                    summary.requestsWithoutDropped += 1
+                    return
+                }
+                let weight = weightCell(1 / inclusion)
+                let zeros = [String](repeating: "0", count: labelNames.count)
+                for raw in sampled {
+                    guard let item = raw as? [String: Any], let id = (item["id"] as? NSNumber)?.int64Value else {
+                        summary.badLines += 1
+                        continue
+                    }
+                    var row = [requestID] + userCells + [String(id)] + itemCells(id) + [relevance[id] ?? "0"] + zeros + ["0", weight]
+                    if options.servingColumns { row += [arm, version, "", ""] }
+                    buffer += csvLine(row)
+                    summary.rows += 1
+                    summary.droppedRows += 1
                     try flushBuffer(force: false)
                 }
             }
@@ -308,6 +341,11 @@ public enum LogJoin {
             return d.description
         default: return "\(value!)"
         }
+    }
+
+    /// `1/π` with 12 significant digits (`38`, not `38.00000000000001`: π = m/n was itself rounded).
+    static func weightCell(_ w: Double) -> String {
+        String(format: "%.12g", w)
     }
 
     static func csvLine(_ cells: [String]) -> String {

@@ -12,6 +12,8 @@ struct Batch {
     /// Per row, bit g set: embedded field g (record order) was routed to its OOV row for this
     /// step (id dropout, or ids off during warm start). Empty: none was.
     var dropped: [UInt64] = []
+    /// Per row, its loss weight (`--weight-column`). Empty: every row weighs 1.
+    var weights: [Float] = []
     var count: Int { rows.count }
 }
 
@@ -28,8 +30,11 @@ struct BatchAssembler {
     let rowOf: [[UInt32]]
     /// Per embedded field in record order: the OOV row's index (= buckets).
     let oovRow: [UInt32]
+    /// Records carry a weight word after the labels (`TrainingRowReader.weightColumn`).
+    let weighted: Bool
 
-    init(spec: ModelSpec, denseMean: [Side: [Float]], denseStd: [Side: [Float]], admission: Admission? = nil) {
+    init(spec: ModelSpec, denseMean: [Side: [Float]], denseStd: [Side: [Float]], admission: Admission? = nil, weighted: Bool = false) {
+        self.weighted = weighted
         user = SideLayout(side: .user, spec: spec)
         item = SideLayout(side: .item, spec: spec)
         tasks = spec.tasks.count
@@ -45,15 +50,20 @@ struct BatchAssembler {
     private func firstField(_ side: Side) -> Int { side == .user ? 0 : user.embeddings.count }
 
     /// Word offsets inside a record: where each side's dense values and embedding fields start.
-    private var denseStart: (user: Int, item: Int) { (1, 1 + user.dense.count) }
-    private var embeddingStart: Int { 1 + user.dense.count + item.dense.count }
+    private var denseStart: (user: Int, item: Int) { (headerWords, headerWords + user.dense.count) }
+    private var embeddingStart: Int { headerWords + user.dense.count + item.dense.count }
+    /// Labels, and the weight when there is one.
+    private var headerWords: Int { weighted ? 2 : 1 }
 
     /// - parameter dropped: per row, the embedded fields read from their OOV row (`Batch.dropped`).
-    func assemble(_ rows: [Int], from data: EncodedRows, embeddings: [String: [Float]], dropped: [UInt64] = []) -> Batch {
+    /// - parameter withWeights: fill `Batch.weights` from the records (when they carry weights).
+    func assemble(_ rows: [Int], from data: EncodedRows, embeddings: [String: [Float]], dropped: [UInt64] = [],
+                  withWeights: Bool = true) -> Batch {
         let b = rows.count
         var batch = Batch(rows: rows, xu: [Float](repeating: 0, count: b * user.width),
                           xi: [Float](repeating: 0, count: b * item.width),
                           labels: [Float](repeating: 0, count: b * tasks), dropped: dropped)
+        if weighted && withWeights { batch.weights = rows.map { Float(bitPattern: data.record($0)[1]) } }
         let userTables = user.embeddings.map { embeddings[$0.name] ?? [] }
         let itemTables = item.embeddings.map { embeddings[$0.name] ?? [] }
         let (du, di) = denseStart
@@ -112,12 +122,14 @@ struct BatchAssembler {
 
     /// Scatters one side's dL/dx (`gx` `[B × width]`) onto the embedding rows that fed the batch
     /// (through the same admission map and dropout mask as `assemble`); a multi value's rows share
-    /// its block's gradient equally (the block is their mean).
+    /// its block's gradient equally (the block is their mean). Rows of weight 0 touch nothing.
     /// `tables[f]` follows `SideLayout.embeddings`.
     func scatter(_ batch: Batch, side: Side, from data: EncodedRows, gx: [Float], into tables: inout [SparseTableGradient]) {
         let layout = side == .user ? user : item
         gx.withUnsafeBufferPointer { g in
             for (i, r) in batch.rows.enumerated() {
+                // A row of weight 0 is as if absent: it must not touch (and so decay) the rows it reads.
+                if !batch.weights.isEmpty && batch.weights[i] == 0 { continue }
                 var p = data.record(r) + embeddingStart
                 if side == .item {  // skip the user side's fields
                     for _ in user.embeddings { p += 1 + Int(p[0]) }

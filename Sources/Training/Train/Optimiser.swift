@@ -98,12 +98,23 @@ struct Optimiser {
         head = AdamState(count: model.headBias.count)
     }
 
-    /// Returns the batch's summed loss. The two sides run on two threads: forward, then
+    /// Returns the batch's loss summed over rows, each row's times its weight, and the sum of the
+    /// weights (`batch.count` without weights). The two sides run on two threads: forward, then
     /// backward and updates.
+    ///
+    /// The loss minimised is `Σ_i w_i ℓ_i / Σ_i w_i` over the batch (ℓ_i: the row's weighted-BCE
+    /// summed over tasks, `--pos-weight` included; w_i = 1 without `--weight-column`, which makes
+    /// it the plain batch mean): a row of weight k steps exactly as k copies of it, a row of weight 0
+    /// as its absence, and scaling every weight by c changes nothing. A batch whose weights sum to
+    /// 0 takes no step at all (Adam's momentum would still move the parameters).
     mutating func step(model: inout Model, batch: Batch, data: EncodedRows, assembler: BatchAssembler,
-                       posWeight: [Float], config: TrainingConfig) -> Float {
-        t += 1
+                       posWeight: [Float], config: TrainingConfig) -> (loss: Float, weight: Float) {
         let b = batch.count
+        let weights = batch.weights
+        precondition(weights.isEmpty || weights.count == b)
+        let weightSum = weights.isEmpty ? Float(b) : weights.reduce(0, +)
+        guard weightSum > 0 else { return (0, 0) }
+        t += 1
         let tasks = model.spec.tasks.count, d = model.d
         let sides = [user, item], inputs = [batch.xu, batch.xi]
         for side in sides { side.take(from: &model) }
@@ -120,7 +131,7 @@ struct Optimiser {
         var dots = [Float](repeating: 0, count: tasks)
         var g = [Float](repeating: 0, count: tasks)
         var labels = [Float](repeating: 0, count: tasks)
-        let scale = 1 / Float(b)
+        let scale = 1 / weightSum
         let u = (0..<tasks).map { ua.final(task: $0) }, v = (0..<tasks).map { ia.final(task: $0) }
         var gr = [Float](repeating: 0, count: b * tasks)  // dL/dr_k per example
         for i in 0..<b {
@@ -134,8 +145,15 @@ struct Optimiser {
                 }
                 labels[k] = batch.labels[i * tasks + k]
             }
-            loss += ChainLoss.gradient(chain: chain, dots: dots, labels: labels, posWeight: posWeight, grad: &g)
-            for k in 0..<tasks { gr[i * tasks + k] = g[k] * scale }
+            let rowLoss = ChainLoss.gradient(chain: chain, dots: dots, labels: labels, posWeight: posWeight, grad: &g)
+            if weights.isEmpty {
+                loss += rowLoss
+                for k in 0..<tasks { gr[i * tasks + k] = g[k] * scale }
+            } else {
+                let w = weights[i]
+                loss += w * rowLoss
+                for k in 0..<tasks { gr[i * tasks + k] = g[k] * (w * scale) }
+            }
         }
         for k in 0..<tasks {
             gu[k].withUnsafeMutableBufferPointer { guk in
@@ -162,7 +180,7 @@ struct Optimiser {
                                        t: step, config: config)
         }
         head.step(&model.headBias, grad: gHead, lr: config.learningRate, t: t)
-        return loss
+        return (loss, weightSum)
     }
 
     /// `body(0)` (user side) and `body(1)` (item side), on two threads or one after the other.
@@ -177,13 +195,19 @@ struct Optimiser {
 }
 
 /// Validation probabilities and labels, for AUC and log-loss per task.
+///
+/// With `weights` (`--weighted-validation`), AUC and log-loss weigh each row by its
+/// `--weight-column` value; otherwise every row counts once.
 struct Evaluation {
     var probabilities: [[Double]]
     var labels: [[Double]]
+    /// Per validation row (shared by every task); nil: unweighted.
+    var weights: [Double]?
 
-    init(tasks: Int) {
+    init(tasks: Int, weighted: Bool = false) {
         probabilities = Array(repeating: [], count: tasks)
         labels = Array(repeating: [], count: tasks)
+        weights = weighted ? [] : nil
     }
 
     mutating func add(model: Model, batch: Batch) {
@@ -194,6 +218,7 @@ struct Evaluation {
         let ia = xi.withUnsafeBufferPointer { model.itemTower.forward($0, batch: b) }
         let u = (0..<tasks).map { ua.final(task: $0) }, v = (0..<tasks).map { ia.final(task: $0) }
         let chain = model.chain
+        if weights != nil { weights!.append(contentsOf: batch.weights.isEmpty ? Array(repeating: 1, count: b) : batch.weights.map(Double.init)) }
         for i in 0..<b {
             let dots = (0..<tasks).map { k in (0..<d).reduce(Float(0)) { $0 + u[k][i * d + $1] * v[k][i * d + $1] } }
             let p = chain.probabilities(dots: dots)
@@ -207,11 +232,15 @@ struct Evaluation {
     /// Per task; nil where AUC is undefined (a split with no positive or no negative for it):
     /// a placeholder 0.5 would read as a measured "no better than chance".
     func aucs() -> [Double?] {
-        zip(probabilities, labels).map { Metrics.auc(scores: $0, labels: $1) }
+        zip(probabilities, labels).map { p, l in
+            weights.map { Metrics.auc(scores: p, labels: l, weights: $0) } ?? Metrics.auc(scores: p, labels: l)
+        }
     }
 
     /// Per task; nil without validation rows.
     func logLosses() -> [Double?] {
-        zip(probabilities, labels).map { Metrics.logLoss(probabilities: $0, labels: $1) }
+        zip(probabilities, labels).map { p, l in
+            weights.map { Metrics.logLoss(probabilities: p, labels: l, weights: $0) } ?? Metrics.logLoss(probabilities: p, labels: l)
+        }
     }
 }

@@ -22,6 +22,12 @@ public struct TrainingConfig: Sendable {
     /// (same weights either way).
     public var threads = 2
     public var version = "trained"
+    /// `--weight-column`: each training row's loss on every task is multiplied by this column's
+    /// value (finite, ≥ 0); the batch loss is `Σ w ℓ / Σ w` (Optimiser.step). nil: weight 1.
+    public var weightColumn: String? = nil
+    /// `--weighted-validation`: validation AUC and log-loss (early stopping, model.json) weigh rows
+    /// by the weight column too. Off by default: see docs/TRAINING.md "Sample weights".
+    public var weightedValidation = false
 
     // Id fields (issue 13; docs/TRAINING.md "Id fields" has the measurements behind the defaults).
     /// Feature admission: a bucket with fewer training values shares the OOV row (0: off).
@@ -113,10 +119,14 @@ public enum Trainer {
     /// Head biases `c_k` that make the untrained chain predict each task's base rate, so the first
     /// batches do not spend themselves learning a constant (CTCVR is ~0.2 %: logit −6).
     ///
-    /// With rates `p_k` (smoothed): additive with the logit residual `c_k = logit p_k − logit p_{k−1}`;
+    /// Rates `p_k = (P_k + u) / (W + 2u)`: `P_k` the (weighted) positives, `W` the (weighted) rows,
+    /// `u = W / rows` the mean weight (1 without weights: the add-one smoothing it always was; with
+    /// weights, rescaling every weight changes nothing).
+    /// With rates `p_k`: additive with the logit residual `c_k = logit p_k − logit p_{k−1}`;
     /// additive without it `c_k = logit p_k`; multiplicative `c_k = logit(p_k / p_{k−1})`.
-    static func initialHeads(architecture: Architecture, positives: [Int], rows: Int) -> [Float] {
-        let rates = positives.map { (Double($0) + 1) / (Double(rows) + 2) }
+    static func initialHeads(architecture: Architecture, positives: [Double], weight: Double, rows: Int) -> [Float] {
+        let unit = rows > 0 && weight > 0 ? weight / Double(rows) : 1
+        let rates = positives.map { ($0 + unit) / (weight + 2 * unit) }
         func logit(_ p: Double) -> Double { log(p / (1 - p)) }
         return rates.indices.map { k in
             let previous = k > 0 ? rates[k - 1] : 1
@@ -163,12 +173,13 @@ struct TrainingSession {
         let cache = try TemporaryDirectory(prefix: "prerank-train")
         defer { cache.remove() }
         let validationCut = UInt64(config.validationFraction * Double(UInt64.max))
-        let rows = try TrainingRowReader(path: data, spec: spec, skipBadRows: config.skipBadRows)
+        let rows = try TrainingRowReader(path: data, spec: spec, skipBadRows: config.skipBadRows, weightColumn: config.weightColumn)
             .read(into: cache.path) { SplitMix64.mix($0 ^ 0x5EED) < validationCut }
         return (spec, rows)
     }
 
-    init(spec: ModelSpec, rows: TrainingData, config: TrainingConfig) {
+    /// - parameter headBias: the heads' start instead of the (weighted) base rates (tests).
+    init(spec: ModelSpec, rows: TrainingData, config: TrainingConfig, headBias: [Float]? = nil) {
         BLASThreads.set(1)
         var rng = SplitMix64(seed: config.seed)
         var model = ModelStore.random(spec: spec, using: &rng)
@@ -184,11 +195,14 @@ struct TrainingSession {
         idMask = admission.fields.enumerated().reduce(0) { $0 | ($1.element.isID ? 1 << UInt64($1.offset) : 0) }
         model.denseMean = rows.denseMean
         model.denseStd = rows.denseStd
-        model.headBias = Trainer.initialHeads(architecture: config.architecture, positives: rows.positives, rows: rows.train.count)
+        // Weighted base rates (the plain ones without a weight column).
+        model.headBias = headBias ?? Trainer.initialHeads(architecture: config.architecture, positives: rows.weightedPositives,
+                                                          weight: rows.trainWeight, rows: rows.train.count)
         self.config = config
         self.rows = rows
         self.model = model
-        assembler = BatchAssembler(spec: spec, denseMean: rows.denseMean, denseStd: rows.denseStd, admission: admission)
+        assembler = BatchAssembler(spec: spec, denseMean: rows.denseMean, denseStd: rows.denseStd, admission: admission,
+                                   weighted: config.weightColumn != nil)
         optimiser = Optimiser(model: model, assembler: assembler, threads: config.threads,
                               lrScale: Dictionary(uniqueKeysWithValues: ids.map { ($0, config.idLearningRateScale) }))
         posWeight = spec.tasks.map { config.positiveWeights[$0.name] ?? 1 }
@@ -196,7 +210,8 @@ struct TrainingSession {
     }
 
     /// One pass over a fresh permutation of every training row (deterministic by seed and epoch),
-    /// at most `limit` rows. Returns the mean training loss and the rate in rows per second.
+    /// at most `limit` rows. Returns the mean training loss (weighted: `Σ w ℓ / Σ w`) and the rate
+    /// in rows per second.
     mutating func runEpoch(_ epoch: Int, limit: Int = .max, progress: Trainer.ProgressHandler? = nil) -> (loss: Double, rate: Double) {
         let started = Date()
         var shuffle = SplitMix64(seed: config.seed &+ UInt64(epoch))
@@ -204,19 +219,21 @@ struct TrainingSession {
         if config.warmupEpochs > 0 && epoch == config.warmupEpochs + 1 { startIDsFromOOV() }
         var dropRNG = SplitMix64(seed: config.seed, stream: 0xD20F, index: UInt64(max(epoch, 0)))
         let total = min(trainRows, limit)
-        var lossSum = 0.0, seen = 0
+        var lossSum = 0.0, weightSum = 0.0, seen = 0
         while seen < total {
             let n = min(config.batch, total - seen)
             let dropped = dropMasks(count: n, epoch: epoch, rng: &dropRNG)
             let batch = assembler.assemble(Array(order[seen..<(seen + n)]), from: rows.train, embeddings: model.embeddings, dropped: dropped)
-            lossSum += Double(optimiser.step(model: &model, batch: batch, data: rows.train, assembler: assembler,
-                                             posWeight: posWeight, config: config))
+            let step = optimiser.step(model: &model, batch: batch, data: rows.train, assembler: assembler,
+                                      posWeight: posWeight, config: config)
+            lossSum += Double(step.loss)
+            weightSum += Double(step.weight)
             seen += n
             if seen % (config.batch * 32) < n {
-                progress?(epoch, seen, total, lossSum / Double(seen), Double(seen) / Date().timeIntervalSince(started))
+                progress?(epoch, seen, total, lossSum / max(weightSum, 1e-12), Double(seen) / Date().timeIntervalSince(started))
             }
         }
-        return (lossSum / Double(max(seen, 1)), Double(seen) / max(Date().timeIntervalSince(started), 1e-9))
+        return (weightSum > 0 ? lossSum / weightSum : 0, Double(seen) / max(Date().timeIntervalSince(started), 1e-9))
     }
 
     /// Per row of a training batch, the id fields read from the OOV row: all of them during warm
@@ -252,14 +269,15 @@ struct TrainingSession {
     /// Probabilities of the current model on the validation rows, read as the exported model
     /// will be (admission map; id fields from the OOV row while warm start keeps them off).
     func validate(epoch: Int = .max) -> Evaluation {
-        var validation = Evaluation(tasks: model.spec.tasks.count)
+        var validation = Evaluation(tasks: model.spec.tasks.count, weighted: config.weightedValidation && assembler.weighted)
         var v = 0
         let idsOff = epoch >= 1 && epoch <= config.warmupEpochs && idMask != 0
         while v < validationRows {
             let n = min(4096, validationRows - v)
             let dropped = idsOff ? [UInt64](repeating: idMask, count: n) : []
             validation.add(model: model, batch: assembler.assemble(Array(v..<(v + n)), from: rows.validation,
-                                                                   embeddings: model.embeddings, dropped: dropped))
+                                                                   embeddings: model.embeddings, dropped: dropped,
+                                                                   withWeights: config.weightedValidation))
             v += n
         }
         return validation

@@ -10,8 +10,12 @@ struct TrainingData {
     var denseMean: [Side: [Float]]
     var denseStd: [Side: [Float]]
     var skipped: Int
-    /// Positives per task among the training rows (reported, and used to set the heads' start).
+    /// Positives per task among the training rows (reported).
     var positives: [Int]
+    /// Σ weight · label per task and Σ weight over the training rows (`--weight-column`; without
+    /// it every weight is 1): the base rates the heads start at are the weighted ones.
+    var weightedPositives: [Double] = []
+    var trainWeight: Double = 0
     /// Values per bucket in the training rows (not validation), per categorical/multi field in
     /// record order (user side then item side): what feature admission counts (Admission.swift).
     var counts: [[UInt32]] = []
@@ -30,11 +34,15 @@ struct TrainingRowReader {
     let skipBadRows: Bool
     let user: SideLayout
     let item: SideLayout
+    /// `--weight-column`: the column read as each row's loss weight (finite, ≥ 0), stored in the
+    /// record after the labels; nil: no weight word, every row weighs 1.
+    let weightColumn: String?
 
-    init(path: String, spec: ModelSpec, skipBadRows: Bool) {
+    init(path: String, spec: ModelSpec, skipBadRows: Bool, weightColumn: String? = nil) {
         self.path = path
         self.spec = spec
         self.skipBadRows = skipBadRows
+        self.weightColumn = weightColumn
         user = SideLayout(side: .user, spec: spec)
         item = SideLayout(side: .item, spec: spec)
     }
@@ -51,6 +59,11 @@ struct TrainingRowReader {
             labelColumns.append(c)
         }
         let requestColumn = columns["request_id"]
+        var weightIndex: Int? = nil
+        if let name = weightColumn {
+            guard let c = columns[name] else { throw FormatError(path, "no weight column \(name) (--weight-column)") }
+            weightIndex = c
+        }
         let sides = [user, item]
         // Column of each field, side by side, in spec order (nil: absent, encodes as missing).
         let fieldColumns = sides.map { $0.fields.map { columns[$0.name] } }
@@ -64,9 +77,11 @@ struct TrainingRowReader {
         }
         var sums = sides.map { [(sum: Double, squares: Double, n: Int)](repeating: (0, 0, 0), count: $0.dense.count) }
         var positives = [Int](repeating: 0, count: spec.tasks.count)
+        var weightedPositives = [Double](repeating: 0, count: spec.tasks.count)
+        var trainWeight = 0.0
         let embedded = sides.flatMap { $0.embeddings }
         var counts = embedded.map { [UInt32](repeating: 0, count: $0.buckets) }
-        let embeddingStart = 1 + sides.reduce(0) { $0 + $1.dense.count }
+        let embeddingStart = (weightIndex == nil ? 1 : 2) + sides.reduce(0) { $0 + $1.dense.count }
         var skipped = 0
         var record: [UInt32] = []
         var dense: [[Float]] = sides.map { [Float](repeating: .nan, count: $0.dense.count) }
@@ -79,6 +94,7 @@ struct TrainingRowReader {
                     }
                     record.removeAll(keepingCapacity: true)
                     record.append(try labels(cells, columns: labelColumns, line: line))
+                    if let weightIndex { record.append(try weight(cells[weightIndex], line: line).bitPattern) }
                     for s in sides.indices {
                         try denseValues(cells, side: sides[s], columns: fieldColumns[s], line: line, into: &dense[s])
                         for v in dense[s] { record.append(v.bitPattern) }
@@ -102,9 +118,15 @@ struct TrainingRowReader {
                 if isValidation(key) {
                     try validation.append(record)
                 } else {
-                    for k in positives.indices where record[0] & (1 << UInt32(k)) != 0 { positives[k] += 1 }
+                    let w = weightIndex == nil ? 1 : Double(Float(bitPattern: record[1]))
+                    trainWeight += w
+                    for k in positives.indices where record[0] & (1 << UInt32(k)) != 0 {
+                        positives[k] += 1
+                        weightedPositives[k] += w
+                    }
                     var p = embeddingStart
-                    for f in counts.indices {
+                    // Admission counts the values of rows that train (a weight-0 row is as if absent).
+                    for f in counts.indices where w > 0 {
                         let n = Int(record[p])
                         for j in 0..<n { counts[f][Int(record[p + 1 + j])] &+= 1 }
                         p += 1 + n
@@ -133,7 +155,18 @@ struct TrainingRowReader {
             }
         }
         return TrainingData(train: try train.finish(), validation: try validation.finish(),
-                            denseMean: mean, denseStd: std, skipped: skipped, positives: positives, counts: counts)
+                            denseMean: mean, denseStd: std, skipped: skipped, positives: positives,
+                            weightedPositives: weightedPositives, trainWeight: trainWeight, counts: counts)
+    }
+
+    /// A `--weight-column` cell: a finite number ≥ 0 (as a Float), else a one-line error naming
+    /// the file, line and column.
+    private func weight(_ cell: String, line: Int) throws(FormatError) -> Float {
+        let t = cell.trimmingSpaces()
+        guard let v = Double(t), v.isFinite, v >= 0, Float(v).isFinite else {
+            throw FormatError(path, "line \(line): weight \"\(cell)\" must be a finite number ≥ 0 (column \(weightColumn ?? ""))")
+        }
+        return Float(v)
     }
 
     /// The labels as a bitmask; each must be 0 or 1 and never 1 after a 0 along the chain.

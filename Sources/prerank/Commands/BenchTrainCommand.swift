@@ -24,6 +24,7 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Mini-batch size.") var batch: Int = 512
     @Option(parsing: .unconditional, help: "Rows timed per repeat.") var rows: Int = 200_000
     @Option(parsing: .unconditional, help: "Rounds (each times one and two threads).") var repeats: Int = 3
+    @Option(help: "Also time two-thread steps with this column as --weight-column (same rounds).") var weightColumn: String?
     @Flag(help: "Print the report as JSON.") var json = false
 
     func run() throws {
@@ -43,7 +44,8 @@ struct BenchTrainCommand: ParsableCommand {
         let report: TrainingBenchmarkReport
         do {
             report = try TrainingBenchmark.run(features: try FeaturesFile.load(path: features), data: data, config: config,
-                                               rowsPerRepeat: rows, repeats: repeats) { Progress.line("# " + $0, final: true) }
+                                               rowsPerRepeat: rows, repeats: repeats,
+                                               weightColumn: weightColumn) { Progress.line("# " + $0, final: true) }
         } catch {
             throw CLIError(error.description)  // the do block throws only FormatError
         }
@@ -57,6 +59,9 @@ struct BenchTrainCommand: ParsableCommand {
         print(String(format: "encode pass (once per training run)   %9.0f rows/s", report.encodeRowsPerSecond))
         print(String(format: "training steps, 1 thread              %9.0f rows/s", one))
         print(String(format: "training steps, 2 threads             %9.0f rows/s   (%.2fx of 1 thread)", two, two / max(one, 1e-9)))
+        if let w = report.stepRowsPerSecondWeighted {
+            print(String(format: "training steps, 2 threads, weighted   %9.0f rows/s   (%.2fx of unweighted)", w, w / max(two, 1e-9)))
+        }
         print(String(format: "aim 50,000 rows/s: %@ (%.2fx of the aim)", two >= 50_000 ? "met" : "missed", two / 50_000))
     }
 }

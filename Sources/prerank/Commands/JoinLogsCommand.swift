@@ -13,7 +13,10 @@ struct JoinLogsCommand: ParsableCommand {
             and the item catalog, and writes train.csv in the SPEC §3 shape with one row per \
             (logged request, returned item): request_id, user-side fields, item_id, item-side fields \
             (from items.csv), relevance, label columns. Only items the server returned were logged: see \
-            docs/REQUEST_LOG.md for the selection-bias caveat.
+            docs/REQUEST_LOG.md for the selection-bias caveat. With --dropped, the candidates the server \
+            scored and did not return, sampled into the log by request_log.candidate_sample, become rows \
+            too (labels 0), and the columns exposed (1 returned, 0 dropped) and weight (1, or 1/π for a \
+            dropped row) follow the labels: train with `prerank train --weight-column weight`.
             """
     )
 
@@ -25,18 +28,23 @@ struct JoinLogsCommand: ParsableCommand {
     @Option(help: "Output CSV.") var out: String
     @Flag(help: "Append arm, model_version, rank and score columns after the labels.")
     var servingColumns = false
+    @Flag(help: "Add each request's logged dropped sample as rows with labels 0, and the columns exposed,weight (1/π) after the labels.")
+    var dropped = false
 
     func run() throws {
         let spec = try loadSpec()
         let summary: LogJoin.Summary
         do {
             summary = try LogJoin.run(LogJoin.Options(logs: logs, labels: labels, features: spec, items: items,
-                                                      out: out, servingColumns: servingColumns))
+                                                      out: out, servingColumns: servingColumns, dropped: dropped))
         } catch {
             throw CLIError(error.description)
         }
         let s = summary
         Progress.line("join-logs: \(s.files) files, \(s.lines) lines, \(s.requests) requests -> \(s.rows) rows in \(out)", final: true)
+        if dropped {
+            Progress.line("join-logs: \(s.rows - s.droppedRows) exposed rows, \(s.droppedRows) dropped rows (exposed=0, weight 1/π); \(s.requestsWithoutDropped) requests logged without a dropped sample", final: true)
+        }
         Progress.line("join-logs: labels matched \(s.labelsMatched), unmatched \(s.labelsUnmatched) (item not returned or request not logged), made progressive \(s.labelsMadeProgressive)", final: true)
         if s.badLines + s.withoutRequestID + s.duplicateRequests + s.itemsNotInCatalog > 0 {
             Progress.line("join-logs: skipped \(s.badLines) bad lines, \(s.withoutRequestID) requests without request_id, \(s.duplicateRequests) repeated request_ids; \(s.itemsNotInCatalog) rows with items not in the catalog", final: true)

@@ -45,6 +45,10 @@ struct TrainCommand: ParsableCommand {
     var idWarmupEpochs: Int = TrainingConfig.defaultIDWarmupEpochs
     @Option(help: "Multiplies the embedding learning rate on id fields.") var idLrScale: Float = 1
     @Option(help: "Embedding dim of the id fields (default: features.yaml's).") var idDim: Int?
+    @Option(help: "Column of per-row loss weights (finite, ≥ 0; e.g. join-logs --dropped's weight): each row's loss on every task is multiplied by it, batch loss Σ w·ℓ / Σ w.")
+    var weightColumn: String?
+    @Flag(help: "Weigh validation rows by --weight-column in validation AUC and log-loss (default: unweighted).")
+    var weightedValidation = false
 
     func run() throws {
         let widths = try hidden.split(separator: ",").map { part -> Int in
@@ -67,6 +71,8 @@ struct TrainCommand: ParsableCommand {
         guard idWarmupEpochs >= 0, idLrScale > 0, idLrScale.isFinite, (idDim ?? 1) >= 1 else {
             throw CLIError("--id-warmup-epochs must be ≥ 0, --id-lr-scale > 0, --id-dim ≥ 1")
         }
+        if let name = weightColumn, name.isEmpty { throw CLIError("--weight-column needs a column name") }
+        if weightedValidation && weightColumn == nil { throw CLIError("--weighted-validation needs --weight-column") }
         guard let architecture = Architecture.named(arch, hidden: widths, d: d, clamp: clamp) else {
             throw CLIError("--arch must be resflow, nse, nse+fr, nse+lr or esmm, not \(arch)")
         }
@@ -87,6 +93,8 @@ struct TrainCommand: ParsableCommand {
         config.idWarmupEpochs = idWarmupEpochs
         config.idLearningRateScale = idLrScale
         config.idDim = idDim
+        config.weightColumn = weightColumn
+        config.weightedValidation = weightedValidation
         config.version = version ?? "\(arch)\(clamp ? "+clamp" : "")-seed\(seed)"
         for part in posWeight.split(separator: ",") where !part.isEmpty {
             let kv = part.split(separator: "=")
@@ -129,11 +137,22 @@ struct TrainCommand: ParsableCommand {
                 func figure(_ v: Double?) -> JSONValue { report.validationRows > 0 ? v.map(JSONValue.number) ?? .null : .null }
                 metrics[name] = .object(["auc": figure(last?.validationAUC[name]), "logloss": figure(last?.validationLogLoss[name])])
             }
+            var positiveWeights: [String: JSONValue] = [:]
+            for (task, w) in config.positiveWeights { positiveWeights[task] = .number(Double(w)) }
+            let lossText = weightColumn == nil
+                ? "per batch: mean over rows of the per-task weighted BCE summed over tasks (pos_weight on positives)"
+                : "per batch: sum over rows of weight * (per-task weighted BCE summed over tasks, pos_weight on positives) / sum of the batch's weights"
+            let weightsObject: [String: JSONValue] = [
+                "column": weightColumn.map(JSONValue.string) ?? .null, "loss": .string(lossText),
+                "validation": .string(weightedValidation ? "weighted" : "unweighted"),
+            ]
+            let weights = JSONValue.object(weightsObject)
             described.spec.training = .object([
                 "data": .string(data), "rows": .number(Double(report.trainRows)), "validation_rows": .number(Double(report.validationRows)),
                 "skipped_rows": .number(Double(report.skippedRows)), "seed": .number(Double(seed)), "arch": .string(arch),
                 "clamp": .bool(clamp), "epochs_run": .number(Double(report.epochs.count)), "best_epoch": .number(Double(report.bestEpoch)),
                 "validation": .object(metrics),
+                "pos_weight": .object(positiveWeights), "weights": weights,
                 "admission": .object([
                     "rule": .string("bucket admitted iff >= min_count training values hash into it (validation split excluded, multi cells count each value); non-admitted buckets' rows of emb.<field> all hold the field's shared out-of-vocabulary vector"),
                     "min_count": .number(Double(minCount)),
