@@ -118,6 +118,32 @@ import TwinTower
         }
     }
 
+    /// `--id-dropout 1` (every id read from the OOV row) trained into a trap converting 2^64 to
+    /// UInt64 before; it must train, and no admitted id row may then move (no row reads them).
+    @Test func idDropoutOfOneTrainsEveryRowOnTheOOVRow() throws {
+        let path = try write(csv(rows: 200))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var config = TrainingConfig(architecture: Self.spec.architecture)
+        config.epochs = 2
+        config.batch = 16
+        config.validationFraction = 0
+        config.minCount = 5
+        config.idFields = ["uid"]
+        config.idDropout = 1
+        config.idWarmupEpochs = 0
+        config.embeddingL2 = 0
+        config.epochs = 1
+        let (one, _) = try Trainer.train(features: FeaturesFile(tasks: Self.tasks, features: Self.features), data: path, config: config)
+        config.epochs = 2
+        let (two, _) = try Trainer.train(features: FeaturesFile(tasks: Self.tasks, features: Self.features), data: path, config: config)
+        // The towers kept learning; the admitted id rows, never read, are still their initial values.
+        #expect(one.embeddings["words"] != two.embeddings["words"])
+        for uid in ["u1", "u2"] {
+            let b = bucket("uid", uid)
+            #expect(Array(one.embeddings["uid"]![(b * 3)..<(b * 3 + 3)]) == Array(two.embeddings["uid"]![(b * 3)..<(b * 3 + 3)]))
+        }
+    }
+
     @Test func aRareOrUnseenValueServedLaterLandsOnTheOOVVector() throws {
         let path = try write(csv(rows: 200))
         defer { try? FileManager.default.removeItem(atPath: path) }

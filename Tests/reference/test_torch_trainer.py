@@ -424,7 +424,7 @@ def test_weight_column_two_equals_the_row_duplicated(prerank, world, small, tmp_
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
     spec = json.loads((tmp_path / "weighted" / "model.json").read_text())
-    assert spec["training"]["weight_column"] == "w"
+    assert spec["training"]["weights"]["column"] == "w" and spec["training"]["weights"]["validation"] == "unweighted"
 
 
 def test_weighted_batch_gradient_equals_the_duplicated_batch(world):

@@ -627,8 +627,14 @@ def _run(args, d):
         "ids": {"fields": [n for n in vocabulary if vocabulary[n]["id"]], "dropout": id_dropout, "warmup_epochs": warm,
                 "lr_scale": args.id_lr_scale, "dim": args.id_dim},
     }
-    if args.weight_column:
-        model.training_info["weight_column"] = args.weight_column
+    # The same record as prerank train (docs/TRAINING.md "Sample weights"); validation is unweighted here.
+    model.training_info["weights"] = {
+        "column": args.weight_column,
+        "loss": ("per batch: sum over rows of weight * (per-task weighted BCE summed over tasks, pos_weight on positives)"
+                 " / sum of the batch's weights") if args.weight_column else
+                ("per batch: mean over rows of the per-task weighted BCE summed over tasks (pos_weight on positives)"),
+        "validation": "unweighted",
+    }
     if d.rank == 0:
         model.export(args.out)
         log(f"train: wrote {args.out} (best epoch {model.training_info['best_epoch']}, "

@@ -242,7 +242,10 @@ struct TrainingSession {
         guard idMask != 0 else { return [] }
         if epoch >= 1 && epoch <= config.warmupEpochs { return [UInt64](repeating: idMask, count: count) }
         guard config.idDropout > 0 else { return [] }
-        let cut = UInt64(Double(min(config.idDropout, 1)) * Double(UInt64.max))
+        // Double(UInt64.max) is 2^64, which UInt64 cannot hold: p = 1 clamps to UInt64.max (the
+        // same cut prerank_torch's swiftrng.dropout_cut computes).
+        let scaled = Double(min(config.idDropout, 1)) * Double(UInt64.max)
+        let cut = scaled >= Double(UInt64.max) ? UInt64.max : UInt64(scaled)
         return (0..<count).map { _ in
             var m: UInt64 = 0
             var bits = idMask
