@@ -59,7 +59,9 @@ def main():
             for (ww, arch, spec, var), d in runs.items():
                 if ww == w and arch == ref:
                     r = next(iter(d.values()))
-                    print(f"| {w} | {ref}{'' if spec == 'full' else ' (' + spec + ')'} | 1 | "
+                    label = ", ".join(x for x in (spec if spec != "full" else "",
+                                                  var if var not in ("baselines", "generator") else "") if x)
+                    print(f"| {w} | {ref}{' (' + label + ')' if label else ''} | 1 | "
                           + " / ".join(f"{float(r[t]):.4f}" for t in TASKS) + " | | | |")
 
     others = sorted({k[3] for k in runs if k[1] == "resflow" and k[3] != a.variant})
@@ -78,10 +80,11 @@ def main():
                     vals = " / ".join(ms([float(d[s][t]) for s in sorted(d)]) for t in TASKS)
                     diff = (" / ".join(signed([float(d[s][t]) - float(base[s][t]) for s in seeds]) for t in TASKS)
                             if seeds and v != a.variant else "")
-                    sec = st.mean(float(d[s]["train_s"]) for s in d)
+                    secs = [float(d[s]["train_s"]) for s in d if d[s]["train_s"]]
+                    sec = f"{st.mean(secs):.0f}" if secs else "—"
                     name = v + ("" if spec == "full" else " (id-free spec)")
                     print(f"| {w} | {name} | {len(d)} | {vals} | {diff} | "
-                          f"{','.join(d[s]['best_epoch'] for s in sorted(d))} | {sec:.0f} |")
+                          f"{','.join(d[s]['best_epoch'] for s in sorted(d))} | {sec} |")
 
 
 if __name__ == "__main__":
