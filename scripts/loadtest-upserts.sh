@@ -52,8 +52,13 @@ LOAD=(wrk -t"${WRK_THREADS:-2}" -c"${WRK_CONNECTIONS:-4}" --timeout 5s --latency
 "${LOAD[@]}" -d"${SECS}s" > "$OUT/wrk-A.txt"
 python3 scripts/upsert-stream.py --url "http://127.0.0.1:$PORT" --token-file "$OUT/token" \
     --items "$WORLD/data/items.csv" --rate "$RATE" --batch "$BATCH" --seconds "$((SECS + 2))" \
-    --json "$OUT/stream.json" > "$OUT/stream.log" 2>&1 &
+    --json "$OUT/stream.json" --ready-file "$OUT/stream.ready" > "$OUT/stream.log" 2>&1 &
 STREAM=$!
+# The stream builds its batches first (reading the 1M-row items.csv: seconds of CPU), then starts.
+while [ ! -f "$OUT/stream.ready" ]; do
+    kill -0 "$STREAM" 2>/dev/null || { cat "$OUT/stream.log" >&2; exit 1; }
+    sleep 0.2
+done
 sleep 1
 "${LOAD[@]}" -d"${SECS}s" > "$OUT/wrk-B.txt"
 wait "$STREAM" || { cat "$OUT/stream.log" >&2; exit 1; }

@@ -37,6 +37,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", required=True)
+    ap.add_argument("--ready-file", help="written once every batch is built, just before the stream starts")
     a = ap.parse_args()
 
     token = open(a.token_file).read().strip()
@@ -56,19 +57,14 @@ def main():
         except ValueError:
             return text
 
-    admin = http.client.HTTPConnection(host, int(port), timeout=30)
-    probe = http.client.HTTPConnection(host, int(port), timeout=30)
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    # Every batch body is built before the stream starts (--ready-file says when), so the timed
+    # part costs the client only sending and reading: in production the writer of the
+    # changes runs on another machine, and its CPU must not be charged to the server here.
+    total_batches = int(a.rate * a.seconds / a.batch) + 1
     next_new = max_id + 1
-    batch_ms, visible_ms = [], []
-    sent = refused = not_visible = batches = 0
-    start = time.monotonic()
-    while time.monotonic() - start < a.seconds:
-        due = start + sent / a.rate
-        now = time.monotonic()
-        if due > now:
-            time.sleep(due - now)
-        half = a.batch // 2
+    prepared = []
+    half = a.batch // 2
+    for _ in range(total_batches):
         upsert = []
         for r in rng.sample(rows, half):
             row = {"item_id": int(r["item_id"])}
@@ -76,28 +72,45 @@ def main():
             if "price" in row:
                 row["price"] = round(float(row["price"]) * rng.uniform(0.8, 1.2), 2)
             upsert.append(row)
-        new_ids = []
-        for r in rng.sample(rows, a.batch - half):
-            row = {"item_id": next_new}
+        new_ids = list(range(next_new, next_new + a.batch - half))
+        for i, r in zip(new_ids, rng.sample(rows, a.batch - half)):
+            row = {"item_id": i}
             row.update({c: typed(c, r[c]) for c in columns})
-            new_ids.append(next_new)
-            next_new += 1
             upsert.append(row)
+        next_new += len(new_ids)
+        probe = json.dumps({"user": {}, "query": {}, "candidates": new_ids, "k": len(new_ids)}).encode()
+        prepared.append((json.dumps({"upsert": upsert}).encode(), len(upsert), new_ids, probe))
+    del rows
+    if a.ready_file:
+        open(a.ready_file, "w").write(f"{len(prepared)} batches\n")
+
+    admin = http.client.HTTPConnection(host, int(port), timeout=30)
+    prober = http.client.HTTPConnection(host, int(port), timeout=30)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    batch_ms, visible_ms = [], []
+    sent = refused = not_visible = batches = 0
+    start = time.monotonic()
+    for body, n, new_ids, probe in prepared:
+        if time.monotonic() - start >= a.seconds:
+            break
+        due = start + sent / a.rate
+        now = time.monotonic()
+        if due > now:
+            time.sleep(due - now)
         t0 = time.monotonic()
-        admin.request("POST", "/admin/items", json.dumps({"upsert": upsert}), headers)
+        admin.request("POST", "/admin/items", body, headers)
         resp = admin.getresponse()
-        body = resp.read()
+        answer_body = resp.read()
         t1 = time.monotonic()
         batches += 1
-        sent += len(upsert)
+        sent += n
         if resp.status != 200:
             refused += 1
-            print(f"batch {batches}: {resp.status} {body[:200]!r}", file=sys.stderr)
+            print(f"batch {batches}: {resp.status} {answer_body[:200]!r}", file=sys.stderr)
             continue
         batch_ms.append((t1 - t0) * 1e3)
-        probe.request("POST", "/prerank", json.dumps({"user": {}, "query": {}, "candidates": new_ids, "k": len(new_ids)}),
-                      {"Content-Type": "application/json"})
-        answer = json.loads(probe.getresponse().read())
+        prober.request("POST", "/prerank", probe, {"Content-Type": "application/json"})
+        answer = json.loads(prober.getresponse().read())
         t2 = time.monotonic()
         scored = {i["id"] for i in answer.get("items", [])}
         if scored >= set(new_ids):
