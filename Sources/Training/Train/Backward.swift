@@ -49,7 +49,12 @@ enum TowerBackward {
                     gO[k][l] = gz  // the total dL/do_k^l, which task k-1 reads
                     gz.withUnsafeMutableBufferPointer { g in
                         acts.relu[k][l].withUnsafeBufferPointer { relu in
-                            for i in 0..<g.count where relu[i] <= 0 { g[i] = 0 }
+                            // A mask, not a branch (see Tower.forwardBlocks): the same +0 where
+                            // relu <= 0, stored unconditionally so the loop vectorises.
+                            for i in 0..<g.count {
+                                let keep: UInt32 = relu[i] > 0 ? ~0 : 0
+                                g[i] = Float(bitPattern: g[i].bitPattern & keep)
+                            }
                         }
                     }
                 }

@@ -114,7 +114,11 @@ public struct Tower: Sendable, Equatable {
                         }
                     }
                     guard l < blocks - 1 else { return }
-                    for i in 0..<count where out[i] < 0 { out[i] = 0 }
+                    // `max`, not `if out[i] < 0 { out[i] = 0 }`: the sign of a pre-activation is
+                    // a coin flip the branch predictor cannot learn, and LLVM keeps a select that
+                    // stores nothing in one arm as a branch; an unconditional store of max(v, 0)
+                    // vectorises (maxps). Same values, except -0 becomes +0; NaN stays NaN.
+                    for i in 0..<count { out[i] = max(out[i], 0) }
                     if keepPreResidual { preResidual = Array(UnsafeBufferPointer(start: out, count: count)) }
                     if featureResidual && k > 0 {
                         outputs[k - 1][l].withUnsafeBufferPointer { prev in
