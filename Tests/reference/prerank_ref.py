@@ -35,6 +35,12 @@ def bucket(field: str, value, buckets: int) -> int:
     return fnv1a((field + "\x1f" + text).encode("utf-8")) % buckets
 
 
+
+def sigmoid(x):
+    """1 / (1 + e^-x); e^-x overflowing to inf for x < -709 gives the right 0, without numpy's warning."""
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-x))
+
 class RefModel:
     def __init__(self, model_dir: str):
         with open(os.path.join(model_dir, "model.json")) as f:
@@ -106,9 +112,9 @@ class RefModel:
             if self.chain == "additive":
                 logit = logit_prev + r if (self.lr and k > 0) else r
                 logit_prev = logit
-                p[k] = 1 / (1 + np.exp(-logit))
+                p[k] = sigmoid(logit)
             else:
-                p_prev = p_prev * (1 / (1 + np.exp(-r)))
+                p_prev = p_prev * sigmoid(r)
                 p[k] = p_prev
         return p
 
