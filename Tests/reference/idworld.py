@@ -44,6 +44,11 @@ import time
 
 import numpy as np
 
+# The generator-independent helpers (calibration by bisection, AUC, primes) are otherworld.py's;
+# the world itself — entities, id effects, logits — is this file's own.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from otherworld import auc, calibrate as calibrate_to, next_prime, sigmoid  # noqa: E402
+
 RANK = 4
 TEST_FRACTION = 0.2
 TARGETS = {"click": 0.10, "cart": 0.02, "order": 0.006}     # P(click), P(click, cart), P(click, cart, order)
@@ -56,29 +61,6 @@ DEVICES = ["ios", "android", "web"]
 AGE_BANDS = ["18-24", "25-34", "35-44", "45-54", "55-64", "65+"]
 SD_ID = 0.7           # idiosyncratic (id-level) sd of user propensity and item quality
 SD_REVEAL = 0.8       # noise sd of active_days / rating around the idiosyncratic part
-
-
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def next_prime(n):
-    n = max(n, 2)
-    while any(n % d == 0 for d in range(2, int(n ** 0.5) + 1)):
-        n += 1
-    return n
-
-
-def auc(scores, labels):
-    """Rank-sum AUC with tied scores sharing their average rank; None without both classes."""
-    labels = np.asarray(labels, dtype=bool)
-    n_pos = int(labels.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return None
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    avg_rank = np.cumsum(counts) - (counts - 1) / 2.0
-    return (avg_rank[inverse][labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
 def shrink(noisy, present):
@@ -207,22 +189,9 @@ def col(v):
     return np.asarray(v, dtype=float)[:, None]
 
 
-def bisect(f, target, lo=-20.0, hi=20.0, steps=60):
-    for _ in range(steps):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if f(mid) < target else (lo, mid)
-    return 0.5 * (lo + hi)
-
-
 def calibrate(z):
     """Intercepts so the mean P(click), P(click, cart), P(click, cart, order) hit TARGETS."""
-    z1, z2, z3 = z
-    b1 = bisect(lambda b: sigmoid(b + z1).mean(), TARGETS["click"])
-    p1 = sigmoid(b1 + z1)
-    b2 = bisect(lambda b: (p1 * sigmoid(b + z2)).mean(), TARGETS["cart"])
-    p12 = p1 * sigmoid(b2 + z2)
-    b3 = bisect(lambda b: (p12 * sigmoid(b + z3)).mean(), TARGETS["order"])
-    return b1, b2, b3
+    return calibrate_to(z, TARGETS)
 
 
 def marginals(b, z):

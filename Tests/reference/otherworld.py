@@ -299,15 +299,16 @@ def bisect(f, target, lo=-20.0, hi=20.0, steps=60):
     return 0.5 * (lo + hi)
 
 
-def calibrate(z):
-    """Intercepts so that mean P(click), P(click, cart), P(click, cart, order) hit TARGETS; each mean
-    is increasing in its own intercept given the earlier ones, so solve them in turn."""
+def calibrate(z, targets=TARGETS):
+    """Intercepts so that mean P(click), P(click, cart), P(click, cart, order) hit `targets`; each
+    mean is increasing in its own intercept given the earlier ones, so solve them in turn.
+    (idworld.py calibrates its own logits with its own targets through this function.)"""
     z1, z2, z3 = z
-    b1 = bisect(lambda b: sigmoid(b + z1).mean(), TARGETS["click"])
+    b1 = bisect(lambda b: sigmoid(b + z1).mean(), targets["click"])
     p1 = sigmoid(b1 + z1)
-    b2 = bisect(lambda b: (p1 * sigmoid(b + z2)).mean(), TARGETS["cart"])
+    b2 = bisect(lambda b: (p1 * sigmoid(b + z2)).mean(), targets["cart"])
     p12 = p1 * sigmoid(b2 + z2)
-    b3 = bisect(lambda b: (p12 * sigmoid(b + z3)).mean(), TARGETS["order"])
+    b3 = bisect(lambda b: (p12 * sigmoid(b + z3)).mean(), targets["order"])
     return b1, b2, b3
 
 
