@@ -160,7 +160,7 @@ public enum ScoringBenchmark {
                 let user = users[rep % users.count]
                 let rows = sets[rep]
                 // A contiguous stretch of the vectors tensor (plus scales for I8 is as many bytes).
-                let vectorOnly = index.count * index.taskCount * index.d * (dtype == .f32 ? 4 : dtype == .f16 ? 2 : 1)
+                let vectorOnly = index.count * index.taskCount * index.d * dtype.bytesPerValue
                 let offset = Int(rng.next() % UInt64(max(1, vectorOnly - gatherBytes - 64))) & ~63
                 gStream.append(time { checksum &+= KernelBaselines.streamRead(index.vectors + offset, bytes: gatherBytes) })
                 gFused.append(time { _ = ScoringEngine.rank(index: index, chain: chain, fusion: fusion, user: user, rows: rows, k: s.k) })
@@ -415,7 +415,7 @@ public enum ScoringBenchmark {
 
     static func streamAll(_ index: ItemIndex) -> UInt64 {
         let n = index.count * index.taskCount * index.d
-        let vectorBytes = n * (index.dtype == .f32 ? 4 : index.dtype == .f16 ? 2 : 1)
+        let vectorBytes = n * index.dtype.bytesPerValue
         var sum = KernelBaselines.streamRead(index.vectors, bytes: vectorBytes)
         if let scales = index.scales {
             sum &+= KernelBaselines.streamRead(UnsafeRawPointer(scales), bytes: index.vectorBytes - vectorBytes)

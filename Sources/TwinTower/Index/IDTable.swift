@@ -30,18 +30,7 @@ public struct IDTable: Sendable {
             return
         }
         contiguous = false
-        var capacity = 16
-        while capacity < ids.count * 2 { capacity <<= 1 }
-        mask = capacity - 1
-        let storage = SlotStorage(capacity: capacity, hugePages: hugePages)
-        let slots = storage.slots
-        for (row, id) in ids.enumerated() {
-            var slot = Self.hash(id) & (capacity - 1)
-            while slots[slot].row1 != 0 { slot = (slot + 1) & (capacity - 1) }
-            slots[slot] = pk_id_slot(key: id, row1: Int32(row + 1), pad: 0)
-        }
-        storage.seal()
-        self.storage = storage
+        (mask, storage) = Self.hashed(ids, count: ids.count, hugePages: hugePages) { _ in false }
     }
 
     /// A hashed table over rows in any order, leaving out the rows `skip` names: the live
@@ -53,17 +42,24 @@ public struct IDTable: Sendable {
         count = kept
         first = 0
         contiguous = false
+        (mask, storage) = Self.hashed(ids, count: kept, hugePages: false, skip: skip)
+    }
+
+    /// The slots (load factor ≤ 0.5, linear probing) holding `ids[row]` → row for every row
+    /// `skip` keeps; `count` of them.
+    private static func hashed(_ ids: UnsafeBufferPointer<Int64>, count: Int, hugePages: Bool,
+                               skip: (Int) -> Bool) -> (mask: Int, storage: SlotStorage) {
         var capacity = 16
-        while capacity < kept * 2 { capacity <<= 1 }
-        mask = capacity - 1
-        let storage = SlotStorage(capacity: capacity, hugePages: false)
+        while capacity < count * 2 { capacity <<= 1 }
+        let storage = SlotStorage(capacity: capacity, hugePages: hugePages)
         let slots = storage.slots
         for (row, id) in ids.enumerated() where !skip(row) {
-            var slot = Self.hash(id) & (capacity - 1)
+            var slot = hash(id) & (capacity - 1)
             while slots[slot].row1 != 0 { slot = (slot + 1) & (capacity - 1) }
             slots[slot] = pk_id_slot(key: id, row1: Int32(row + 1), pad: 0)
         }
-        self.storage = storage
+        storage.seal()
+        return (capacity - 1, storage)
     }
 
     /// The slot hash; `pk_lookup_rows` computes the same bits in C.

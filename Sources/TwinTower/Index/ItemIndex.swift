@@ -217,7 +217,7 @@ public final class ItemIndex: @unchecked Sendable {
         var acc: Float = 0
         let stride = 4096
         var offset = 0
-        let total = count * taskCount * d * (dtype == .f32 ? 4 : dtype == .f16 ? 2 : 1)
+        let total = count * taskCount * d * dtype.bytesPerValue
         while offset < total {
             acc += Float(vectors.load(fromByteOffset: offset, as: UInt8.self))
             offset += stride
