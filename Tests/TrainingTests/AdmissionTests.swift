@@ -118,24 +118,35 @@ import TwinTower
         }
     }
 
-    /// `--id-dropout 1` (every id read from the OOV row) trained into a trap converting 2^64 to
-    /// UInt64 before; it must train, and no admitted id row may then move (no row reads them).
-    @Test func idDropoutOfOneTrainsEveryRowOnTheOOVRow() throws {
-        let path = try write(csv(rows: 200))
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        var config = TrainingConfig(architecture: Self.spec.architecture)
+    /// Two epochs of batch 16 on every row, `uid` the one id field, admission at 5, ids from
+    /// the first epoch (no warm start: admitted rows are their own).
+    static func uidConfig(idDropout: Float) -> TrainingConfig {
+        var config = TrainingConfig(architecture: spec.architecture)
         config.epochs = 2
         config.batch = 16
         config.validationFraction = 0
         config.minCount = 5
         config.idFields = ["uid"]
-        config.idDropout = 1
+        config.idDropout = idDropout
         config.idWarmupEpochs = 0
+        return config
+    }
+
+    static func train(_ path: String, _ config: TrainingConfig) throws -> (Model, TrainingReport) {
+        try Trainer.train(features: FeaturesFile(tasks: tasks, features: features), data: path, config: config)
+    }
+
+    /// `--id-dropout 1` (every id read from the OOV row) trained into a trap converting 2^64 to
+    /// UInt64 before; it must train, and no admitted id row may then move (no row reads them).
+    @Test func idDropoutOfOneTrainsEveryRowOnTheOOVRow() throws {
+        let path = try write(csv(rows: 200))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var config = Self.uidConfig(idDropout: 1)
         config.embeddingL2 = 0
         config.epochs = 1
-        let (one, _) = try Trainer.train(features: FeaturesFile(tasks: Self.tasks, features: Self.features), data: path, config: config)
+        let (one, _) = try Self.train(path, config)
         config.epochs = 2
-        let (two, _) = try Trainer.train(features: FeaturesFile(tasks: Self.tasks, features: Self.features), data: path, config: config)
+        let (two, _) = try Self.train(path, config)
         // The towers kept learning; the admitted id rows, never read, are still their initial values.
         #expect(one.embeddings["words"] != two.embeddings["words"])
         for uid in ["u1", "u2"] {
@@ -147,15 +158,7 @@ import TwinTower
     @Test func aRareOrUnseenValueServedLaterLandsOnTheOOVVector() throws {
         let path = try write(csv(rows: 200))
         defer { try? FileManager.default.removeItem(atPath: path) }
-        var config = TrainingConfig(architecture: Self.spec.architecture)
-        config.epochs = 2
-        config.batch = 16
-        config.validationFraction = 0
-        config.minCount = 5
-        config.idFields = ["uid"]
-        config.idDropout = 0.5
-        config.idWarmupEpochs = 0  // ids from the first epoch: admitted rows are their own
-        let (model, report) = try Trainer.train(features: FeaturesFile(tasks: Self.tasks, features: Self.features), data: path, config: config)
+        let (model, report) = try Self.train(path, Self.uidConfig(idDropout: 0.5))
         #expect(report.vocabulary.first { $0.name == "uid" }.map { ($0.seenBuckets, $0.admittedBuckets, $0.oovValues) }! == (3, 2, 1))
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("admission-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
