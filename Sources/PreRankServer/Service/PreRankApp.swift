@@ -166,7 +166,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
                 metrics.recordStage("encode", seconds: Double(outcome.encodeNanos) / 1e9)
                 metrics.recordCandidates(r.candidateCount)
                 if r.partial { metrics.recordPartial() }
-                logRequest(outcome)
+                logRequest(outcome, arm: armLabel)
                 let rate = snap.config.logging.accessSampleRate
                 if rate > 0 && (rate >= 1 || Double.random(in: 0..<1) < rate) { logger.info("prerank", metadata: [
                     // Numbers and booleans as such, so a JSON log line types them (took_ms is a number).
@@ -193,7 +193,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         }
     }
 
-    private func logRequest(_ o: PreRankService.Outcome) {
+    private func logRequest(_ o: PreRankService.Outcome, arm: String) {
         guard let log = requestLogBox.withLock({ $0 }), log.shouldSample(requestID: o.request.requestID) else { return }
         let f = o.result.fusion
         var dropped: DroppedSample.Sample?
@@ -202,7 +202,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             dropped = DroppedSample.draw(request: o.request, result: o.result, bundle: o.bundle, n: n, using: &rng)
         }
         let line = RequestLogLine.encode(
-            time: Date().timeIntervalSince1970, requestID: o.request.requestID, modelVersion: o.bundle.version, arm: o.arm ?? "primary",
+            time: Date().timeIntervalSince1970, requestID: o.request.requestID, modelVersion: o.bundle.version, arm: arm,
             fusion: (f.formula.rawValue, f.alpha, f.beta, f.gamma), user: o.request.user, query: o.request.query,
             candidates: o.request.candidates, relevance: o.request.relevance,
             items: o.result.items.map { ($0.id, $0.score, $0.probabilities) }, tasks: o.bundle.model.taskNames,
