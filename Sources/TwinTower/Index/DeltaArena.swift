@@ -8,8 +8,8 @@ import Foundation
 ///   vectors  `[capacity × T × d]` in the base index's dtype (F32, F16, or I8)
 ///   scales   `[capacity × T]` F32, I8 only (value = int8 · scale, `Quantization.int8`)
 ///   rescore  `[capacity × T × d]` F32, only over a base with rescore rows
-///   f32      `[capacity × T × d]` F32 rows when no table above holds them (F16/I8 without
-///            rescore): kept so a compaction or a fork never re-derives F32 from stored bits
+/// A compaction or a fork copies the stored bits as they are; no F32 copy is kept beside F16/I8
+/// rows without rescore (it would be 4× an I8 row of memory for nothing the server reads).
 ///
 /// Why append-only: a change writes only its own rows, past every row a published `ItemDelta`
 /// can see, so requests in flight read rows `[0, rowCount)` of their value while the next
@@ -30,8 +30,6 @@ final class DeltaArena: @unchecked Sendable {
     let vectors: UnsafeMutableRawPointer
     let scales: UnsafeMutablePointer<Float>?
     let rescore: UnsafeMutablePointer<Float>?
-    /// F32 rows when neither `vectors` (F32) nor `rescore` holds them.
-    private let f32Copy: UnsafeMutablePointer<Float>?
 
     /// Rows handed out; guarded by `lock` (changes are serialised by their caller, but two
     /// values of a lineage may be applied to from different places, e.g. tests).
@@ -51,7 +49,6 @@ final class DeltaArena: @unchecked Sendable {
         vectors = .allocate(byteCount: max(capacity * w * dtype.bytesPerValue, 1), alignment: 64)
         scales = dtype == .i8 ? .allocate(capacity: max(capacity * taskCount, 1)) : nil
         self.rescore = hasRescore ? .allocate(capacity: max(capacity * w, 1)) : nil
-        f32Copy = dtype != .f32 && !hasRescore ? .allocate(capacity: max(capacity * w, 1)) : nil
     }
 
     deinit {
@@ -59,7 +56,6 @@ final class DeltaArena: @unchecked Sendable {
         vectors.deallocate()
         scales?.deallocate()
         rescore?.deallocate()
-        f32Copy?.deallocate()
     }
 
     /// Reserves rows `[from, from + count)` for the value that has seen exactly `from` rows.
@@ -72,11 +68,12 @@ final class DeltaArena: @unchecked Sendable {
         return true
     }
 
-    /// The F32 row `[T × d]` of row `r` (from `vectors`, `rescore` or the F32 copy).
-    func f32Row(_ r: Int) -> UnsafePointer<Float> {
+    /// The F32 row `[T × d]` of row `r` (from `vectors` or `rescore`), nil for F16/I8 rows
+    /// without rescore.
+    func f32Row(_ r: Int) -> UnsafePointer<Float>? {
         let w = width
         if dtype == .f32 { return UnsafePointer(vectors.assumingMemoryBound(to: Float.self) + r * w) }
-        return UnsafePointer((rescore ?? f32Copy!) + r * w)
+        return rescore.map { UnsafePointer($0 + r * w) }
     }
 
     /// Writes `count` rows starting at row `at` from F32 rows `[count × T × d]`, stored exactly
@@ -96,7 +93,7 @@ final class DeltaArena: @unchecked Sendable {
             q.withUnsafeBytes { (vectors + at * w).copyMemory(from: $0.baseAddress!, byteCount: count * w) }
             (scales! + at * taskCount).update(from: s, count: count * taskCount)
         }
-        if let extra = rescore ?? f32Copy { (extra + at * w).update(from: rows, count: count * w) }
+        if let rescore { (rescore + at * w).update(from: rows, count: count * w) }
     }
 
     /// Copies row `r` of `other` (same shape and dtype) to row `at`: stored bits as they are.
@@ -105,6 +102,6 @@ final class DeltaArena: @unchecked Sendable {
         ids[at] = other.ids[r]
         (vectors + at * w * b).copyMemory(from: other.vectors + r * w * b, byteCount: w * b)
         if let s = scales { (s + at * taskCount).update(from: other.scales! + r * taskCount, count: taskCount) }
-        if let extra = rescore ?? f32Copy { (extra + at * w).update(from: other.f32Row(r), count: w) }
+        if let rescore { (rescore + at * w).update(from: other.rescore! + r * w, count: w) }
     }
 }

@@ -231,11 +231,13 @@ public struct ItemDelta: Sendable {
                          stale: stale, staleCount: staleCount, arena: arena, rowCount: rows)
     }
 
-    /// The F32 row `[T × d]` an upserted id is served from (tests, inspection).
+    /// The F32 row `[T × d]` an upserted id is scored or rescored from (tests, inspection); nil
+    /// for an id not upserted, and for F16/I8 rows without rescore (`index.vector(row:task:)`
+    /// dequantises those).
     public func vector(of id: Int64) -> [Float]? {
         guard let index, let arena else { return nil }
         let r = index.row(of: id)
-        guard r >= 0 else { return nil }
-        return Array(UnsafeBufferPointer(start: arena.f32Row(Int(r)), count: arena.width))
+        guard r >= 0, let row = arena.f32Row(Int(r)) else { return nil }
+        return Array(UnsafeBufferPointer(start: row, count: arena.width))
     }
 }
