@@ -5,6 +5,8 @@
 #   scripts/bench-trainers.sh [ROWS]      (default 200000 rows of a generated world, seed 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+need_py  # Python runs in the project environment (scripts/setup-test.sh makes it)
 ROWS="${1:-200000}"
 BIN="${PRERANK_BIN:-$(swift build -c release --show-bin-path)/prerank}"
 W="${BENCH_DIR:-/tmp/prerank-bench-trainers}"
@@ -20,9 +22,9 @@ for n in 1 2; do
     args=(--features "$W/data/features.yaml" --data "$W/train.csv" --out "$W/torch$n" --epochs 1 --no-checkpoint
           --log-every 0 --workers 1)
     if [ "$n" -eq 1 ]; then
-        python3 -m prerank_torch train "${args[@]}" 2>&1 | grep -E "read|epoch 1:"
+        "$PY" -m prerank_torch train "${args[@]}" 2>&1 | grep -E "read|epoch 1:"
     else
-        python3 -m torch.distributed.run --standalone --nproc-per-node "$n" -m prerank_torch train "${args[@]}" 2>&1 \
+        "$PY" -m torch.distributed.run --standalone --nproc-per-node "$n" -m prerank_torch train "${args[@]}" 2>&1 \
             | grep -E "read|epoch 1:"
     fi
 done

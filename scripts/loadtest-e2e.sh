@@ -6,13 +6,15 @@
 # Usage: scripts/loadtest-e2e.sh [extra loadtest options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+need_py  # Python runs in the project environment (scripts/setup-test.sh makes it)
 scripts/setup.sh
 swift build -c release --product prerank
 BIN="$(swift build -c release --show-bin-path)/prerank"
 [ -f demo/model/model.json ] && [ -f demo/index.safetensors ] || scripts/make-demo.sh "$BIN"
 OUT=/tmp/prerank-e2e
 mkdir -p "$OUT"
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 cat > "$OUT/prerank.yaml" <<YAML
 server: {host: 127.0.0.1, port: $PORT}
 model: {dir: $PWD/demo/model, index: $PWD/demo/index.safetensors}

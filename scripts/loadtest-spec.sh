@@ -14,6 +14,8 @@
 # Output: a table on stdout; raw outputs under /tmp/prerank-spec-e2e.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+need_py  # Python runs in the project environment (scripts/setup-test.sh makes it)
 if [ -z "${1:-}" ]; then
     scripts/setup.sh
     swift build -c release --product prerank
@@ -27,7 +29,7 @@ command -v wrk >/dev/null || { echo "loadtest-spec: wrk is not installed (script
 scripts/spec-world.sh "$BIN" "$WORLD"
 OUT=/tmp/prerank-spec-e2e
 rm -rf "$OUT" && mkdir -p "$OUT"
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 export BODIES="$WORLD/bodies.jsonl"
 PID=""
 stop() { [ -n "$PID" ] && { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }; PID=""; }
@@ -50,7 +52,7 @@ YAML
 }
 
 answers() {   # $1 = label: every body once, answers one per line
-    python3 - "$PORT" "$BODIES" > "$OUT/answers-$1.jsonl" <<'PY'
+    "$PY" - "$PORT" "$BODIES" > "$OUT/answers-$1.jsonl" <<'PY'
 import http.client, json, sys
 port, bodies = int(sys.argv[1]), sys.argv[2]
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -70,7 +72,7 @@ PY
 # stage timers are wall clocks: with wrk on the same cores a worker is preempted inside a stage,
 # so the two cannot be subtracted to isolate the HTTP layer; compare CPU per request across runs.
 snapshot() {   # $1 = output JSON
-    python3 - "$PID" "$PORT" > "$1" <<'PY'
+    "$PY" - "$PID" "$PORT" > "$1" <<'PY'
 import json, os, re, sys, urllib.request
 pid, port = sys.argv[1], sys.argv[2]
 fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -82,7 +84,7 @@ print(json.dumps({"cpu": cpu, "stages": stages, "ok": ok}))
 PY
 }
 cpu_per_request() {   # $1 $2 = snapshots: "cpu_ms stage_wall_ms" per answered request
-    python3 - "$1" "$2" <<'PY'
+    "$PY" - "$1" "$2" <<'PY'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
 n = max(1, b["ok"] - a["ok"])
@@ -102,11 +104,11 @@ for idx in $INDEXES; do
     CPU[$idx]="$(cpu_per_request "$OUT/before-$idx.json" "$OUT/after-$idx.json")"
     if [ "$idx" = index-f32.safetensors ]; then
         requests="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"${WRK[$idx]}")"
-        RATE="$(python3 -c "print(max(10, round($requests / $SECS * $FRACTION)))")"
+        RATE="$("$PY" -c "print(max(10, round($requests / $SECS * $FRACTION)))")"
     fi
     "$BIN" loadtest --url "http://127.0.0.1:$PORT/prerank" --requests "$BODIES" --rate "$RATE" --duration "$SECS" \
         --json > "$OUT/loadtest-$idx.json"
-    LT[$idx]="$(python3 -c "
+    LT[$idx]="$("$PY" -c "
 import json; r = json.load(open('$OUT/loadtest-$idx.json'))
 s = r['steps'][0]
 print(f\"{s['achievedRate']:.0f} {s['p50Ms']:.2f} {s['p99Ms']:.2f} {s['p999Ms']:.2f} {sum(s['errors'].values())}\")
@@ -117,13 +119,13 @@ done
 
 field() { sed -E "s/.*$2=([0-9.]+).*/\1/" <<<"$1"; }
 echo "$(date -u +%Y-%m-%dT%H:%MZ) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "SPEC-scale world: $(python3 -c "import json; print(json.load(open('$WORLD/model/model.json'))['version'])"), 1M items, T = 3, d = 64, 10k random candidates, k = 100, $(nproc) cores (server and load share them)"
+echo "SPEC-scale world: $("$PY" -c "import json; print(json.load(open('$WORLD/model/model.json'))['version'])"), 1M items, T = 3, d = 64, 10k random candidates, k = 100, $(nproc) cores (server and load share them)"
 printf '| index | wrk req/s | wrk p50 ms | wrk p99 ms | non-200 | socket errors | open-loop rate | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for idx in $INDEXES; do
     r="${WRK[$idx]}"
     read -r lrate lp50 lp99 lp999 lerr <<<"${LT[$idx]}"
     printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$idx" \
-        "$(python3 -c "print($(field "$r" requests) / $SECS)")" "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" \
+        "$("$PY" -c "print($(field "$r" requests) / $SECS)")" "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" \
         "$(field "$r" non200)" "$(field "$r" socket_errors)" "$lrate" "$lp50" "$lp99" "$lp999" "$lerr"
 done
 echo
@@ -134,7 +136,7 @@ for idx in $INDEXES; do
     echo "| $idx | $c | $st |"
 done
 [ -f "$OUT/answers-index-f32.safetensors.jsonl" ] && [ -f "$OUT/answers-index-i8r.safetensors.jsonl" ] || exit 0
-python3 - "$OUT" <<'PY'
+"$PY" - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
 a = [json.loads(l) for l in open(f"{out}/answers-index-f32.safetensors.jsonl")]

@@ -15,6 +15,8 @@
 #        INDEX (index-f32.safetensors)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+need_py  # Python runs in the project environment (scripts/setup-test.sh makes it)
 if [ -z "${1:-}" ]; then
     scripts/setup.sh
     swift build -c release --product prerank
@@ -29,7 +31,7 @@ command -v wrk >/dev/null || { echo "loadtest-upserts: wrk is not installed (scr
 scripts/spec-world.sh "$BIN" "$WORLD"
 OUT=/tmp/prerank-upserts
 rm -rf "$OUT" && mkdir -p "$OUT"
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 export BODIES="$WORLD/bodies.jsonl"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$OUT/token"
 cat > "$OUT/prerank.yaml" <<YAML
@@ -50,7 +52,7 @@ curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "loadtest-upserts
 LOAD=(wrk -t"${WRK_THREADS:-2}" -c"${WRK_CONNECTIONS:-4}" --timeout 5s --latency -s scripts/reload-storm.lua "http://127.0.0.1:$PORT")
 "${LOAD[@]}" -d3s > /dev/null   # warm-up
 "${LOAD[@]}" -d"${SECS}s" > "$OUT/wrk-A.txt"
-python3 scripts/upsert-stream.py --url "http://127.0.0.1:$PORT" --token-file "$OUT/token" \
+"$PY" scripts/upsert-stream.py --url "http://127.0.0.1:$PORT" --token-file "$OUT/token" \
     --items "$WORLD/data/items.csv" --rate "$RATE" --batch "$BATCH" --seconds "$((SECS + 2))" \
     --json "$OUT/stream.json" --ready-file "$OUT/stream.ready" > "$OUT/stream.log" 2>&1 &
 STREAM=$!
@@ -63,11 +65,11 @@ sleep 1
 "${LOAD[@]}" -d"${SECS}s" > "$OUT/wrk-B.txt"
 wait "$STREAM" || { cat "$OUT/stream.log" >&2; exit 1; }
 "${LOAD[@]}" -d"${SECS}s" > "$OUT/wrk-C.txt"
-catalog="$(curl -fsS "http://127.0.0.1:$PORT/v1/model" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["model"]["index"]["catalog"]))')"
+catalog="$(curl -fsS "http://127.0.0.1:$PORT/v1/model" | "$PY" -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["model"]["index"]["catalog"]))')"
 
 echo "$(date -u +%Y-%m-%dT%H:%MZ) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores shared by server, wrk and the upsert stream; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "world $WORLD/$INDEX (1M items, T = 3, d = 64), 10k random candidates per request, wrk ${WRK_THREADS:-2} threads × ${WRK_CONNECTIONS:-4} connections, ${SECS} s per phase"
-python3 - "$OUT" "$SECS" "$catalog" <<'PY'
+"$PY" - "$OUT" "$SECS" "$catalog" <<'PY'
 import json, re, sys
 out, secs, catalog = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3])
 def wrk(phase):

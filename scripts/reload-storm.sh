@@ -15,6 +15,8 @@
 # p99 above 1.5x the steady phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+need_py  # Python runs in the project environment (scripts/setup-test.sh makes it)
 BIN="${1:-.build-reload/release/prerank}"
 WORLD="${2:-/tmp/prerank-spec}"
 SECS="${SECONDS_PER_PHASE:-15}"
@@ -26,7 +28,7 @@ command -v wrk >/dev/null || { echo "reload-storm: wrk is not installed (scripts
 [ -f "$WORLD/bodies.jsonl" ] || { echo "reload-storm: no $WORLD/bodies.jsonl (scripts/spec-world.sh)" >&2; exit 2; }
 
 TMP="$(mktemp -d)"
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 echo "reload-storm-token-0123456789" > "$TMP/token"
 INDEX_PATH="$WORLD/$INDEX"
 if [ "$SWAP_INDEX" -gt 0 ]; then cp "$WORLD/$INDEX" "$TMP/index-copy.safetensors"; fi
@@ -64,7 +66,7 @@ steady="$("${LOAD[@]}" -d"${SECS}s" | grep '^RESULT')"
 
 "${LOAD[@]}" -d"${SECS}s" > "$TMP/storm.out" &
 WRK=$!
-gap="$(python3 -c "print($SECS / $RELOADS * 0.95)")"
+gap="$("$PY" -c "print($SECS / $RELOADS * 0.95)")"
 for i in $(seq 1 "$RELOADS"); do
     if [ "$SWAP_INDEX" -gt 0 ] && [ $((i % SWAP_INDEX)) = 0 ]; then
         if [ "$INDEX_PATH" = "$WORLD/$INDEX" ]; then INDEX_PATH="$TMP/index-copy.safetensors"; else INDEX_PATH="$WORLD/$INDEX"; fi
@@ -86,7 +88,7 @@ for phase in steady storm; do
         "$(field "$r" 504)" "$(field "$r" socket_errors)" \
         "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" "$(field "$r" max_ms)"
 done
-ratio="$(python3 -c "print(f'{$(field "$storm" p99_ms) / $(field "$steady" p99_ms):.2f}')")"
+ratio="$("$PY" -c "print(f'{$(field "$storm" p99_ms) / $(field "$steady" p99_ms):.2f}')")"
 echo "p99(storm)/p99(steady) = $ratio   ($RELOADS SIGHUPs in ${SECS} s; $reloads)"
 failed=$(( $(field "$storm" non200) + $(field "$storm" socket_errors) ))
-python3 -c "import sys; sys.exit(0 if $failed == 0 and $ratio <= 1.5 else 1)" && echo "reload-storm: PASS" || { echo "reload-storm: MISSED (target: 0 failed, ratio <= 1.5)"; exit 1; }
+"$PY" -c "import sys; sys.exit(0 if $failed == 0 and $ratio <= 1.5 else 1)" && echo "reload-storm: PASS" || { echo "reload-storm: MISSED (target: 0 failed, ratio <= 1.5)"; exit 1; }

@@ -10,6 +10,8 @@
 # Release build; about 25 minutes per world on 2 cores. Reruns skip finished runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+need_py  # Python runs in the project environment (scripts/setup-test.sh makes it)
 OUT="${1:?usage: scripts/results.sh OUTDIR [prerank|otherworld]}"
 WORLD="${2:-prerank}"
 BIN="${PRERANK_BIN:-$(swift build -c release --show-bin-path)/prerank}"
@@ -18,7 +20,7 @@ mkdir -p "$OUT"
 if [ ! -f "$OUT/data/train.csv" ]; then
   case "$WORLD" in
     prerank) "$BIN" generate --out "$OUT/data" --seed 11 --requests 2500 --candidates 400 --quiet ;;
-    otherworld) python3 Tests/reference/otherworld.py --out "$OUT/data" --seed 11 --requests 2000 --candidates 400 ;;
+    otherworld) "$PY" Tests/reference/otherworld.py --out "$OUT/data" --seed 11 --requests 2000 --candidates 400 ;;
     *) echo "unknown world $WORLD (prerank or otherworld)" >&2; exit 64 ;;
   esac
 fi
@@ -36,4 +38,4 @@ for seed in 1 2 3; do
     echo "done $name" >&2
   done
 done
-python3 scripts/results_table.py "$OUT"
+"$PY" scripts/results_table.py "$OUT"

@@ -13,6 +13,8 @@
 # Prints: world spec arch seed ctr atcr ctcvr best_epoch
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+need_py  # Python runs in the project environment (scripts/setup-test.sh makes it)
 OUT="${1:?usage: scripts/results_ids.sh OUTDIR [ARCH] [SEED] [-- train flags]}"
 ARCH="${2:-resflow}"; SEED="${3:-1}"; shift $(( $# < 3 ? $# : 3 )); [ "${1:-}" = "--" ] && shift
 BIN="${PRERANK_BIN:-$(swift build -c release --show-bin-path)/prerank}"
@@ -21,8 +23,8 @@ mkdir -p "$OUT"
 gen() {
   case "$1" in
     w1) "$BIN" generate --out "$OUT/w1" --requests 8000 --seed 11 --quiet ;;
-    w2) python3 Tests/reference/otherworld.py --out "$OUT/w2" --seed 11 --requests 8000 --candidates 50 2>/dev/null ;;
-    w3) python3 Tests/reference/idworld.py --out "$OUT/w3" --seed 13 --requests 8000 --candidates 50 2>/dev/null ;;
+    w2) "$PY" Tests/reference/otherworld.py --out "$OUT/w2" --seed 11 --requests 8000 --candidates 50 2>/dev/null ;;
+    w3) "$PY" Tests/reference/idworld.py --out "$OUT/w3" --seed 13 --requests 8000 --candidates 50 2>/dev/null ;;
   esac
 }
 for w in $WORLDS; do [ -f "$OUT/$w/train.csv" ] || gen "$w"; done
@@ -42,9 +44,9 @@ if [ "$ARCH" = gbdt ]; then
   # LightGBM with target-encoded ids and user x item crosses (one core); also the truth AUC.
   for w in $WORLDS; do
     t0=$(date +%s)
-    python3 scripts/baselines.py "$OUT/$w" --skip-lr > "$OUT/$w-gbdt.md" 2> "$OUT/$w-gbdt.log"
+    "$PY" scripts/baselines.py "$OUT/$w" --skip-lr > "$OUT/$w-gbdt.md" 2> "$OUT/$w-gbdt.log"
     s=$(( $(date +%s) - t0 ))
-    read -r g1 g2 g3 t1 t2 t3 < <(python3 - "$OUT/$w-gbdt.md" <<'PY'
+    read -r g1 g2 g3 t1 t2 t3 < <("$PY" - "$OUT/$w-gbdt.md" <<'PY'
 import sys
 r = {c[1].strip(): c for c in (l.split("|") for l in open(sys.argv[1])) if len(c) > 5}
 print(*[r[k][3].strip() for k in ("click", "cart", "order")], *[r[k][5].strip() for k in ("click", "cart", "order")])
@@ -57,7 +59,7 @@ PY
 fi
 
 for w in $WORLDS; do
-  [ -f "$OUT/$w/noid.yaml" ] || python3 - "$OUT/$w/features.yaml" "$OUT/$w/noid.yaml" <<'PY'
+  [ -f "$OUT/$w/noid.yaml" ] || "$PY" - "$OUT/$w/features.yaml" "$OUT/$w/noid.yaml" <<'PY'
 import sys, yaml
 d = yaml.safe_load(open(sys.argv[1]))
 d["features"] = [f for f in d["features"] if f["name"] not in ("user_id", "uid", "item_id")]
@@ -72,7 +74,7 @@ PY
     "$BIN" build-index --model "$m" --items "$OUT/$w/items.csv" --out "$m.idx" 2>/dev/null
     "$BIN" eval --model "$m" --index "$m.idx" --data "$OUT/$w/test.csv" --json --k 100 2>/dev/null > "$m.json"
     rm -f "$m.idx"
-    read -r a1 a2 a3 be < <(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["tasks"]; b=json.load(open(sys.argv[2]))["training"]["best_epoch"]
+    read -r a1 a2 a3 be < <("$PY" -c 'import json,sys; t=json.load(open(sys.argv[1]))["tasks"]; b=json.load(open(sys.argv[2]))["training"]["best_epoch"]
 print(*["%.4f" % t[k]["auc"] for k in ("ctr","atcr","ctcvr")], b)' "$m.json" "$m/model.json")
     row "$w" "$spec" "$ARCH" "$SEED" "$VARIANT" "$a1" "$a2" "$a3" "$be" "$s" "--epochs ${EPOCHS:-4} $*"
   done

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The serve command (README "Quick start"): installs what is missing, builds in release mode,
-# makes the demo model when none exists (generate -> train -> build-index), then serves on
-# 127.0.0.1:8080 with config/prerank.yaml. Extra arguments go to `prerank serve`.
+# The serve command (README "Quick start"): installs the Debian packages the build needs (no
+# Python), builds in release mode, makes the demo model with the Swift binary when none exists
+# (generate -> train -> build-index), then serves on 127.0.0.1:8080 with config/prerank.yaml.
+# Extra arguments go to `prerank serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+scripts/setup-build.sh
+source scripts/lib.sh
 swift build -c release --product prerank
 BIN="$(swift build -c release --show-bin-path)/prerank"
 

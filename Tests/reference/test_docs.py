@@ -47,7 +47,15 @@ def wait_ready(port, proc, seconds=600):
     raise AssertionError("not ready in time")
 
 
-def test_readme_quick_start_serves_and_its_curl_works():
+def test_readme_quick_start_serves_and_its_curl_works(tmp_path):
+    """The quick start as pasted. Serving needs no Python: python3, python and pip on the serve
+    command's PATH only record that they were called, and the test fails if any was."""
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    calls = tmp_path / "python-calls"
+    for name in ("python3", "python", "pip", "pip3"):
+        (spy / name).write_text(f"#!/bin/sh\necho \"{name} $*\" >> {calls}\nexit 1\n")
+        (spy / name).chmod(0o755)
     readme = open(os.path.join(ROOT, "README.md")).read()
     assert readme.split("\n", 3)[2].startswith("An online") and "## Quick start\n```\n" in readme
     quick = readme.split("## Quick start\n", 1)[1]
@@ -60,7 +68,8 @@ def test_readme_quick_start_serves_and_its_curl_works():
     port = 8080 if port_is_free(8080) else free_port()
     args = shlex.split(commands[0]) + ([] if port == 8080 else ["--port", str(port)])
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True, env={**os.environ, "CI": os.environ.get("CI", "")})
+                            start_new_session=True,
+                            env={**os.environ, "CI": os.environ.get("CI", ""), "PATH": f"{spy}:{os.environ['PATH']}"})
     try:
         wait_ready(port, proc)
         out = subprocess.run(["bash", "-c", curl.replace("127.0.0.1:8080", f"127.0.0.1:{port}")], cwd=ROOT,
@@ -70,6 +79,7 @@ def test_readme_quick_start_serves_and_its_curl_works():
         assert len(answer["items"]) == 3 and answer["unknown_ids"] == [99], answer
         for item in answer["items"]:
             assert {"id", "score", "ctr", "ctcvr", "tasks"} <= set(item)
+        assert not calls.exists(), "the serve command ran Python: " + calls.read_text()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

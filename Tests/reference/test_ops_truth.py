@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -159,19 +160,32 @@ def test_unknown_kernel_name_is_a_one_line_error(prerank, world, tmp_path):  # n
 
 
 def test_setup_fails_loudly_when_pip_fails(tmp_path):
-    """scripts/setup.sh with every apt package present and a python3 whose imports and pip fail:
-    exit ≠ 0 and a message, not a silent success."""
+    """scripts/setup-test.sh with every apt package present and a project environment whose pip
+    fails: exit ≠ 0 and pip's message, not a silent success (and no stamp, so the next run retries)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    venv = tmp_path / "venv"
     (bin_dir / "dpkg").write_text("#!/bin/sh\nexit 0\n")
-    (bin_dir / "python3").write_text("#!/bin/sh\necho 'ERROR: No matching distribution found for numpy' >&2\nexit 1\n")
+    # python3 -m venv [--clear] DIR makes a DIR/bin/python whose pip fails; anything else is the real one.
+    (bin_dir / "python3").write_text(f"""#!/bin/sh
+if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then
+    for d; do :; done
+    mkdir -p "$d/bin"
+    printf '#!/bin/sh\\necho "ERROR: No matching distribution found for numpy" >&2\\nexit 1\\n' > "$d/bin/python"
+    chmod +x "$d/bin/python"
+    exit 0
+fi
+exec {sys.executable} "$@"
+""")
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-    p = subprocess.run(["bash", os.path.join(root, "scripts", "setup.sh")], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    p = subprocess.run(["bash", os.path.join(root, "scripts", "setup-test.sh")], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PRERANK_VENV": str(venv)})
     assert p.returncode != 0
-    assert "pip install of the Python test tools failed" in p.stderr and "No matching distribution" in p.stderr
+    assert "pip install of the Python test tools from requirements/test.lock failed" in p.stderr, p.stderr
+    assert "No matching distribution" in p.stderr
+    assert not (venv / ".prerank-lock").exists()
 
 
 def one_line_refusal(p, *needles):

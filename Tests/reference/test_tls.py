@@ -8,6 +8,7 @@ import shutil
 import signal
 import ssl
 import subprocess
+import sys
 import time
 
 import pytest
@@ -151,7 +152,7 @@ def test_sslyze_mozilla_intermediate(tls_server):
         import sslyze  # noqa: F401
     except ImportError:
         pytest.skip("sslyze not installed (PyPI; scripts/setup.sh installs it)")
-    p = subprocess.run(["python3", "-m", "sslyze", "--mozilla_config=intermediate", f"127.0.0.1:{tls_server['port']}"],
+    p = subprocess.run([sys.executable, "-m", "sslyze", "--mozilla_config=intermediate", f"127.0.0.1:{tls_server['port']}"],
                        capture_output=True, text=True, timeout=300)
     out = p.stdout
     assert "SCANS COMPLETED" in out, out + p.stderr
