@@ -290,6 +290,39 @@ import Testing
         #expect(closes(m.bytesRead([UInt8](repeating: 0, count: 5000), now: 1)))
     }
 
+    /// The blank-line flood (issue #20): a client sending nothing but CRLF gets a 400 after a
+    /// few empty lines and its further input is dropped in the linger, however it is split;
+    /// the head scanner examined a handful of bytes, not the megabyte.
+    @Test func blankLineFloodIsRefusedAfterAFewEmptyLines() {
+        let crlf = [UInt8](repeating: 0, count: 65536).enumerated().map { $0.offset % 2 == 0 ? UInt8(13) : UInt8(10) }
+        for piece in [2, 3, 65536] {
+            var (m, _) = machine()
+            var all: [Action] = []
+            var at = 0
+            for _ in 0..<16 {  // 1 MiB in all
+                while at < crlf.count, !m.isClosed {
+                    all += m.bytesRead(Array(crlf[at..<min(at + piece, crlf.count)]), now: 0)
+                    at += piece
+                }
+                at = 0
+                if m.stateName == "writing" { all += m.writeCompleted(now: 0) }
+            }
+            #expect(statuses(all) == [400], "piece \(piece)")
+            #expect(m.headScanSteps <= 2 * (HeadScanner.maxLeadingEmptyLines + 1), "piece \(piece): \(m.headScanSteps)")
+            #expect(m.bufferedBytes == 0 && (m.stateName == "lingering" || m.isClosed), "piece \(piece)")
+        }
+    }
+
+    /// A head dripped a byte per read is scanned once in all: the scanner's steps equal the
+    /// bytes received (the old scan restarted at byte 0 on every read).
+    @Test func drippedHeadIsScannedInLinearTime() {
+        let head = bytes("GET /p HTTP/1.1\r\nHost: t\r\nX-Pad: " + String(repeating: "p", count: 900) + "\r\n\r\n")
+        var (m, _) = machine()
+        var all: [Action] = []
+        for b in head { all += m.bytesRead([b], now: 0) }
+        #expect(targets(all) == ["/p"] && m.headScanSteps == head.count)
+    }
+
     @Test func lingerEndsAtEOF() {
         var (m, _) = machine()
         _ = m.bytesRead(bytes("POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n"), now: 0)

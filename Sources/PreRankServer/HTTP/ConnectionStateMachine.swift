@@ -101,7 +101,8 @@ struct ConnectionStateMachine {
 
     enum State {
         case awaitingRequest(since: UInt64, deadline: UInt64, kind: TimeoutKind)
-        case readingHead(deadline: UInt64)
+        /// `scanner` remembers how far `inbound` was scanned, so each byte is looked at once.
+        case readingHead(deadline: UInt64, scanner: HeadScanner)
         case awaitingContinue(HTTPParser.Head, BodyFraming, deadline: UInt64)
         case readingBody(HTTPParser.Head, BodyFraming, deadline: UInt64)
         case dispatched(HTTPParser.Head)
@@ -118,11 +119,13 @@ struct ConnectionStateMachine {
     /// The body being read; kept out of `State` so appending does not copy it (an enum payload
     /// would be copied on every mutation).
     private var body: [UInt8] = []
-    /// How much of `inbound` `scanHead` has already found incomplete.
-    private var headScanned = 0
     /// Bytes of `budget` this connection holds for the current request.
     private(set) var reserved = 0
     private(set) var peerClosed = false
+    /// Bytes the head scanner has examined over the connection's life. Each received byte is
+    /// examined at most once, so this never exceeds the bytes received (tests and the fuzzer
+    /// check that the work stays linear).
+    private(set) var headScanSteps = 0
     private var draining = false
     private var budgetStalled = false
     private var reportedReading = true
@@ -152,7 +155,7 @@ struct ConnectionStateMachine {
     /// The deadline of the current state (nil while the application works: its budget rules).
     var deadline: UInt64? {
         switch state {
-        case .awaitingRequest(_, let d, _), .readingHead(let d), .awaitingContinue(_, _, let d), .readingBody(_, _, let d),
+        case .awaitingRequest(_, let d, _), .readingHead(let d, _), .awaitingContinue(_, _, let d), .readingBody(_, _, let d),
              .writing(_, let d), .lingering(let d, _):
             return d
         case .dispatched, .closed:
@@ -262,7 +265,6 @@ struct ConnectionStateMachine {
                 close(&actions)
             } else {
                 inbound = []
-                headScanned = 0
                 state = .lingering(deadline: now + config.lingerTimeout, discarded: 0)
                 actions.append(.shutdownWriteAndLinger)
             }
@@ -362,13 +364,15 @@ struct ConnectionStateMachine {
             case .awaitingRequest(_, let deadline, let kind):
                 guard !inbound.isEmpty else { return }
                 // A request begins. The first head is due from accept; a keep-alive one from its first byte.
-                state = .readingHead(deadline: kind == .head ? deadline : now + config.headerTimeout)
-            case .readingHead:
-                let from = headScanned
-                let scan = inbound.withUnsafeBytes { HTTPParser.scanHead($0, maxHeaderBytes: config.maxHeaderBytes, from: from) }
+                state = .readingHead(deadline: kind == .head ? deadline : now + config.headerTimeout,
+                                     scanner: HeadScanner(maxHeaderBytes: config.maxHeaderBytes))
+            case .readingHead(let deadline, var scanner):
+                let before = scanner.scanned
+                let scan = inbound.withUnsafeBytes { scanner.scan($0) }
+                headScanSteps += scanner.scanned - before
                 switch scan {
                 case .incomplete:
-                    headScanned = inbound.count
+                    state = .readingHead(deadline: deadline, scanner: scanner)
                     return
                 case .failure(let f):
                     refuse(f, now: now, &actions)
@@ -385,7 +389,6 @@ struct ConnectionStateMachine {
                     case .success(var head):
                         head.length = end
                         inbound.removeFirst(end)
-                        headScanned = 0
                         beginBody(head, now: now, &actions)
                     }
                 }
@@ -503,7 +506,6 @@ struct ConnectionStateMachine {
         releaseBudget()
         body = []
         inbound = []
-        headScanned = 0
         budgetStalled = false
         let error = APIError(status: status, code: code, message: message, headers: retryAfter ? [("Retry-After", "1")] : [])
         actions.append(.send(Outbound(response: .error(error), keepAlive: false, minorVersion: 1, isHead: false, isRefusal: true)))
@@ -514,7 +516,6 @@ struct ConnectionStateMachine {
         releaseBudget()
         body = []
         inbound = []
-        headScanned = 0
         state = .closed
         actions.append(.close)
     }
