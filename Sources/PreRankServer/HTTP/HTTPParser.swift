@@ -64,7 +64,7 @@ public struct HTTPParser: Sendable {
             var body: [UInt8] = []
             let rest = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[headEnd...])
             switch decoder.feed(rest, into: &body) {
-            case .needMore: return .incomplete(head: head)
+            case .needMore, .needRoom: return .incomplete(head: head)
             case .failure(let f): return .failure(status: f.status, message: f.message)
             case .done(let used): return .request(head: head, body: body, consumed: headEnd + used)
             }
