@@ -1,8 +1,35 @@
 import Testing
 @testable import PreRankServer
 
-/// Drives `ConnectionStateMachine` through its states with a mock clock (plain `UInt64` ns):
-/// no sockets, no sleeping. Each test feeds events and checks the actions.
+/// The buffered-bytes budget as the state machine sees it, faked: a limit the test can move
+/// (for bodies and input alike), the bytes in use, and a log of every call (+n reserved,
+/// -n released).
+final class FakeBudget: BufferBudget {
+    var limit: Int
+    private(set) var inUse = 0
+    private(set) var log: [Int] = []
+
+    init(limit: Int) { self.limit = limit }
+
+    func reserve(_ bytes: Int) -> Bool {
+        #expect(bytes >= 0, "negative reservation \(bytes)")
+        guard inUse + bytes <= limit else { return false }
+        inUse += bytes
+        log.append(bytes)
+        return true
+    }
+
+    func reserveInput(_ bytes: Int) -> Bool { reserve(bytes) }
+
+    func release(_ bytes: Int) {
+        inUse -= bytes
+        log.append(-bytes)
+        #expect(inUse >= 0, "released more than reserved")
+    }
+}
+
+/// Drives `ConnectionStateMachine` through its states with a mock clock (plain `UInt64` ns)
+/// and a fake budget: no sockets, no sleeping. Each test feeds events and checks the actions.
 @Suite struct ConnectionStateMachineTests {
     typealias Machine = ConnectionStateMachine
     typealias Action = ConnectionStateMachine.Action
@@ -23,8 +50,8 @@ import Testing
         return c
     }
 
-    func machine(now: UInt64 = 0, budget: MemoryBudget = MemoryBudget(limit: 1 << 20)) -> (Machine, [Action]) {
-        var m = Machine(now: now, config: Self.config, budget: budget)
+    func machine(now: UInt64 = 0, budget: FakeBudget = FakeBudget(limit: 1 << 20), config: Machine.Configuration = Self.config) -> (Machine, [Action]) {
+        var m = Machine(now: now, config: config, budget: budget)
         let a = m.start()
         return (m, a)
     }
@@ -34,9 +61,14 @@ import Testing
     func sent(_ actions: [Action]) -> [Machine.Outbound] {
         actions.compactMap { if case .send(let o) = $0 { return o } else { return nil } }
     }
-    func statuses(_ actions: [Action]) -> [Int] { sent(actions).map(\.response.status) }
+    func statuses(_ actions: [Action]) -> [Int] { sent(actions).map(\.status) }
+    func refusals(_ actions: [Action]) -> [Machine.Refusal.Reason] { sent(actions).compactMap { $0.refusal?.reason } }
     func dispatched(_ actions: [Action]) -> [(HTTPParser.Head, [UInt8])] {
-        actions.compactMap { if case .dispatch(let h, let b) = $0 { return (h, b) } else { return nil } }
+        actions.compactMap { if case .dispatch(let h, let b, _) = $0 { return (h, b) } else { return nil } }
+    }
+    /// Budget handed to the application with each dispatched body.
+    func reservations(_ actions: [Action]) -> [Int] {
+        actions.compactMap { if case .dispatch(_, _, let r) = $0 { return r } else { return nil } }
     }
     func targets(_ actions: [Action]) -> [String] { dispatched(actions).map(\.0.target) }
     func closes(_ actions: [Action]) -> Bool { actions.contains { if case .close = $0 { return true } else { return false } } }
@@ -77,7 +109,7 @@ import Testing
         }
         #expect(m.stateName == "readingHead" && !m.isReusable && m.deadline == 5 * s)
         let a = m.timerFired(now: 5 * s)
-        #expect(statuses(a) == [408] && timeouts(a) == [.head] && sent(a).first?.keepAlive == false && sent(a).first?.isRefusal == true)
+        #expect(statuses(a) == [408] && timeouts(a) == [.head] && sent(a).first?.keepAlive == false && refusals(a) == [.timedOut(.head)])
         // Lingering close: after the 408 the write side is shut and input dropped, bounded in time.
         let w = m.writeCompleted(now: 5 * s)
         #expect(has(w) { if case .shutdownWriteAndLinger = $0 { return true } else { return false } } && m.stateName == "lingering")
@@ -89,7 +121,7 @@ import Testing
     /// A body dripped a byte a second is cut at head end + body timeout, with 408; the bytes it
     /// reserved in the budget are released.
     @Test func drippedBodyGets408AtTheBodyDeadline() {
-        let budget = MemoryBudget(limit: 10_000)
+        let budget = FakeBudget(limit: 10_000)
         var (m, _) = machine(budget: budget)
         let a0 = m.bytesRead(bytes("POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n"), now: 1 * s)
         #expect(armed(a0) == 11 * s && m.stateName == "readingBody" && budget.inUse == 100)
@@ -133,7 +165,7 @@ import Testing
 
     /// A transport failure releases the budget and closes, from any live state.
     @Test func transportFailureReleasesTheBudget() {
-        let budget = MemoryBudget(limit: 10_000)
+        let budget = FakeBudget(limit: 10_000)
         var (m, _) = machine(budget: budget)
         _ = m.bytesRead(bytes("POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 500\r\n\r\nab"), now: 0)
         #expect(budget.inUse == 500)
@@ -280,7 +312,7 @@ import Testing
         var (m, _) = machine()
         let a = m.bytesRead(bytes(text), now: 0)
         #expect(statuses(a) == [status], "\(text.prefix(40))")
-        #expect(sent(a).first?.keepAlive == false && sent(a).first?.isRefusal == true)
+        #expect(sent(a).first?.keepAlive == false && sent(a).first?.refusal != nil)
         #expect(m.stateName == "writing")
         // Input after a refusal is dropped, not framed.
         #expect(targets(m.bytesRead(bytes(get("/x")), now: 0)).isEmpty)
@@ -288,6 +320,39 @@ import Testing
         #expect(has(w) { if case .shutdownWriteAndLinger = $0 { return true } else { return false } })
         // Lingering ends at its byte cap, at EOF or at its deadline.
         #expect(closes(m.bytesRead([UInt8](repeating: 0, count: 5000), now: 1)))
+    }
+
+    /// The blank-line flood (issue #20): a client sending nothing but CRLF gets a 400 after a
+    /// few empty lines and its further input is dropped in the linger, however it is split;
+    /// the head scanner examined a handful of bytes, not the megabyte.
+    @Test func blankLineFloodIsRefusedAfterAFewEmptyLines() {
+        let crlf = [UInt8](repeating: 0, count: 65536).enumerated().map { $0.offset % 2 == 0 ? UInt8(13) : UInt8(10) }
+        for piece in [2, 3, 65536] {
+            var (m, _) = machine()
+            var all: [Action] = []
+            var at = 0
+            for _ in 0..<16 {  // 1 MiB in all
+                while at < crlf.count, !m.isClosed {
+                    all += m.bytesRead(Array(crlf[at..<min(at + piece, crlf.count)]), now: 0)
+                    at += piece
+                }
+                at = 0
+                if m.stateName == "writing" { all += m.writeCompleted(now: 0) }
+            }
+            #expect(statuses(all) == [400], "piece \(piece)")
+            #expect(m.headScanSteps <= 2 * (HeadScanner.maxLeadingEmptyLines + 1), "piece \(piece): \(m.headScanSteps)")
+            #expect(m.bufferedBytes == 0 && (m.stateName == "lingering" || m.isClosed), "piece \(piece)")
+        }
+    }
+
+    /// A head dripped a byte per read is scanned once in all: the scanner's steps equal the
+    /// bytes received (the old scan restarted at byte 0 on every read).
+    @Test func drippedHeadIsScannedInLinearTime() {
+        let head = bytes("GET /p HTTP/1.1\r\nHost: t\r\nX-Pad: " + String(repeating: "p", count: 900) + "\r\n\r\n")
+        var (m, _) = machine()
+        var all: [Action] = []
+        for b in head { all += m.bytesRead([b], now: 0) }
+        #expect(targets(all) == ["/p"] && m.headScanSteps == head.count)
     }
 
     @Test func lingerEndsAtEOF() {
@@ -300,18 +365,18 @@ import Testing
     // MARK: memory budget
 
     @Test func bodiesReserveTheBudgetAndAreRefused503WhenItIsSpent() {
-        let budget = MemoryBudget(limit: 1500)
+        let budget = FakeBudget(limit: 1500)
         var (a, _) = machine(budget: budget)
         var (b, _) = machine(budget: budget)
         _ = a.bytesRead(bytes("POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n"), now: 0)
         #expect(budget.inUse == 1000 && a.reserved == 1000)
         let refused = b.bytesRead(bytes("POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n"), now: 0)
-        #expect(statuses(refused) == [503])
-        #expect(sent(refused)[0].response.headers.contains { $0.name == "Retry-After" })
-        // Released when the request is answered.
-        _ = a.bytesRead([UInt8](repeating: 120, count: 1000), now: 0)
-        #expect(budget.inUse == 1000)
+        #expect(statuses(refused) == [503] && refusals(refused) == [.budgetSpent])
+        // Handed to the application with the body, released by the shell when it answers.
+        let d = a.bytesRead([UInt8](repeating: 120, count: 1000), now: 0)
+        #expect(budget.inUse == 1000 && reservations(d) == [1000] && a.reserved == 0)
         _ = a.jobFinished(ok, now: 0)
+        budget.release(1000)
         #expect(budget.inUse == 0)
         // ... or when the connection closes mid-body.
         var (c, _) = machine(budget: budget)
@@ -324,18 +389,131 @@ import Testing
     /// A chunked body that cannot grow within the budget stops being read (back-pressure) and
     /// resumes when bytes are released.
     @Test func chunkedBodyWaitsForBudget() {
-        let budget = MemoryBudget(limit: 1000)
-        #expect(budget.reserve(990))
+        let budget = FakeBudget(limit: 1 << 20)
         var (m, _) = machine(budget: budget)
-        let a = m.bytesRead(bytes("POST /p HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n" + String(repeating: "z", count: 32) + "\r\n0\r\n\r\n"), now: 0)
+        _ = m.bytesRead(bytes("POST /p HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"), now: 0)
+        let chunk = bytes("20\r\n" + String(repeating: "z", count: 32) + "\r\n0\r\n\r\n")
+        budget.limit = chunk.count + 10  // the input fits, 32 bytes of body do not
+        let a = m.bytesRead(chunk, now: 0)
         #expect(has(a) { if case .waitForBudget = $0 { return true } else { return false } })
         #expect(has(a) { if case .stopReading = $0 { return true } else { return false } })
         #expect(m.budgetRetry(now: 1).contains { if case .waitForBudget = $0 { return true } else { return false } })
-        budget.release(990)
+        budget.limit = 1 << 20
         let r = m.budgetRetry(now: 2)
-        #expect(dispatched(r).map(\.1.count) == [32])
+        #expect(dispatched(r).map(\.1.count) == [32] && budget.inUse == reservations(r).reduce(0, +))
         _ = m.jobFinished(ok, now: 3)
+        budget.release(reservations(r)[0])
         #expect(budget.inUse == 0)
+    }
+
+    /// The machine's part of the budget invariant: every byte it buffers is reserved, and the
+    /// budget holds exactly what it reserved plus the bodies the application still has.
+    func accounted(_ m: Machine, _ budget: FakeBudget, app: Int = 0) -> Bool {
+        m.bufferedBytes <= m.reserved && budget.inUse == m.reserved + app
+    }
+
+    /// Issue #20 (a): a read holding the end of one chunk and a whole larger one used to be
+    /// decoded after reserving room for the current chunk only, so the body outgrew its
+    /// reservation by up to a read. Now the decoder stops where the room ends.
+    @Test func chunkedBodyNeverOutgrowsItsReservation() {
+        var config = Self.config
+        config.maxBodyBytes = 1 << 20
+        let budget = FakeBudget(limit: 4 << 20)
+        var (m, _) = machine(budget: budget, config: config)
+        _ = m.bytesRead(bytes("POST /p HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab"), now: 0)
+        #expect(accounted(m, budget) && m.stateName == "readingBody")
+        let big = 0x20000
+        let rest = bytes("c\r\n20000\r\n") + [UInt8](repeating: 121, count: big) + bytes("\r\n0\r\n\r\n")
+        let a = m.bytesRead(rest, now: 0)
+        let held = reservations(a)
+        #expect(dispatched(a).map(\.1.count) == [3 + big])
+        #expect(held.count == 1 && held[0] >= 3 + big && accounted(m, budget, app: held[0]))
+    }
+
+    /// Issue #20 (b): bytes held before a body starts count in the budget: a partial head, and
+    /// requests pipelined behind one the application has. Released as they are framed.
+    @Test func bytesBeforeABodyCountInTheBudget() {
+        let budget = FakeBudget(limit: 1 << 20)
+        var (m, _) = machine(budget: budget)
+        _ = m.bytesRead(bytes("GET /a HTTP/1.1\r\nHo"), now: 0)
+        #expect(budget.inUse == 19 && accounted(m, budget))
+        let a = m.bytesRead(bytes("st: t\r\n\r\n"), now: 0)
+        #expect(targets(a) == ["/a"] && budget.inUse == 0)
+        let pipelined = bytes(get("/b") + "GET /c HT")
+        _ = m.bytesRead(pipelined, now: 0)
+        #expect(budget.inUse == pipelined.count && accounted(m, budget))
+        _ = m.jobFinished(ok, now: 0)
+        let w = m.writeCompleted(now: 0)
+        #expect(targets(w) == ["/b"] && budget.inUse == 9 && accounted(m, budget))
+        _ = m.transportFailed()
+        #expect(budget.inUse == 0)
+    }
+
+    /// A head the budget cannot hold is refused 503 at once; input pipelined behind a request
+    /// in progress that it cannot hold is dropped, and the connection ends after that answer.
+    @Test func inputOverTheBudgetIsRefused() {
+        let budget = FakeBudget(limit: 10)
+        var (m, _) = machine(budget: budget)
+        let a = m.bytesRead(bytes(get("/a")), now: 0)
+        #expect(refusals(a) == [.budgetSpent] && budget.inUse == 0 && targets(a).isEmpty)
+        budget.limit = 1 << 20
+        var (n, _) = machine(budget: budget)
+        _ = n.bytesRead(bytes(get("/a")), now: 0)
+        budget.limit = 0
+        let p = n.bytesRead(bytes(get("/b")), now: 0)
+        #expect(has(p) { if case .stopReading = $0 { return true } else { return false } } && budget.inUse == 0)
+        let f = n.jobFinished(ok, now: 0)
+        #expect(statuses(f) == [200] && sent(f)[0].keepAlive == false)
+        let w = n.writeCompleted(now: 0)
+        #expect(targets(w).isEmpty && has(w) { if case .shutdownWriteAndLinger = $0 { return true } else { return false } })
+    }
+
+    /// Issue #20 (c): the connection failing while the application has the request does not
+    /// free the body's bytes: they went to the application with the body.
+    @Test func transportFailureWhileDispatchedLeavesTheBodyReserved() {
+        let budget = FakeBudget(limit: 10_000)
+        var (m, _) = machine(budget: budget)
+        let a = m.bytesRead(bytes(post("/p", String(repeating: "b", count: 100))), now: 0)
+        #expect(reservations(a) == [100] && budget.inUse == 100 && m.reserved == 0)
+        #expect(closes(m.transportFailed()))
+        #expect(budget.inUse == 100, "released while the application holds the body")
+        budget.release(100)  // the shell, when the application answers
+        #expect(budget.inUse == 0)
+    }
+
+    /// Issue #20 (d): a whole chunked request waiting for budget when the client half-closes
+    /// is still answered once the budget allows; a partial one is dropped at once.
+    @Test func halfCloseWhileWaitingForBudgetKeepsACompleteRequest() {
+        for complete in [true, false] {
+            let budget = FakeBudget(limit: 1 << 20)
+            var (m, _) = machine(budget: budget)
+            _ = m.bytesRead(bytes("POST /p HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"), now: 0)
+            let chunk = bytes("20\r\n" + String(repeating: "z", count: 32) + (complete ? "\r\n0\r\n\r\n" : ""))
+            budget.limit = chunk.count + 10
+            _ = m.bytesRead(chunk, now: 0)
+            let eof = m.peerHalfClosed(now: 1)
+            #expect(closes(eof) == !complete, "complete: \(complete)")
+            guard complete else { #expect(budget.inUse == 0); continue }
+            budget.limit = 1 << 20
+            let r = m.budgetRetry(now: 2)
+            #expect(dispatched(r).map(\.1.count) == [32])
+            _ = m.jobFinished(ok, now: 3)
+            #expect(closes(m.writeCompleted(now: 3)))
+        }
+    }
+
+    /// The machine states a refusal as a status and a reason; the shell renders the SPEC's
+    /// JSON error body, the same bytes as before the machine stopped rendering them.
+    @Test func refusalsAreRenderedByTheShell() {
+        let busy = Machine.Refusal(reason: .budgetSpent).response
+        #expect(busy.status == 503 && busy.headers.contains { $0.name == "Retry-After" && $0.value == "1" })
+        #expect(String(decoding: busy.body, as: UTF8.self) == #"{"error":{"code":"server_busy","message":"request buffers are full; retry shortly"}}"#)
+        let late = Machine.Refusal(reason: .timedOut(.head)).response
+        #expect(String(decoding: late.body, as: UTF8.self) == #"{"error":{"code":"request_timeout","message":"request head not received in time"}}"#)
+        let big = Machine.Refusal(reason: .malformed(HTTPParser.Failure(status: 431, message: "m"))).response
+        #expect(big.status == 431 && String(decoding: big.body, as: UTF8.self).contains(#""code":"header_too_large""#))
+        let body = Machine.Refusal(reason: .bodyTooLarge(length: 9, limit: 8)).response
+        #expect(String(decoding: body.body, as: UTF8.self) == #"{"error":{"code":"body_too_large","message":"body of 9 bytes is larger than the limit of 8"}}"#)
     }
 
     // MARK: admission and drain
@@ -384,14 +562,14 @@ import Testing
 @Suite struct ConnectionStateMachineExitTests {
     @Test func jobFinishedWithoutARequestIsAPreconditionFailure() async {
         await #expect(processExitsWith: .failure) {
-            var m = ConnectionStateMachine(now: 0, config: .init(), budget: MemoryBudget(limit: 1024))
+            var m = ConnectionStateMachine(now: 0, config: .init(), budget: FakeBudget(limit: 1024))
             _ = m.jobFinished(HTTPResponse(status: 200), now: 0)
         }
     }
 
     @Test func bytesAfterCloseIsAPreconditionFailure() async {
         await #expect(processExitsWith: .failure) {
-            var m = ConnectionStateMachine(now: 0, config: .init(), budget: MemoryBudget(limit: 1024))
+            var m = ConnectionStateMachine(now: 0, config: .init(), budget: FakeBudget(limit: 1024))
             _ = m.timerFired(now: 10_000_000_000)
             _ = m.bytesRead(Array("x".utf8), now: 0)
         }

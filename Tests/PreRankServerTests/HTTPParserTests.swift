@@ -84,6 +84,68 @@ import Testing
         #expect(status(parse(text)) == 400)
     }
 
+    // MARK: head scanning (issue #20: the blank-line flood)
+
+    func scanInPieces(_ bytes: [UInt8], piece: Int, maxHeaderBytes: Int = 16384) -> (HTTPParser.HeadScan, HeadScanner) {
+        var scanner = HeadScanner(maxHeaderBytes: maxHeaderBytes)
+        var buffer: [UInt8] = []
+        var result = HTTPParser.HeadScan.incomplete
+        var at = 0
+        while at < bytes.count, result == .incomplete {
+            buffer += bytes[at..<min(at + piece, bytes.count)]
+            at += piece
+            result = buffer.withUnsafeBytes { scanner.scan($0) }
+        }
+        return (result, scanner)
+    }
+
+    /// A head arriving a byte at a time is scanned once: the scanner's steps equal the bytes,
+    /// where the old scan restarted from byte 0 on every read (quadratic).
+    @Test func headScanIsLinearWhenDripped() {
+        let head = Array(("GET /p HTTP/1.1\r\nHost: a\r\nX-Pad: " + String(repeating: "p", count: 8000) + "\r\n\r\n").utf8)
+        for piece in [1, 7, 4096] {
+            let (result, scanner) = scanInPieces(head, piece: piece)
+            #expect(result == .complete(end: head.count), "piece \(piece)")
+            #expect(scanner.scanned == head.count && scanner.requestStart == 0, "piece \(piece)")
+        }
+    }
+
+    /// RFC 9112 §2.2: a few empty lines before the request line are ignored, more are a 400 at
+    /// once, however the bytes are split, and the scan stops there (no quadratic rescan).
+    @Test func manyEmptyLinesBeforeTheRequestLineAreRefused() {
+        let few = Array((String(repeating: "\r\n", count: HeadScanner.maxLeadingEmptyLines) + "GET /p HTTP/1.1\r\nHost: a\r\n\r\n").utf8)
+        let (ok, okScanner) = scanInPieces(few, piece: 3)
+        #expect(ok == .complete(end: few.count) && okScanner.requestStart == 2 * HeadScanner.maxLeadingEmptyLines)
+        guard case .request(let head, _, _) = parse(few) else { Issue.record("tolerated empty lines refused"); return }
+        #expect(head.target == "/p")
+        let flood = [UInt8](repeating: 0, count: 1 << 20).enumerated().map { $0.offset % 2 == 0 ? UInt8(13) : UInt8(10) }
+        for piece in [1, 2, 65536] {
+            let (result, scanner) = scanInPieces(flood, piece: piece)
+            guard case .failure(let f) = result else { Issue.record("flood not refused, piece \(piece)"); continue }
+            #expect(f.status == 400 && f.message.contains("empty lines"))
+            #expect(scanner.scanned <= 2 * (HeadScanner.maxLeadingEmptyLines + 1), "piece \(piece): \(scanner.scanned) steps")
+        }
+    }
+
+    /// Every byte before the end of the head counts against the limit, empty lines included,
+    /// and the 431 comes as soon as the limit is passed.
+    @Test func everyHeadByteCountsAgainstTheLimit() {
+        let head = "\r\nGET /p HTTP/1.1\r\nHost: a\r\n\r\n"
+        let n = head.utf8.count
+        let scan = { (limit: Int) in Array(head.utf8).withUnsafeBytes { HTTPParser.scanHead($0, maxHeaderBytes: limit) } }
+        #expect(scan(n) == .complete(end: n))
+        #expect(scan(n - 1) == .failure(HTTPParser.Failure(status: 431, message: "request head is larger than \(n - 1) bytes")))
+        let (long, scanner) = scanInPieces(Array(("GET /p HTTP/1.1\r\nX: " + String(repeating: "a", count: 100_000)).utf8), piece: 1000,
+                                           maxHeaderBytes: 1024)
+        guard case .failure(let f) = long else { Issue.record("oversized head not refused"); return }
+        #expect(f.status == 431 && scanner.scanned == 1024)
+    }
+
+    @Test(arguments: ["GET /p HTTP/1.1\rHost: a\r\n\r\n", "\r\rGET /p HTTP/1.1\r\n\r\n", "GET /p HTTP/1.1\r\nHost: a\r\n\r\r\n"])
+    func aCRNotFollowedByLFIsRefused(text: String) {
+        #expect(status(parse(text)) == 400)
+    }
+
     @Test func hostIsRequiredOnHTTP11Only() {
         #expect(status(parse("GET /p HTTP/1.1\r\n\r\n")) == 400)
         #expect(status(parse("GET /p HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")) == 400)

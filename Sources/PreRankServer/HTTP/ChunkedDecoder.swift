@@ -24,6 +24,9 @@ public struct ChunkedDecoder: Sendable, Equatable {
     public enum Step: Equatable, Sendable {
         /// Every byte was used; more are needed.
         case needMore
+        /// Stopped after `used` bytes: the next byte is chunk data and `room` is spent. Call
+        /// again with the rest once there is room.
+        case needRoom(used: Int)
         /// The body ended after `used` bytes of this input (what follows is the next request).
         case done(used: Int)
         case failure(HTTPParser.Failure)
@@ -42,7 +45,8 @@ public struct ChunkedDecoder: Sendable, Equatable {
 
     public init(maxBody: Int) { self.maxBody = maxBody }
 
-    /// Data bytes the next `feed` of `available` bytes can append at most (for budget reservations).
+    /// Data bytes the next `feed` of `available` bytes may need first: the rest of the current
+    /// chunk when inside one (what `needRoom` asks room for), else `available`.
     public func dataBytes(in available: Int) -> Int {
         if case .data(let remaining) = phase { return min(remaining, available) }
         return available
@@ -50,8 +54,25 @@ public struct ChunkedDecoder: Sendable, Equatable {
 
     public var isDone: Bool { phase == .done }
 
-    /// Consumes `input`, appending chunk data to `body`.
-    public mutating func feed(_ input: UnsafeRawBufferPointer, into body: inout [UInt8]) -> Step {
+    /// Consumes `input`, appending chunk data to `body`, at most `room` bytes of it.
+    ///
+    /// Why `room`: the caller reserves budget for what it buffers. A read can hold the end of
+    /// one chunk and whole further chunks, so the caller cannot know from the current chunk
+    /// alone how much a feed will append; instead the decoder stops where the room ends.
+    public mutating func feed(_ input: UnsafeRawBufferPointer, into body: inout [UInt8], room: Int = .max) -> Step {
+        feed(input, room: room) { body.append(contentsOf: $0) }
+    }
+
+    /// Whether `input` completes the body (decoded on a copy, nothing kept): tells a connection
+    /// whose peer has closed whether the input it holds is a whole request.
+    public func wouldFinish(_ input: UnsafeRawBufferPointer) -> Bool {
+        var probe = self
+        if case .done = probe.feed(input, room: .max, append: { _ in }) { return true }
+        return false
+    }
+
+    private mutating func feed(_ input: UnsafeRawBufferPointer, room: Int, append: (UnsafeRawBufferPointer) -> Void) -> Step {
+        var room = room
         var i = 0
         let n = input.count
         func fail(_ status: Int, _ message: String) -> Step { .failure(HTTPParser.Failure(status: status, message: message)) }
@@ -89,8 +110,10 @@ public struct ChunkedDecoder: Sendable, Equatable {
                     phase = .data(remaining: value)
                 }
             case .data(let remaining):
-                let take = min(remaining, n - i)
-                body.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[i..<(i + take)]))
+                let take = min(remaining, n - i, room)
+                guard take > 0 else { return .needRoom(used: i) }
+                append(UnsafeRawBufferPointer(rebasing: input[i..<(i + take)]))
+                room -= take
                 bodyCount += take
                 i += take
                 phase = remaining == take ? .dataCR : .data(remaining: remaining - take)

@@ -119,12 +119,12 @@ final class Connection: @unchecked Sendable {
             case .stopReading: pauseReading()
             case .armDeadline(let t): timer?.schedule(deadline: DispatchTime(uptimeNanoseconds: t), leeway: .milliseconds(5))
             case .disarmDeadline: timer?.schedule(deadline: .distantFuture)
-            case .dispatch(let head, let body): dispatch(head, body)
+            case .dispatch(let head, let body, let reservation): dispatch(head, body, reservation: reservation)
             case .sendContinue:
                 output.append(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
                 wrote = true
             case .send(let out):
-                if out.isRefusal { observer.refused(out.response.status) }
+                if let refusal = out.refusal { observer.refused(refusal.status) }
                 output.append(contentsOf: ResponseSerializer.segments(out))
                 wrote = true
             case .shutdownWriteAndLinger: io.shutdown()
@@ -183,14 +183,19 @@ final class Connection: @unchecked Sendable {
     /// Hands a framed request to the application. A gzip body is inflated on a global queue,
     /// not this connection's I/O queue, within the memory budget. The answer always hops back
     /// to `queue` asynchronously: feeding `jobFinished` from inside `perform` would interleave.
-    private func dispatch(_ head: HTTPParser.Head, _ body: [UInt8]) {
+    /// `reservation`, the budget held for `body`, is released when the application answers —
+    /// not when the connection closes, which may happen first while the application still
+    /// holds the body.
+    private func dispatch(_ head: HTTPParser.Head, _ body: [UInt8], reservation: Int) {
         let receivedAt = Self.now()
         let encoding = head.headers.first { $0.name.caseInsensitiveEquals("content-encoding") }?.value.lowercased()
         let acceptsGzip = Self.acceptsGzip(head.headers.first { $0.name.caseInsensitiveEquals("accept-encoding") }?.value)
         let (path, query) = Self.splitTarget(head.target)
         let threshold = limits.gzipThreshold
         let handler = self.handler
+        let budget = self.budget
         let finish: @Sendable (HTTPResponse) -> Void = { [weak self] response in
+            budget.release(reservation)
             let ready = Gzip.encode(response, acceptsGzip: acceptsGzip, threshold: threshold)
             guard let self else { return }
             self.queue.async { self.event { m, now in m.jobFinished(ready, now: now) } }
@@ -209,7 +214,6 @@ final class Connection: @unchecked Sendable {
             finish(.error(error))
             return
         }
-        let budget = self.budget
         let limit = limits.maxInflatedBodyBytes
         DispatchQueue.global(qos: .userInitiated).async {
             var granted = 0

@@ -1,6 +1,6 @@
 /// HTTP/1.1 request framing: pure functions of bytes, no I/O.
 ///
-/// `ConnectionStateMachine` uses the pieces: `scanHead` finds the end of a head (or refuses it
+/// `ConnectionStateMachine` uses the pieces: `HeadScanner` finds the end of a head (or refuses it
 /// early), `parseHead` reads it, and the body is taken by length or by `ChunkedDecoder`,
 /// incrementally. `parse` frames one whole buffered request with the same pieces (tests use it).
 /// Framing follows RFC 9112 and refuses what request smuggling relies on: bare LF line ends
@@ -64,7 +64,7 @@ public struct HTTPParser: Sendable {
             var body: [UInt8] = []
             let rest = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[headEnd...])
             switch decoder.feed(rest, into: &body) {
-            case .needMore: return .incomplete(head: head)
+            case .needMore, .needRoom: return .incomplete(head: head)
             case .failure(let f): return .failure(status: f.status, message: f.message)
             case .done(let used): return .request(head: head, body: body, consumed: headEnd + used)
             }
@@ -85,42 +85,13 @@ public struct HTTPParser: Sendable {
         case failure(Failure)
     }
 
-    /// Finds the end of the head. Lines end in CRLF only (RFC 9112 §2.2: a bare LF is a 400, so
-    /// that we never frame differently from a proxy in front of us); empty lines before the
-    /// request line are skipped. A head longer than `maxHeaderBytes` is a 431 as soon as that
-    /// is known, without waiting for its end.
-    /// `from`: bytes before this index were scanned before and found incomplete, so a head
-    /// dripped a byte at a time is scanned in linear, not quadratic, time.
-    public static func scanHead(_ b: UnsafeRawBufferPointer, maxHeaderBytes: Int, from: Int = 0) -> HeadScan {
-        var i = max(0, from - 3)
-        while i < b.count {
-            if b[i] == 10 {
-                guard i > 0, b[i - 1] == 13 else {
-                    return .failure(Failure(status: 400, message: "bare LF in the request head (lines must end in CRLF)"))
-                }
-                // Blank line: the end of the head, unless it precedes the request line.
-                if i >= 3, b[i - 2] == 10, b[i - 3] == 13, !Self.onlyBlankLines(b, upTo: i - 3) {
-                    if i + 1 - Self.leadingBlankBytes(b) > maxHeaderBytes { return .failure(Failure(status: 431, message: "request head is larger than \(maxHeaderBytes) bytes")) }
-                    return .complete(end: i + 1)
-                }
-            }
-            i += 1
-        }
-        if b.count - Self.leadingBlankBytes(b) > maxHeaderBytes {
-            return .failure(Failure(status: 431, message: "request head is larger than \(maxHeaderBytes) bytes"))
-        }
-        return .incomplete
-    }
-
-    /// Bytes of CRLF pairs at the start (tolerated before a request line).
-    static func leadingBlankBytes(_ b: UnsafeRawBufferPointer) -> Int {
-        var i = 0
-        while i + 1 < b.count, b[i] == 13, b[i + 1] == 10 { i += 2 }
-        return i
-    }
-
-    static func onlyBlankLines(_ b: UnsafeRawBufferPointer, upTo end: Int) -> Bool {
-        leadingBlankBytes(b) >= end
+    /// Finds the end of the head in one buffer (a one-shot `HeadScanner`: CRLF line ends only,
+    /// at most `HeadScanner.maxLeadingEmptyLines` empty lines before the request line, every
+    /// byte counted against `maxHeaderBytes`). The connection keeps a `HeadScanner` across reads
+    /// instead, so that a head arriving in pieces is still scanned once.
+    public static func scanHead(_ b: UnsafeRawBufferPointer, maxHeaderBytes: Int) -> HeadScan {
+        var scanner = HeadScanner(maxHeaderBytes: maxHeaderBytes)
+        return scanner.scan(b)
     }
 
     /// A refusal: the status to answer and why.

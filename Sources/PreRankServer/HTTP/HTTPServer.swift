@@ -44,7 +44,7 @@ public final class HTTPServer: @unchecked Sendable {
         self.limits = limits
         self.tls = tls
         self.handler = handler
-        self.budget = MemoryBudget(limit: limits.maxBufferedBytes)
+        self.budget = MemoryBudget(limits: limits)
     }
 
     public var stats: HTTPServerStats {

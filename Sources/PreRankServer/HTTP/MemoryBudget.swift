@@ -1,25 +1,58 @@
 import Synchronization
 
+/// What `ConnectionStateMachine` needs of the buffered-bytes budget. Injected, so that the
+/// machine stays free of shared state in tests (they pass a fake that records every call).
+protocol BufferBudget: AnyObject {
+    /// Takes `bytes` for a body from the budget if that many are left.
+    func reserve(_ bytes: Int) -> Bool
+    /// Takes `bytes` for input not yet framed (a head, pipelined requests), which may also use
+    /// the headroom that bodies leave.
+    func reserveInput(_ bytes: Int) -> Bool
+    func release(_ bytes: Int)
+}
+
 /// The server-wide budget for buffered request bytes (config `server.max_buffered_bytes`).
 ///
 /// Why: per-connection limits alone let 200 clients that stall half-way through 8 MB bodies
-/// hold 1.6 GB. Every request body reserves its bytes here before they are buffered (its
-/// Content-Length up front; a chunked body as it grows), and so does an inflated gzip body; the
-/// reservation is released when the request is answered or the connection closes. A request
-/// that cannot reserve is answered 503 + Retry-After at once, a chunked body that cannot grow
-/// stops being read (back-pressure) until bytes are released or its deadline cuts it.
-public final class MemoryBudget: Sendable {
+/// hold 1.6 GB. Every byte a connection buffers reserves here first: input not yet framed (a
+/// partial head, requests pipelined behind the current one) as it is read, a body up front by
+/// its Content-Length or, chunked, as it grows, and an inflated gzip body. Input is released as
+/// it is framed or dropped; a body when the application is done with it (not before, even if
+/// the connection fails meanwhile) or when the connection closes before dispatching it. Input
+/// that cannot reserve is refused 503 + Retry-After (or, pipelined behind a request in
+/// progress, dropped and the connection ended after that answer); a chunked body that cannot
+/// grow stops being read (back-pressure) until bytes are released or its deadline cuts it.
+public final class MemoryBudget: BufferBudget, Sendable {
     public let limit: Int
+    /// The top of the budget, which only input not yet framed may use: with bodies holding all
+    /// they may, a health check or a small request still has room for its head.
+    public let inputHeadroom: Int
     private let used = Atomic<Int>(0)
 
-    public init(limit: Int) { self.limit = limit }
+    public init(limit: Int, inputHeadroom: Int = 0) {
+        precondition((0...limit).contains(inputHeadroom), "headroom \(inputHeadroom) outside the budget of \(limit)")
+        self.limit = limit
+        self.inputHeadroom = inputHeadroom
+    }
 
-    /// Takes `bytes` from the budget if that many are left.
-    public func reserve(_ bytes: Int) -> Bool {
+    /// The server's budget: a sixteenth of it as headroom for input, but never so much that a
+    /// body of `maxBodyBytes` could not fit.
+    public convenience init(limits: ServerLimits) {
+        let limit = limits.maxBufferedBytes
+        self.init(limit: limit, inputHeadroom: max(0, min(limit / 16, limit - limits.maxBodyBytes)))
+    }
+
+    /// Takes `bytes` for a body (or an inflated body) if that many are left below the headroom.
+    public func reserve(_ bytes: Int) -> Bool { take(bytes, upTo: limit - inputHeadroom) }
+
+    /// Takes `bytes` for input not yet framed if that many are left, headroom included.
+    public func reserveInput(_ bytes: Int) -> Bool { take(bytes, upTo: limit) }
+
+    private func take(_ bytes: Int, upTo ceiling: Int) -> Bool {
         precondition(bytes >= 0, "negative reservation \(bytes)")
         var current = used.load(ordering: .relaxed)
         while true {
-            guard current + bytes <= limit else { return false }
+            guard current + bytes <= ceiling else { return false }
             let (exchanged, original) = used.compareExchange(expected: current, desired: current + bytes, ordering: .relaxed)
             if exchanged { return true }
             current = original

@@ -21,8 +21,9 @@ enum ResponseSerializer {
 
     /// Head and body as separate segments (no body for HEAD).
     static func segments(_ out: ConnectionStateMachine.Outbound) -> [[UInt8]] {
-        let h = head(out.response, keepAlive: out.keepAlive, minor: out.minorVersion)
-        return out.isHead || out.response.body.isEmpty ? [h] : [h, out.response.body]
+        let response = out.response
+        let h = head(response, keepAlive: out.keepAlive, minor: out.minorVersion)
+        return out.isHead || response.body.isEmpty ? [h] : [h, response.body]
     }
 }
 
