@@ -79,7 +79,8 @@ import TwinTower
         #expect(s.delta.sequence == 3)
         #expect(s.delta.upsertedCount == 680)
         #expect(s.delta.staleCount == 70)
-        #expect(s.delta.deletedIDs.count == 73)
+        // 50 base ids and 20 delta ids; the 3 unknown ids (-5, -6, -7) are not recorded.
+        #expect(s.delta.deletedIDs.count == 70 && !s.delta.deletedIDs.contains(-5))
         #expect(s.delta.hiddenCount == 150)
         #expect(s.delta.itemCount(base: s.base) == s.rebuilt.count)
         guard case .delta = s.delta.resolve(s.newIDs[0], base: s.base) else { Issue.record("a new id resolves to the delta"); return }
@@ -180,6 +181,20 @@ import TwinTower
             #expect(a.candidateCount == b.candidateCount)
             #expect(a.rescored == b.rescored)
         }
+    }
+
+    /// Issue #21 "bounded growth": deletes of ids the catalog does not hold (never seen, or
+    /// deleted already) leave the delta as it was, however many arrive.
+    @Test func deletesOfUnheldIdsAreNotRecorded() throws {
+        let s = try Self.scenario(dtype: .f32, rescore: false)
+        let noise = (0..<10_000).map { Int64(-1_000_000 - $0) }
+        let after = s.delta.applying(ids: [], vectors: [], deletes: noise + s.deleted, sequence: 4, base: s.base)
+        #expect(after.deletedIDs == s.delta.deletedIDs)
+        #expect(after.hiddenCount == s.delta.hiddenCount && after.upsertedCount == s.delta.upsertedCount)
+        #expect(after.sequence == 4)
+        // A held id is still deleted and recorded.
+        let held = s.delta.applying(ids: [], vectors: [], deletes: [s.base.ids[1]], sequence: 5, base: s.base)
+        #expect(held.deletedIDs.count == s.delta.deletedIDs.count + 1 && held.resolve(s.base.ids[1], base: s.base) == .unknown)
     }
 
     @Test func emptyDeltaLeavesTheEngineAsItWas() throws {
