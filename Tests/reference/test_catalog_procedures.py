@@ -9,6 +9,7 @@ written against the real binary (issue #21): a change answered 200 survives each
 - two replicas, each with its own log, fed by one `upsert-items` with two `--url`s;
 - a canary with its own model and index, and a fusion-only canary (one tower pass per row).
 """
+import http.client
 import json
 import os
 import shutil
@@ -401,3 +402,49 @@ def test_upsert_items_speaks_tls_and_keeps_the_token_off_the_wire(prerank, world
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+
+
+def test_kill_9_during_an_upsert_stream_loses_no_acknowledged_change(prerank, world, tmp_path):
+    """Issue #21 "done when": SIGKILL at random moments while batches stream in; after each
+    restart every batch answered 200 is served, and the batch in flight is all there or absent."""
+    import random
+    import threading
+    rng = random.Random(21)
+    server, cfg = start(prerank, world, tmp_path)
+    acked, attempted = [], []
+    next_id = [920000]
+    try:
+        for round_ in range(6):
+            stop = threading.Event()
+
+            def stream():
+                while not stop.is_set():
+                    ids = list(range(next_id[0], next_id[0] + 20))
+                    next_id[0] += 20
+                    attempted.append(ids)
+                    row = {k: v for k, v in NEW[0].items() if k != "item_id"}
+                    try:
+                        status, _ = post_items(server, {"upsert": [dict(row, item_id=i) for i in ids]})
+                    except (OSError, ValueError, http.client.HTTPException):
+                        return
+                    if status == 200:
+                        acked.append(ids)
+
+            t = threading.Thread(target=stream)
+            t.start()
+            time.sleep(rng.uniform(0.05, 0.6))
+            server.proc.send_signal(signal.SIGKILL)
+            server.proc.wait(timeout=10)
+            stop.set()
+            t.join(timeout=30)
+            server = Server(prerank, cfg, server.port)
+            every = [i for ids in attempted for i in ids]
+            got = prerank_answer(server, {"user": {}, "candidates": every, "k": 1})
+            unknown = set(got["unknown_ids"])
+            for ids in acked:
+                assert not unknown & set(ids), f"round {round_}: an acknowledged batch was lost"
+            for ids in attempted:
+                assert len(unknown & set(ids)) in (0, len(ids)), f"round {round_}: half a batch was kept"
+        assert len(acked) >= 6
+    finally:
+        server.stop()
