@@ -147,7 +147,8 @@ public final class LiveCatalog: @unchecked Sendable {
         }
         let opened: (UpdateLogWriter, UpdateLog.Contents)
         do { opened = try UpdateLogWriter.open(path: path) } catch {
-            if writer == nil, blocked == nil, nextSequence > 1 { blocked = "the update log cannot be opened: \(error.description)" }
+            // Our writer was closed for this: refuse changes (503) rather than call them disabled.
+            if writer == nil { blocked = "the update log cannot be opened: \(error.description)" }
             throw ReloadError(key: "model.updates", message: error.description)
         }
         writer?.close()
