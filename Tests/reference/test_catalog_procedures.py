@@ -448,3 +448,30 @@ def test_kill_9_during_an_upsert_stream_loses_no_acknowledged_change(prerank, wo
         assert len(acked) >= 6
     finally:
         server.stop()
+
+
+def test_pointing_model_updates_at_a_new_file_keeps_the_changes(prerank, world, tmp_path):
+    """A config edit that names a new log file (another volume, a new directory) and a reload:
+    the changes served but not folded are carried into the new log, sequences continue, and a
+    restart serves them from it (the old file is no longer written)."""
+    server, cfg = start(prerank, world, tmp_path)
+    try:
+        for change in changes(world):
+            assert post_items(server, change)[0] == 200
+        before = answers(server, world)
+        (tmp_path / "new").mkdir()
+        cfg.write_text(cfg.read_text().replace(str(tmp_path / LOG), str(tmp_path / "new" / LOG)))
+        reload(server)
+        assert answers(server, world) == before
+        old_size = (tmp_path / LOG).stat().st_size
+        status, body = post_items(server, new_rows(world, 1)[0])
+        assert status == 200 and body["sequence"] == 4, body
+        assert (tmp_path / LOG).stat().st_size == old_size
+        after = answers(server, world)
+        server = restart(prerank, server)
+        assert answers(server, world) == after
+        os.remove(tmp_path / LOG)  # the old file is not needed any more
+        server = restart(prerank, server)
+        assert answers(server, world) == after
+    finally:
+        server.stop()
