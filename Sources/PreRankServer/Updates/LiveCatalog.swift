@@ -20,6 +20,8 @@ import TwinTower
 ///   already in its base (a folded log), otherwise changes are refused (503) until a reload;
 /// - the path holds records (a backup restored, another log put there): changes are refused with
 ///   503 `update_log_changed` until a reload, which replays the log now at the path.
+/// A reload whose config names another log file treats it the same way: an empty or missing one
+/// gets the served records carried over; one holding records is opened and replayed.
 /// Either way no change is answered 200 and then written where no restart reads it.
 ///
 /// **Work done once** (issue #21): arms that serve the same index object with the same model (a
@@ -120,11 +122,15 @@ public final class LiveCatalog: @unchecked Sendable {
         var reopened: UpdateLog.Contents?
         if let w = writer, w.path == path, blocked == nil {
             if let reason = w.check() {
-                if case .refused(let why) = follow(reason: reason, serving: previous?.arms.map(\.1) ?? []) {
+                if case .refused(let why) = follow(reason: reason, to: path, serving: previous?.arms.map(\.1) ?? []) {
                     logger.warning("update log: reloading replays the log now at the path", metadata: ["path": "\(path)", "reason": "\(why)"])
                     reopened = try open(path)
                 }
             }
+        } else if let w = writer, blocked == nil, !w.isOpen(path),
+                  case .followed = follow(reason: "model.updates now names \(path) instead of \(w.path)", to: path,
+                                          serving: previous?.arms.map(\.1) ?? []) {
+            // A new, empty log file named by the config: the served changes were carried into it.
         } else {
             reopened = try open(path)
         }
@@ -248,11 +254,11 @@ public final class LiveCatalog: @unchecked Sendable {
         case refused(String)
     }
 
-    /// The file at the log's path is not the one this server writes (`reason`): starts a fresh
-    /// log there when that loses nothing (see the type's doc), else says why not.
-    private func follow(reason: String, serving bundles: [ServingBundle]) -> Follow {
+    /// The file at `path` (the log's path, or a new one the config names) is not the one this
+    /// server writes (`reason`): starts a fresh log there when that loses nothing (see the type's
+    /// doc), else says why not.
+    private func follow(reason: String, to path: String, serving bundles: [ServingBundle]) -> Follow {
         guard let w = writer else { return .refused(reason) }
-        let path = w.path
         let atPath: UpdateLog.Contents
         do { atPath = try UpdateLog.read(path: path) } catch {
             return .refused("\(reason); the file now at the path is not a log this server can continue (\(error.message))")
@@ -324,7 +330,7 @@ public final class LiveCatalog: @unchecked Sendable {
             return (snap, Applied(upserted: 0, deleted: 0, notFound: notFound, items: arms[0].1.itemCount, sequence: nextSequence - 1,
                                   seconds: Date().timeIntervalSince(started)))
         }
-        if let reason = writer.check(), case .refused(let why) = follow(reason: reason, serving: arms.map(\.1)) {
+        if let reason = writer.check(), case .refused(let why) = follow(reason: reason, to: writer.path, serving: arms.map(\.1)) {
             blocked = "\(writer.path): \(why)"
             logger.error("update log: the file at the path changed; changes are refused until a reload", metadata: [
                 "path": "\(writer.path)", "reason": "\(why)"])
