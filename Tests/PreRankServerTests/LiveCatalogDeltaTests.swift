@@ -1,5 +1,6 @@
 import Foundation
 import Fusion
+import Logging
 import Testing
 import TwinTower
 @testable import PreRankServer
@@ -79,7 +80,8 @@ import TwinTower
         #expect(s.delta.sequence == 3)
         #expect(s.delta.upsertedCount == 680)
         #expect(s.delta.staleCount == 70)
-        #expect(s.delta.deletedIDs.count == 73)
+        // 50 base ids and 20 delta ids; the 3 unknown ids (-5, -6, -7) are not recorded.
+        #expect(s.delta.deletedIDs.count == 70 && !s.delta.deletedIDs.contains(-5))
         #expect(s.delta.hiddenCount == 150)
         #expect(s.delta.itemCount(base: s.base) == s.rebuilt.count)
         guard case .delta = s.delta.resolve(s.newIDs[0], base: s.base) else { Issue.record("a new id resolves to the delta"); return }
@@ -180,6 +182,47 @@ import TwinTower
             #expect(a.candidateCount == b.candidateCount)
             #expect(a.rescored == b.rescored)
         }
+    }
+
+    /// Issue #21 "bounded growth": deletes of ids the catalog does not hold (never seen, or
+    /// deleted already) leave the delta as it was, however many arrive.
+    @Test func deletesOfUnheldIdsAreNotRecorded() throws {
+        let s = try Self.scenario(dtype: .f32, rescore: false)
+        let noise = (0..<10_000).map { Int64(-1_000_000 - $0) }
+        let after = s.delta.applying(ids: [], vectors: [], deletes: noise + s.deleted, sequence: 4, base: s.base)
+        #expect(after.deletedIDs == s.delta.deletedIDs)
+        #expect(after.hiddenCount == s.delta.hiddenCount && after.upsertedCount == s.delta.upsertedCount)
+        #expect(after.sequence == 4)
+        // A held id is still deleted and recorded.
+        let held = s.delta.applying(ids: [], vectors: [], deletes: [s.base.ids[1]], sequence: 5, base: s.base)
+        #expect(held.deletedIDs.count == s.delta.deletedIDs.count + 1 && held.resolve(s.base.ids[1], base: s.base) == .unknown)
+    }
+
+    /// Issue #21 "work done once": a fusion-only canary serves the primary's bundle; a change is
+    /// embedded by one tower pass, both arms get the same new bundle, and a replay runs once.
+    @Test func aFusionOnlyCanaryEmbedsAppliesAndReplaysOnce() throws {
+        let index = Self.world.bundles[.f32]!.index
+        let shared = try Self.bundle(index)
+        var config = PreRankConfig()
+        config.model.updates = UpdateLogTests.temporaryPath("shared-\(UUID().uuidString).log")
+        let snap = ServingSnapshot(config: config, options: ScoringOptions(), primary: shared, canary: shared, adminToken: nil)
+        let catalog = LiveCatalog(logger: Logger(label: "test"))
+        let attached = try catalog.attach(snap, previous: nil)
+        let change = CatalogChange(upserts: (0..<5).map { .init(id: Int64(9_000_000 + $0), row: FeatureRow()) }, deletes: [])
+        let (next, applied) = try catalog.apply(change, to: attached)
+        #expect(applied.sequence == 1 && applied.upserted == 5)
+        #expect(catalog.towerRows == 5)
+        #expect(next.primary === next.canary && next.primary.delta.upsertedCount == 5)
+        // A restart: the first writer lets go of the log (a config without model.updates closes
+        // it; the lock is per open file, so in one process it stands for the old server), then
+        // the log is replayed once for both arms.
+        _ = try catalog.attach(ServingSnapshot(config: PreRankConfig(), options: ScoringOptions(), primary: shared, canary: shared,
+                                               adminToken: nil), previous: next)
+        let restarted = LiveCatalog(logger: Logger(label: "test"))
+        let replayed = try restarted.attach(ServingSnapshot(config: config, options: ScoringOptions(), primary: shared, canary: shared,
+                                                            adminToken: nil), previous: nil)
+        #expect(restarted.towerRows == 5)
+        #expect(replayed.primary === replayed.canary && replayed.primary.delta.upsertedCount == 5)
     }
 
     @Test func emptyDeltaLeavesTheEngineAsItWas() throws {

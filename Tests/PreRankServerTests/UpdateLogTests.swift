@@ -22,8 +22,8 @@ import TwinTower
     @Test func appendThenReplay() throws {
         let path = Self.temporaryPath("replay.log")
         do {
-            let w = try UpdateLogWriter(path: path)
-            #expect(w.opened.records.isEmpty)
+            let (w, opened) = try UpdateLogWriter.open(path: path)
+            #expect(opened.records.isEmpty)
             for i in 1...5 { try w.append(sequence: UInt64(i * 2), payload: Self.payload(i)) }
         }
         let contents = try UpdateLog.read(path: path)
@@ -35,8 +35,8 @@ import TwinTower
         #expect(change.upserts[0].row["price"] == .number(3.5))
         #expect(change.upserts[0].row["tags"] == .array([.string("a\"b"), .integer(7)]))
         // Reopening appends after what is there.
-        let w = try UpdateLogWriter(path: path)
-        #expect(w.opened.lastSequence == 10)
+        let (w, opened) = try UpdateLogWriter.open(path: path)
+        #expect(opened.lastSequence == 10)
         try w.append(sequence: 11, payload: Self.payload(6))
         #expect(try UpdateLog.read(path: path).records.count == 6)
     }
@@ -88,18 +88,101 @@ import TwinTower
     @Test func openingCutsTheTornTailBeforeAppending() throws {
         let path = Self.temporaryPath("torn.log")
         do {
-            let w = try UpdateLogWriter(path: path)
+            let (w, _) = try UpdateLogWriter.open(path: path)
             try w.append(sequence: 1, payload: Self.payload(1))
         }
         let good = try Data(contentsOf: URL(fileURLWithPath: path))
         let torn = good + Data(UpdateLog.encode(sequence: 2, payload: Self.payload(2)).prefix(9))
         try torn.write(to: URL(fileURLWithPath: path))
-        let w = try UpdateLogWriter(path: path)
-        #expect(w.opened.torn != nil && w.opened.records.count == 1)
+        let (w, opened) = try UpdateLogWriter.open(path: path)
+        #expect(opened.torn != nil && opened.records.count == 1)
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == good)
         try w.append(sequence: 2, payload: Self.payload(2))
         let contents = try UpdateLog.read(path: path)
         #expect(contents.torn == nil && contents.records.map(\.sequence) == [1, 2])
+    }
+
+    /// Issue #21: one writer per log. The lock is per open file, so a second open in this process
+    /// stands for a second server; closing the first lets it in.
+    @Test func aSecondWriterIsRefusedWithOneLine() throws {
+        let path = Self.temporaryPath("locked.log")
+        let (first, _) = try UpdateLogWriter.open(path: path)
+        try first.append(sequence: 1, payload: Self.payload(1))
+        do {
+            _ = try UpdateLogWriter.open(path: path)
+            Issue.record("a second writer opened a locked log")
+        } catch {
+            #expect(error.description.contains("another process is writing this update log"))
+            #expect(!error.description.contains("\n"))
+        }
+        first.close()
+        let (second, opened) = try UpdateLogWriter.open(path: path)
+        #expect(opened.records.map(\.sequence) == [1])
+        second.close()
+    }
+
+    /// Issue #21: the writer notices every way the file at its path stops being the log it writes.
+    @Test func checkNoticesMovedTruncatedReplacedAndRewrittenFiles() throws {
+        let path = Self.temporaryPath("follow.log")
+        func fresh() throws -> UpdateLogWriter {
+            try? FileManager.default.removeItem(atPath: path)
+            let (w, _) = try UpdateLogWriter.open(path: path)
+            try w.append(sequence: 1, payload: Self.payload(1))
+            try w.append(sequence: 2, payload: Self.payload(2))
+            #expect(w.check() == nil && w.openFileIsIntact)
+            return w
+        }
+        // Moved away: the old file keeps everything (and can be read back to carry it over).
+        var w = try fresh()
+        try? FileManager.default.removeItem(atPath: path + ".1")
+        try FileManager.default.moveItem(atPath: path, toPath: path + ".1")
+        #expect(w.check()?.contains("moved") == true)
+        #expect(w.openFileIsIntact && !w.isOpen(path) && w.isOpen(path + ".1"))
+        #expect(try w.readBack().records.map(\.sequence) == [1, 2])
+        // ... and a new file created at the path (logrotate's `create`).
+        FileManager.default.createFile(atPath: path, contents: Data())
+        #expect(w.check()?.contains("another file") == true)
+        w.close()
+        // Truncated in place (`: > updates.log`): same inode, shorter.
+        w = try fresh()
+        #expect(truncate(path, 0) == 0)
+        #expect(w.check()?.contains("truncated") == true && !w.openFileIsIntact)
+        w.close()
+        // Rewritten in place with the same length (a backup copied over it).
+        w = try fresh()
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count - 2] ^= 0x20
+        let fd = open(path, O_WRONLY)
+        #expect(pwrite(fd, bytes, bytes.count, 0) == bytes.count)
+        close(fd)
+        #expect(w.check()?.contains("rewritten") == true)
+        w.close()
+        // Grown by someone else.
+        w = try fresh()
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try h.seekToEnd()
+        try h.write(contentsOf: Data([1, 2, 3]))
+        try h.close()
+        #expect(w.check()?.contains("grew") == true)
+        w.close()
+    }
+
+    @Test func aCarriedLogKeepsItsSequencesWithOneSync() throws {
+        let path = Self.temporaryPath("carry.log")
+        let records = (3...5).map { UpdateLog.Record(sequence: UInt64($0), payload: Self.payload($0), offset: 0) }
+        let (w, _) = try UpdateLogWriter.open(path: path)
+        try w.append(records: records)
+        try w.append(sequence: 9, payload: Self.payload(9))
+        #expect(w.check() == nil)
+        let back = try UpdateLog.read(path: path)
+        #expect(back.records.map(\.sequence) == [3, 4, 5, 9] && back.records[1].payload == Self.payload(4))
+        w.close()
+    }
+
+    @Test func toolsRefuseAMissingLogUnlessAllowed() throws {
+        let path = Self.temporaryPath("missing.log")
+        #expect(throws: UpdateLogError.self) { try UpdateLog.read(path: path, allowMissing: false) }
+        #expect(try UpdateLog.read(path: path, allowMissing: true).records.isEmpty)
     }
 
     @Test func decoderNamesTheField() throws {

@@ -35,7 +35,7 @@ CONFIG_KEYS = {
     "server": {"host", "port", "max_connections", "max_body_bytes", "max_buffered_bytes", "max_header_bytes", "header_timeout_ms",
                "body_timeout_ms", "idle_timeout_ms", "workers", "queue_depth", "max_candidates", "tls",
                "admin_token_file"},
-    "model": {"dir", "index"},
+    "model": {"dir", "index", "updates"},
     "budget_ms": None,
     "topk": {"default", "max", "rescore_depth", "allow_whole_index"},
     "fusion": {"formula", "alpha", "beta", "gamma", "allow_request_override"},
@@ -170,18 +170,18 @@ def test_kustomize_builds():
     r = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     kinds = {d["kind"] for d in yaml.safe_load_all(r.stdout) if d}
-    assert kinds == {"ConfigMap", "Secret", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+    assert kinds == {"ConfigMap", "Secret", "StatefulSet", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
     listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
     assert listed == {p.name for p in k8s_resource_files()}
 
 
-def test_deployment_operational_settings():
+def test_statefulset_operational_settings():
     objs = k8s_objects()
-    dep = objs[("Deployment", "prerank")]
+    dep = objs[("StatefulSet", "prerank")]
     pod = dep["spec"]["template"]["spec"]
     labels = dep["spec"]["template"]["metadata"]["labels"]
     assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert dep["spec"]["updateStrategy"]["type"] == "RollingUpdate"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["terminationGracePeriodSeconds"] >= 15
     (c,) = pod["containers"]
@@ -197,7 +197,7 @@ def test_deployment_operational_settings():
     res = c["resources"]
     assert res["requests"]["memory"] == res["limits"]["memory"]
     # Sizing arithmetic is written down next to the numbers.
-    text = (K8S / "deployment.yaml").read_text()
+    text = (K8S / "statefulset.yaml").read_text()
     assert "N*T*d*2" in text and "392 MB" in text
 
     # Model delivery: an init container fills the emptyDir the server reads.
@@ -220,10 +220,22 @@ def test_deployment_operational_settings():
     assert "emptyDir" in vols[mounts["/var/log/prerank"]]
     assert cfg["server"]["port"] == c["ports"][0]["containerPort"]
 
+    # The update log (issue #21): on a per-pod PersistentVolumeClaim, writable, not an emptyDir.
+    updates = cfg["model"]["updates"]
+    log_mount = next(m for m in c["volumeMounts"] if updates.startswith(m["mountPath"].rstrip("/") + "/"))
+    assert not log_mount.get("readOnly", False)
+    assert log_mount["name"] not in vols, "the update log must not live on a pod volume (emptyDir dies with the pod)"
+    (claim,) = [t for t in dep["spec"]["volumeClaimTemplates"] if t["metadata"]["name"] == log_mount["name"]]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"] and claim["spec"]["resources"]["requests"]["storage"]
+    assert dep["spec"].get("persistentVolumeClaimRetentionPolicy", {}).get("whenDeleted", "Retain") == "Retain"
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]  # the pod can write the claim
+
     svc = objs[("Service", "prerank")]
     assert svc["spec"]["selector"].items() <= labels.items()
+    headless = objs[("Service", dep["spec"]["serviceName"])]
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["selector"].items() <= labels.items()
     hpa = objs[("HorizontalPodAutoscaler", "prerank")]
-    assert hpa["spec"]["scaleTargetRef"]["name"] == "prerank"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "prerank" and hpa["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
     pdb = objs[("PodDisruptionBudget", "prerank")]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -413,6 +425,22 @@ def test_systemd_unit():
     for key in ["NoNewPrivileges", "ProtectSystem", "PrivateTmp", "ProtectHome"]:
         assert key in s, key
     assert u["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_systemd_unit_gives_the_update_log_a_durable_writable_directory():
+    """Under ProtectSystem=strict only the unit's own directories are writable: the update log
+    (model.updates in the config the unit starts) must live in its StateDirectory=."""
+    s = unit()["Service"]
+    state = s["StateDirectory"].split()[0]
+    cfg = yaml.safe_load((DEPLOY / "docker" / "prerank.yaml").read_text())
+    assert s["ProtectSystem"] == "strict"
+    assert "/etc/prerank/prerank.yaml" in s["ExecStart"]
+    readme = (DEPLOY / "systemd" / "README.md").read_text()
+    # The unit's README names the key and the path under the state directory.
+    assert f"/var/lib/{state}/updates.log" in readme and "model.updates" in readme
+    assert s.get("StateDirectoryMode", "0755")[-1] in "05"  # not world-writable
+    assert "ReadWritePaths" not in s or f"/var/lib/{state}" in s["ReadWritePaths"]
+    assert cfg["model"].get("updates") in (None, f"/var/lib/{state}/updates.log")
 
 
 def test_systemd_analyze_verify(tmp_path):

@@ -270,8 +270,8 @@ def test_ops_live_catalog_commands(ops, tmp_path):
     }), ops, tmp_path).stdout
     answer, sent = json_values(out)[:2]
     shown = json.loads(re.search(r"^# (\{.*\})$", block, flags=re.M).group(1))
-    assert set(answer) == set(shown) and answer["upserted"] == 1 and answer["deleted"] == 1, answer
-    assert sent["items"] == get_json(port, "/v1/model")["model"]["index"]["catalog"]["items"]
+    assert set(answer) == set(shown) and answer["upserted"] == 1 and answer["deleted"] + answer["not_found"] == 1, answer
+    assert sent["replicas"][0]["items"] == get_json(port, "/v1/model")["model"]["index"]["catalog"]["items"]
 
     fold = ops_block("prerank build-index --model /models/current --items items.csv --updates")
     out = run_sh(pasted(fold, {
@@ -287,7 +287,7 @@ def test_ops_live_catalog_commands(ops, tmp_path):
     os.kill(ops["server"].proc.pid, signal.SIGHUP)
     wait_for(lambda: get_json(port, "/v1/model")["model"]["index"]["path"] == str(folded))
     catalog = get_json(port, "/v1/model")["model"]["index"]["catalog"]
-    assert catalog["delta_items"] == 0 and catalog["items"] == sent["items"], catalog
+    assert catalog["delta_items"] == 0 and catalog["items"] == sent["replicas"][0]["items"], catalog
 
     measured = ops_block("prerank generate --out data --items 200000")
     ids = [int(l.split(",")[0]) for l in (data / "items.csv").read_text().splitlines()[1:41]]

@@ -147,7 +147,7 @@ def test_upserts_and_deletes_score_like_a_rebuilt_index(prerank, world, tmp_path
             status, body = post_items(server, change)
             assert status == 200, body
             assert body["sequence"] == i + 1
-        assert body == {"upserted": 0, "deleted": 1, "items": 1500 + 2 - 1, "sequence": 3}
+        assert body == {"upserted": 0, "deleted": 1, "not_found": 0, "items": 1500 + 2 - 1, "sequence": 3}
         for req in requests(world):
             got = prerank_answer(server, req)
             expected = score_answer(prerank, world, world / f"after-{dtype}.st", req, cfg, tmp_path)
@@ -304,7 +304,8 @@ def test_upsert_items_cli_sends_a_csv_in_batches(prerank, world, tmp_path):
         (tmp_path / "gone.txt").write_text(f"{world.ids[2]}\n")
         p = run(prerank, "upsert-items", "--url", f"http://127.0.0.1:{server.port}", "--token-file", world / "token",
                 "--items", tmp_path / "new.csv", "--delete", tmp_path / "gone.txt", "--batch", 2)
-        assert json.loads(p.stdout) == {"sent": 4, "items": 1501, "sequence": 3}, p.stdout
+        url = f"http://127.0.0.1:{server.port}"
+        assert json.loads(p.stdout) == {"sent": 4, "replicas": [{"url": url, "items": 1501, "sequence": 3}]}, p.stdout
         assert "rows sent" in p.stderr
         for req in requests(world):
             assert_same(prerank_answer(server, req), score_answer(prerank, world, world / "after-f32.st", req, cfg, tmp_path))
@@ -345,3 +346,49 @@ def test_request_log_samples_dropped_candidates(prerank, world, tmp_path):
     ids = [i["id"] for i in dropped["items"]]
     assert len(set(ids)) == 5 and not set(ids) & returned and world.ids[5] not in ids and 42 not in ids
     assert all(set(i["probabilities"]) == {"ctr", "atcr", "ctcvr"} for i in dropped["items"])
+
+
+def log_payloads(path):
+    """The payloads of an update log's records (docs/UPDATES.md format)."""
+    data = path.read_bytes()
+    assert data[:8] == b"PRKUPD01"
+    out, o = [], 8
+    while o < len(data):
+        n = int.from_bytes(data[o:o + 4], "little")
+        out.append((int.from_bytes(data[o + 4:o + 12], "little"), data[o + 20:o + 20 + n]))
+        o += 20 + n
+    return out
+
+
+def test_the_log_holds_the_body_and_deletes_of_unknown_ids_are_not_recorded(prerank, world, tmp_path):
+    """Issue #21 "bounded growth": the log stores the validated request body as it came (no
+    second JSON encoding); deletes of ids no model holds are answered in not_found, take no
+    sequence number, and grow neither the log nor deleted_ids."""
+    server, cfg = start(prerank, world, tmp_path, world / "base-f32.st")
+    log = tmp_path / "updates.log"
+    try:
+        body = b'{ "upsert" : [ {"item_id": 900001, "item_category": "c3", "price": 9.9} ] ,\n "delete": [%d] }' % world.ids[2]
+        r, data = server.request("POST", "/admin/items", body, AUTH)
+        assert r.status == 200 and json.loads(data)["sequence"] == 1, data
+        assert log_payloads(log) == [(1, body)]
+        size = log.stat().st_size
+        for _ in range(3):
+            status, got = post_items(server, {"delete": [123456789, 987654321, world.ids[2]]})  # ids[2] is deleted already
+            assert status == 200 and got == {"upserted": 0, "deleted": 0, "not_found": 3, "items": 1500, "sequence": 1}, got
+        assert log.stat().st_size == size
+        catalog = json.loads(server.request("GET", "/v1/model")[1])["model"]["index"]["catalog"]
+        assert catalog["deleted_ids"] == 1 and catalog["sequence"] == 1
+        # A change with held and unknown deletes: the unknown ones are left out of the record.
+        status, got = post_items(server, {"delete": [world.ids[3], 555555555]})
+        assert status == 200 and got["deleted"] == 1 and got["not_found"] == 1 and got["sequence"] == 2, got
+        assert json.loads(log_payloads(log)[1][1]) == {"upsert": [], "delete": [world.ids[3]]}
+        before = [prerank_answer(server, r) for r in requests(world)]
+    finally:
+        assert server.stop() == 0
+    server = Server(prerank, cfg, server.port)
+    try:
+        assert [prerank_answer(server, r) for r in requests(world)] == before
+        catalog = json.loads(server.request("GET", "/v1/model")[1])["model"]["index"]["catalog"]
+        assert catalog["deleted_ids"] == 2 and catalog["sequence"] == 2
+    finally:
+        assert server.stop() == 0

@@ -55,6 +55,8 @@ public final class MetricsRegistry: Sendable {
         var itemUpdates: [String: UInt64] = [:]
         /// The live catalog by arm: delta items, deleted ids, last sequence applied.
         var catalog: [CatalogGauges] = []
+        /// The update log this server writes (nil: none).
+        var updateLog: UpdateLogGauges?
         var transport: HTTPServerStats?
         var loads = LoadCounts()
         var reloadsCoalesced: UInt64 = 0
@@ -123,6 +125,21 @@ public final class MetricsRegistry: Sendable {
             self.sequence = sequence
         }
     }
+    /// The live catalog's update log, as `/metrics` shows it (issue #21).
+    public struct UpdateLogGauges: Sendable, Equatable {
+        /// Bytes of the log file this server writes.
+        public var bytes: Int
+        /// Unix time of the last change appended (0: none since start).
+        public var lastAppend: Double
+        /// Rows run through an item tower for the live catalog since start.
+        public var towerRows: Int
+        public init(bytes: Int, lastAppend: Double, towerRows: Int) {
+            self.bytes = bytes
+            self.lastAppend = lastAppend
+            self.towerRows = towerRows
+        }
+    }
+    public func setUpdateLog(_ gauges: UpdateLogGauges?) { state.withLock { $0.updateLog = gauges } }
     public func recordItemUpdate(result: String) { state.withLock { $0.itemUpdates[result, default: 0] += 1 } }
     public func setCatalog(_ gauges: [CatalogGauges]) { state.withLock { $0.catalog = gauges } }
     public func recordReload(result: String) { state.withLock { $0.reloads[result, default: 0] += 1 } }
@@ -217,6 +234,14 @@ public final class MetricsRegistry: Sendable {
         for c in s.catalog { out += "prerank_index_deleted_items{arm=\"\(c.arm)\"} \(c.deletedItems)\n" }
         header("prerank_updates_sequence", "gauge", "Last update-log sequence applied to the served catalog, by arm.")
         for c in s.catalog { out += "prerank_updates_sequence{arm=\"\(c.arm)\"} \(c.sequence)\n" }
+        if let u = s.updateLog {
+            header("prerank_updates_log_bytes", "gauge", "Bytes of the update log (model.updates) this server writes.")
+            out += "prerank_updates_log_bytes \(u.bytes)\n"
+            header("prerank_updates_log_last_append_timestamp_seconds", "gauge", "Unix time of the last change appended to the update log (0: none since start).")
+            out += "prerank_updates_log_last_append_timestamp_seconds \(u.lastAppend)\n"
+            header("prerank_item_tower_rows_total", "counter", "Item rows run through an item tower for the live catalog (changes and replays): one per row per distinct model and index.")
+            out += "prerank_item_tower_rows_total \(u.towerRows)\n"
+        }
         header("prerank_reloads_coalesced_total", "counter", "Reload triggers (SIGHUP, POST /admin/reload) answered by a reload already queued.")
         out += "prerank_reloads_coalesced_total \(s.reloadsCoalesced)\n"
         header("prerank_model_loads_total", "counter", "Model directories read (start and reloads); an unchanged one is shared, not read.")

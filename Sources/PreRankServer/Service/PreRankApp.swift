@@ -323,25 +323,27 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             return
         }
         // On the reload queue: serialised with reloads and other changes (see `LiveCatalog`).
-        reloadQueue.async { [self] in applyItems(change, done: done) }
+        let body = request.body
+        reloadQueue.async { [self] in applyItems(change, body: body, done: done) }
     }
 
     /// Runs on `reloadQueue`.
-    private func applyItems(_ change: CatalogChange, done: @escaping @Sendable (HTTPResponse, String?) -> Void) {
+    private func applyItems(_ change: CatalogChange, body: [UInt8], done: @escaping @Sendable (HTTPResponse, String?) -> Void) {
         guard let snap = current else {
             done(.error(APIError(status: 503, code: "not_ready", message: "no model loaded", headers: [("Retry-After", "1")])), nil)
             return
         }
         do throws(APIError) {
-            let (next, applied) = try catalog.apply(change, to: snap)
+            let (next, applied) = try catalog.apply(change, body: body, to: snap)
             snapshot.withLock { $0 = next }
             publishCatalog(next)
             metrics.recordItemUpdate(result: "ok")
             logger.info("items updated", metadata: [
-                "upserted": "\(applied.upserted)", "deleted": "\(applied.deleted)", "items": "\(applied.items)",
+                "upserted": "\(applied.upserted)", "deleted": "\(applied.deleted)", "not_found": "\(applied.notFound)",
+                "items": "\(applied.items)", "tower_rows": "\(catalog.towerRows)",
                 "sequence": "\(applied.sequence)", "seconds": "\(String(format: "%.4f", applied.seconds))",
             ])
-            done(.json(200, Array("{\"upserted\":\(applied.upserted),\"deleted\":\(applied.deleted),\"items\":\(applied.items),\"sequence\":\(applied.sequence)}".utf8)), nil)
+            done(.json(200, Array("{\"upserted\":\(applied.upserted),\"deleted\":\(applied.deleted),\"not_found\":\(applied.notFound),\"items\":\(applied.items),\"sequence\":\(applied.sequence)}".utf8)), nil)
         } catch {
             metrics.recordItemUpdate(result: error.status == 400 ? "invalid" : error.status == 403 ? "disabled" : "failed")
             logger.info("admin/items", metadata: ["status": "\(error.status)", "code": "\(error.code)", "field": "\(error.field ?? "")"])
@@ -350,6 +352,9 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     }
 
     private func publishCatalog(_ snap: ServingSnapshot) {
+        metrics.setUpdateLog(catalog.logBytes.map {
+            .init(bytes: $0, lastAppend: catalog.lastAppend?.timeIntervalSince1970 ?? 0, towerRows: catalog.towerRows)
+        })
         metrics.setCatalog(snap.arms.map { arm, b in
             .init(arm: arm, baseItems: b.index.count, deltaItems: b.delta.upsertedCount, deletedItems: b.delta.deletedIDs.count,
                   sequence: b.delta.sequence)

@@ -32,7 +32,7 @@ public struct ItemDelta: Sendable {
     /// The live delta rows as served (nil when there are none); rows `[0, index.count)` of the
     /// arena, stale ones included (`isStale`), looked up through a table of the live ones.
     public let index: ItemIndex?
-    /// Ids deleted and not upserted again since.
+    /// Ids deleted and not upserted again since (only ids that were held when deleted).
     public let deletedIDs: Set<Int64>
     /// Bitmap over base rows: bit r set when base row r is deleted or overridden (empty: none).
     public let hidden: [UInt64]
@@ -203,6 +203,12 @@ public struct ItemDelta: Sendable {
             rows += change.ids.count
             for id in change.deletes {
                 let old = row(of: id)
+                // An id this value does not hold (never seen, or deleted already) changes
+                // nothing: kept out of `deletedIDs`, so deletes of noise do not grow it.
+                if old < 0 {
+                    let b = base.row(of: id)
+                    guard b >= 0, hidden.isEmpty || hidden[Int(b) >> 6] & (UInt64(1) << UInt64(b & 63)) == 0 else { continue }
+                }
                 if old >= 0 { markStale(old) }
                 moved[id] = -1
                 deleted.insert(id)

@@ -23,6 +23,8 @@ struct BuildIndexCommand: ParsableCommand {
     var rescore = false
     @Option(help: "An update log (model.updates) to fold over the catalog; the index records its last sequence (updates_sequence) so a server reloading onto it skips what it holds.")
     var updates: String?
+    @Flag(help: "With --updates: a missing log file means no changes (default: an error, so a mistyped path does not fold nothing).")
+    var allowMissingUpdates = false
 
     func run() throws {
         guard let dtype = IndexDType(rawValue: dtype.lowercased()) else {
@@ -32,7 +34,7 @@ struct BuildIndexCommand: ParsableCommand {
         let started = Date()
         do {
             let model = try ModelStore.load(directory: model)
-            let changes = try updates.map(Self.readChanges) ?? []
+            let changes = try updates.map { try Self.readChanges($0, allowMissing: allowMissingUpdates) } ?? []
             let summary = try IndexBuilder.build(model: model, catalog: items, dtype: dtype, output: out, rescore: rescore,
                                                  changes: changes) { done in
                 if done % 65_536 < IndexBuilder.batch || done < IndexBuilder.batch {
@@ -54,9 +56,9 @@ struct BuildIndexCommand: ParsableCommand {
 
     /// Every change of an update log, in order (a torn last record is dropped with a warning,
     /// as the server does).
-    static func readChanges(_ path: String) throws -> [CatalogChange] {
+    static func readChanges(_ path: String, allowMissing: Bool) throws -> [CatalogChange] {
         let contents: UpdateLog.Contents
-        do { contents = try UpdateLog.read(path: path) } catch { throw CLIError(error.description) }
+        do { contents = try UpdateLog.read(path: path, allowMissing: allowMissing) } catch { throw CLIError(error.description) }
         if let torn = contents.torn {
             Progress.line("build-index: warning: \(path): dropped a torn last record (\(torn))")
         }

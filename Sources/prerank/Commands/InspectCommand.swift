@@ -14,6 +14,8 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Print JSON instead of text.") var json = false
     @Option(help: "An update log (model.updates): show what it changes over the index (base items, delta items, deleted ids, last sequence).")
     var updates: String?
+    @Flag(help: "With --updates: a missing log file means no changes (default: an error).")
+    var allowMissingUpdates = false
 
     func run() throws {
         var isDirectory: ObjCBool = false
@@ -65,7 +67,7 @@ struct InspectCommand: ParsableCommand {
     private func catalogSummary(_ index: ItemIndex) throws -> [String: Any]? {
         guard let updates else { return nil }
         let contents: UpdateLog.Contents
-        do { contents = try UpdateLog.read(path: updates) } catch { throw CLIError(error.description) }
+        do { contents = try UpdateLog.read(path: updates, allowMissing: allowMissingUpdates) } catch { throw CLIError(error.description) }
         let base = UInt64(index.metadata["updates_sequence"] ?? "0") ?? 0
         var upserted = Set<Int64>(), deleted = Set<Int64>()
         var applied = 0

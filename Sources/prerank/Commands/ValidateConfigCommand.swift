@@ -31,6 +31,10 @@ struct ValidateConfigCommand: ParsableCommand {
             } catch {
                 throw CLIError("\(file): \(error.description)")
             }
+            // The update log is written, not read: check the server could create or append to it.
+            if let updates = c.model.updates {
+                do { try UpdateLog.checkWritable(path: updates) } catch { throw CLIError("\(file): model.updates: \(error.description)") }
+            }
         }
         print("ok: \(file)\(syntaxOnly ? " (syntax only; model, index and token files not opened)" : "")")
         for line in Self.summary(c) { print("  " + line) }
