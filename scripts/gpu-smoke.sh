@@ -28,7 +28,7 @@ train() {  # name, extra flags...
     "$PY" -m prerank_torch train "${common[@]}" --out "$W/$name" "$@" 2> "$W/$name.log" || { cat "$W/$name.log"; exit 1; }
     grep -E "train: epoch [0-9]+:" "$W/$name.log" | tail -1 | sed "s/^/gpu-smoke: $name: /"
 }
-train cpu --device cpu --threads "$(getconf _NPROCESSORS_ONLN)"
+train cpu --device cpu
 train cuda --device cuda
 train cuda-bf16 --device cuda --amp bf16
 
