@@ -698,3 +698,84 @@ def test_collective_timeout_reaches_the_process_group(monkeypatch):
     monkeypatch.setenv("RANK", "0")
     distributed.Dist("cpu", 42)
     assert seen == {"b": "gloo", "t": datetime.timedelta(seconds=42)}
+
+
+# --- checkpoints and restarts -----------------------------------------------------------------------
+
+def test_resume_refuses_a_checkpoint_of_other_settings(world, small, tmp_path, capsys):
+    """A checkpoint resumes only the run it came from: a changed seed, batch, learning rate or data
+    file is refused with one line naming the flag and both values (not silently continued)."""
+    base = ["--features", world / "features.yaml", "--workers", 0, "--epochs", 1, "--batch", 256, "--seed", 5,
+            "--log-every", 0, "--out", tmp_path / "m", *SMALL]
+    torch_train_inprocess(*base, "--data", small, "--stop-after-steps", 2)
+    for flag, value in (("--seed", 6), ("--batch", 128), ("--lr", 0.01)):
+        changed = list(base)
+        if flag in changed:
+            changed[changed.index(flag) + 1] = value
+        else:
+            changed += [flag, value]
+        e = inprocess_error(capsys, *changed, "--data", small, "--resume")
+        assert "checkpoint.pt" in e and flag in e and str(value) in e, e
+    other = tmp_path / "other.csv"
+    other.write_text("\n".join(small.read_text().splitlines()[:-1]) + "\n")
+    e = inprocess_error(capsys, *base, "--data", other, "--resume")
+    assert "--data" in e and "other.csv" in e and small.name in e, e
+    # The same settings resume (and finish the epoch).
+    torch_train_inprocess(*base, "--data", small, "--resume")
+    assert (tmp_path / "m" / "model.json").exists()
+
+
+def test_resume_refuses_another_process_count():
+    from prerank_torch.checkpoint import check_resumable
+    from prerank_torch.errors import InputError
+    record = {"seed": 1, "batch": 512, "lr": 0.002, "world_size": 2, "data": [["train.csv", 10]]}
+    check_resumable("ck.pt", {"run": dict(record)}, record)
+    with pytest.raises(InputError, match="number of processes.*= 2, this run has 1"):
+        check_resumable("ck.pt", {"run": record}, dict(record, world_size=1))
+    with pytest.raises(InputError, match="older prerank_torch"):
+        check_resumable("ck.pt", {}, record)
+
+
+def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    """A write that fails half-way leaves the previous checkpoint whole and no temporary file;
+    the new file is fsynced before it is renamed over the old one."""
+    from prerank_torch import checkpoint as ck
+    path = str(tmp_path / "ck.pt")
+    ck.save_checkpoint(path, {"epoch": 1})
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(ck.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    ck.save_checkpoint(path, {"epoch": 2})
+    assert ck.load_checkpoint(path) == {"epoch": 2} and len(synced) >= 1
+
+    def torn(state, f):
+        f.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(ck.torch, "save", torn)
+    with pytest.raises(OSError):
+        ck.save_checkpoint(path, {"epoch": 3})
+    assert ck.load_checkpoint(path) == {"epoch": 2}
+    assert sorted(os.listdir(tmp_path)) == ["ck.pt"]
+
+
+def test_torchrun_max_restarts_auto_resumes_after_a_crash(world, tmp_path):
+    """Two processes; the job exits with status 75 after 5 steps (--crash-after-steps, a crash
+    after a checkpoint); torchrun --max-restarts 1 starts it again and --auto-resume continues from
+    the checkpoint. The weights equal an uninterrupted run's, bit for bit."""
+    lines = (world / "train.csv").read_text().splitlines()[:4097]
+    data = tmp_path / "d.csv"
+    data.write_text("\n".join(lines) + "\n")
+    args = ["--features", world / "features.yaml", "--data", data, "--epochs", 2, "--batch", 512, "--seed", 3,
+            "--hidden", "16,8", "--dim", 8, "--log-every", 0, "--workers", 0]
+    torch_train(*args, "--out", tmp_path / "whole", nproc=2)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--max-restarts", "1",
+           "-m", "prerank_torch", "train", *map(str, args), "--out", str(tmp_path / "cut"), "--auto-resume",
+           "--crash-after-steps", "5"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "starting afresh (--auto-resume)" in p.stderr and "status 75 after 5 steps" in p.stderr, p.stderr[-3000:]
+    assert "resumed from" in p.stderr and "at epoch 1, step 5" in p.stderr, p.stderr[-3000:]
+    a = load_file(str(tmp_path / "whole" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "weights.safetensors"))
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k

@@ -45,14 +45,15 @@ def run_record(args, world, sources, full, shards, emb_lr, pos_weight):
             "data": data_files(sources)}
 
 
-def check_resumable(path, state, record):
-    """Raises InputError (one line) naming the first setting the checkpoint's run had otherwise."""
+def check_resumable(path, state, record, ignore=()):
+    """Raises InputError (one line) naming the first setting the checkpoint's run had otherwise
+    (`ignore`: keys not known yet)."""
     theirs = state.get("run")
     if theirs is None:
         raise InputError(f"{path}: checkpoint records no run settings (written by an older prerank_torch); "
                          f"start afresh without --resume")
     for key, flag in RECORD_FLAGS:
-        if theirs.get(key) != record.get(key):
+        if key not in ignore and theirs.get(key) != record.get(key):
             raise InputError(f"{path}: checkpoint was written with {flag} = {show(theirs.get(key))}, this run has "
                              f"{show(record.get(key))}; resume with the same value or start afresh without --resume")
 

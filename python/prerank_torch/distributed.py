@@ -69,7 +69,18 @@ class Dist:
             self.backend = "nccl" if self.device.type == "cuda" else "gloo"
             # A collective waits at most timeout_s for the other ranks (a dead or stuck rank
             # then fails every rank, and torchrun --max-restarts can restart the job).
-            dist.init_process_group(self.backend, timeout=datetime.timedelta(seconds=timeout_s))
+            timeout = datetime.timedelta(seconds=timeout_s)
+            restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+            if restart:
+                # torchrun --max-restarts reuses its key-value store across restarts; the gloo/NCCL
+                # rendezvous of the new processes read the dead ones' addresses from it and fail
+                # ("connectFullMesh ... Connection refused", pytorch/pytorch#167288). A prefix per
+                # restart gives every attempt keys of its own.
+                store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
+                dist.init_process_group(self.backend, store=dist.PrefixStore(f"prerank_torch/restart-{restart}/", store),
+                                        rank=rank, world_size=world, timeout=timeout)
+            else:
+                dist.init_process_group(self.backend, timeout=timeout)
 
     @property
     def on(self):

@@ -270,6 +270,24 @@ def _run(args, d):
     sources = list_sources(args.data)
     if not args.out:
         raise InputError("--out is required")
+    shards = args.data_shards or d.world
+    if shards % d.world:
+        raise InputError(f"--data-shards must be a multiple of the number of processes ({d.world}), is {shards}")
+
+    # Resume: the checkpoint is read (and a run of other settings refused) before the data pass.
+    checkpoint = args.checkpoint or os.path.join(args.out, "checkpoint.pt")
+    path, state = None, None
+    if args.resume is not None:
+        path = args.resume or checkpoint
+    elif args.auto_resume:
+        # Every rank decides alike (the checkpoint must be on a path every rank reads).
+        path = checkpoint if os.path.exists(checkpoint) else None
+        if path is None:
+            log(f"train: no checkpoint at {checkpoint}: starting afresh (--auto-resume)", d.rank)
+    if path is not None:
+        state = load_checkpoint(path)
+        check_resumable(path, state, run_record(args, d.world, sources, None, shards, emb_lr, pos_weight),
+                        ignore=("order", "data_shards", "workers"))  # known after the data pass
 
     # Pass 1: validate every row, dense statistics, base rates, validation rows (kept encoded).
     t0 = time.time()
@@ -360,25 +378,12 @@ def _run(args, d):
     train_step = TrainStep(model, towers, opt_dense, opt_sparse, pw, d, bool(args.weight_column), args.embedding_l2,
                            amp=args.amp == "bf16")
 
-    checkpoint = args.checkpoint or os.path.join(args.out, "checkpoint.pt")
     ids_record = {"fields": sorted(id_names), "dropout": id_dropout, "warmup_epochs": warm, "lr_scale": args.id_lr_scale,
                   "dim": args.id_dim}
-    shards = args.data_shards or d.world
-    if shards % d.world:
-        raise InputError(f"--data-shards must be a multiple of the number of processes ({d.world}), is {shards}")
     record = run_record(args, d.world, sources, porder is not None, shards, emb_lr, pos_weight)
     start_epoch, best, since_best, history = 1, None, 0, []
     resume_step, resume_seen, resume_loss = 0, 0, 0.0
-    path = None
-    if args.resume is not None:
-        path = args.resume or checkpoint
-    elif args.auto_resume:
-        # Every rank decides alike (the checkpoint must be on a path every rank reads).
-        path = checkpoint if os.path.exists(checkpoint) else None
-        if path is None:
-            log(f"train: no checkpoint at {checkpoint}: starting afresh (--auto-resume)", d.rank)
-    if path is not None:
-        state = load_checkpoint(path)
+    if state is not None:
         if state.get("format") != CHECKPOINT_FORMAT or state.get("tasks") != tasks or state.get("features") != features \
                 or state.get("arch") != arch or state.get("ids") != ids_record:
             raise InputError(f"{path}: checkpoint is not of this model (tasks, features or architecture differ)")
