@@ -4,8 +4,9 @@ Each rank computes the loss of its rows of the global batch, weighted so that th
 ranks is the global batch's loss (`batch["weights"]`, or --weight-column's Σ w·ℓ / Σ w); DDP
 averages the towers' gradients and `sync_sparse` the tables', so every rank applies the
 gradient one process would compute on the whole batch. Nothing here reads a device value on the
-host: on a GPU the step only queues work (the sparse gradient sync of several GPUs is the one
-exception: the sizes it all-gathers are data dependent).
+host (no `.item()`, no `float(loss)`); torch itself waits for the device where a sparse gradient
+is coalesced (its size is data dependent), and the sparse sync of several GPUs reads the row
+counts it all-gathers.
 """
 import contextlib
 

@@ -189,7 +189,7 @@ def evaluate(model, block, tasks, enc, d, arch):
 
 def configure_threads(requested):
     """torch's intra-op threads: --threads, else 1; inter-op threads: 1. A step of these models is
-    many small operators, where more threads do not pay even on an idle machine (measured level),
+    many small operators, where more threads do not pay even on an idle machine (issue 24: level),
     while OpenMP threads that spin-wait for a core another process holds collapse a step on a busy
     one (issue 24: 389–1,900 rows/s at torch's default against 14–32k with one thread). Scale
     out with processes (torchrun, one per core or GPU), or raise --threads for wide models."""
