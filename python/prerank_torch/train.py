@@ -456,7 +456,7 @@ def _run(args, d):
             steps_total += 1
             if args.log_every and step % args.log_every == 0:
                 seen, loss_sum = progress.read()
-                rate = seen / max(time.time() - e_start, 1e-9)
+                rate = (seen - progress.base_seen) / max(time.time() - e_start, 1e-9)  # rows of this run
                 eta = max(train_rows - seen, 0) / rate if rate > 0 else 0
                 log(f"train: epoch {epoch}  {seen}/{train_rows} rows  loss {loss_sum / max(seen, 1):.4f}  "
                     f"{rate:.0f} rows/s  ETA {eta:.0f}s", d.rank)
@@ -477,7 +477,7 @@ def _run(args, d):
             return None
         del it, loader
         seen, loss_sum = progress.read()
-        rate = seen / max(time.time() - e_start, 1e-9)
+        rate = (seen - progress.base_seen) / max(time.time() - e_start, 1e-9)  # rows of this run
         metrics, _ = evaluate(model, validation, tasks, enc, d, arch)  # reads ids as the export will
         # Mean over the tasks whose AUC is defined on the split (as prerank train).
         aucs = [m["auc"] for m in metrics.values() if m["auc"] is not None]
