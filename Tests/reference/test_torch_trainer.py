@@ -797,3 +797,28 @@ def test_torchrun_max_restarts_auto_resumes_after_a_crash(world, tmp_path):
     b = load_file(str(tmp_path / "cut" / "weights.safetensors"))
     for k in a:
         assert np.array_equal(a[k], b[k]), k
+
+
+def test_two_nodes_over_loopback_train_what_one_process_trains(world, tmp_path):
+    """The documented multi-node command, as two "nodes" on this machine: two torchrun agents
+    (--nnodes 2 --nproc-per-node 1) meet through the c10d rendezvous on 127.0.0.1 and train the
+    weights one process trains (float rounding apart), the ranks checked identical."""
+    lines = (world / "train.csv").read_text().splitlines()[:2049]
+    data = tmp_path / "d.csv"
+    data.write_text("\n".join(lines) + "\n")
+    args = ["--features", world / "features.yaml", "--data", data, "--epochs", 1, "--batch", 512, "--seed", 3,
+            "--hidden", "16,8", "--dim", 8, "--log-every", 0, "--no-checkpoint", "--workers", 0]
+    torch_train_inprocess(*args, "--out", tmp_path / "one")
+    port = _free_port()
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                               "--node-rank", str(n), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+                               "--rdzv-id", "s5-two-nodes", "-m", "prerank_torch", "train", *map(str, args),
+                               "--out", str(tmp_path / "nodes")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=ENV) for n in range(2)]
+    outs = [p.communicate(timeout=600) for p in nodes]
+    assert all(p.returncode == 0 for p in nodes), [o[1][-2000:] for o in outs]
+    assert any("all 2 ranks hold identical weights" in err for _, err in outs), outs[0][1][-2000:]
+    a = load_file(str(tmp_path / "one" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "nodes" / "weights.safetensors"))
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
