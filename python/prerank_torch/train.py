@@ -4,7 +4,7 @@ Distribution (torch.distributed; env:// as torchrun sets it):
   * the towers and heads are wrapped in DistributedDataParallel (bucketed all-reduce of dense
     gradients, overlapped with the backward pass);
   * the embedding tables are `nn.EmbeddingBag(sparse=True)`: a step's gradient holds only the
-    rows the batch touched. Their gradients are synchronised by this module — coalesced, then
+    rows the batch touched. Their gradients are synchronised by distributed.sync_sparse — coalesced, then
     the touched row ids and rows of every rank are all-gathered and summed — because NCCL has no
     sparse all-reduce and this way one code path serves gloo (CPU) and NCCL (GPU). The tables are
     replicated on every rank (fine up to a few GB of tables; TorchRec sharding is the next step);
@@ -16,6 +16,8 @@ Distribution (torch.distributed; env:// as torchrun sets it):
     the number of processes); a step takes `ceil(batch / shards)` rows from every shard and
     averages the shards' mean losses. With the same `--data-shards`, N processes take exactly the
     optimiser steps one process takes (tested: same AUC, weights equal to float rounding).
+  * printed losses and rows are over every rank (`Progress`), one step is `step.TrainStep`, and at
+    the end `distributed.check_replicas` proves every rank holds the same weights.
 Optimisers: Adam for towers and heads in prerank train's ε form (PrerankAdam); SparseAdam (lazy Adam: moments of untouched rows are left
 alone) for the tables, with `--embedding-l2` added to the touched rows' gradients — the same
 split as `prerank train` (Adam + lazy Adam with L2 on touched rows).
