@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from .errors import InputError
+from .errors import InputError, TrainingError
 
 
 def parser():
@@ -44,7 +44,8 @@ def parser():
     t.add_argument("--weight-column", default=None,
                    help="numeric column (finite, ≥ 0) multiplying each row's loss on every task; "
                         "the batch loss is Σ w·ℓ / Σ w")
-    t.add_argument("--threads", type=int, default=None, help="torch intra-op threads per process")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads per process (default 1: scale out with torchrun processes)")
     t.add_argument("--version", default=None, help="model version string")
     t.add_argument("--data-shards", type=int, default=0,
                    help="logical data shards, a multiple of the process count (default: the process count); "
@@ -55,15 +56,27 @@ def parser():
                         "order; the training rows are held in memory); buffer: the streaming shuffle buffer; auto "
                         "(default): full up to 5M training rows per process, else buffer")
     t.add_argument("--shuffle-buffer", type=int, default=16384, help="rows of shuffle buffer in all, split among the data shards")
-    t.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda:LOCAL_RANK if available)")
+    t.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:N (default: cuda:LOCAL_RANK if available; cuda: cuda:LOCAL_RANK)")
+    t.add_argument("--amp", default="off", choices=["off", "bf16"],
+                   help="bf16: run the towers under bfloat16 autocast (GPUs with bf16; the loss and the "
+                        "optimiser state stay float32)")
+    t.add_argument("--bf16", dest="amp", action="store_const", const="bf16", help="the same as --amp bf16")
+    t.add_argument("--collective-timeout", type=float, default=600,
+                   help="seconds a collective waits for the other processes before failing (torchrun)")
     t.add_argument("--checkpoint", default=None, help="checkpoint file (default: OUT/checkpoint.pt), written each epoch")
     t.add_argument("--no-checkpoint", action="store_true", help="do not write checkpoints")
     t.add_argument("--resume", nargs="?", const="", default=None,
                    help="continue from the checkpoint (default path, or the one given)")
+    t.add_argument("--auto-resume", action="store_true",
+                   help="resume from the checkpoint if there is one, else start afresh (for torchrun --max-restarts)")
     t.add_argument("--init-model", default=None, help="start from a prerank model directory (fine-tuning)")
     t.add_argument("--log-every", type=int, default=50, help="progress line every N steps (0: off)")
     t.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (0: each epoch only)")
     t.add_argument("--stop-after-steps", type=int, default=0, help="checkpoint and stop after N steps (simulates an interruption)")
+    t.add_argument("--crash-after-steps", type=int, default=0,
+                   help="checkpoint and exit with status 75 after N steps, unless resumed (simulates a crash for "
+                        "torchrun --max-restarts)")
     return p
 
 
@@ -73,7 +86,7 @@ def main(argv=None):
         if args.verb == "train":
             from .train import run
             run(args)
-    except InputError as e:
+    except (InputError, TrainingError) as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(1)
 

@@ -45,6 +45,34 @@ def value_text(value, where: str):
     raise ValueError(f"{where}: a categorical value must be a string or an integer, not {type(value).__name__}")
 
 
+def fnv1a_many(texts, h: int = FNV_OFFSET):
+    """FNV-1a 64 of the UTF-8 of every string, continuing from state `h`, as a uint64 array:
+    the same values as `fnv1a`, vectorised over the strings (one numpy pass per byte position
+    of the longest, over the strings that long; numpy's uint64 products wrap mod 2^64 as FNV
+    needs). For columns of ids this replaces a Python loop over every byte (~250k values/s)."""
+    import numpy as np
+    data = [t.encode("utf-8") for t in texts]
+    n = len(data)
+    lengths = np.fromiter(map(len, data), dtype=np.int64, count=n)
+    order = np.argsort(-lengths, kind="stable")  # longest first: the strings still going are a prefix
+    flat = np.frombuffer(b"".join(data[i] for i in order), dtype=np.uint8)
+    sorted_lengths = lengths[order]
+    starts = np.zeros(n, dtype=np.int64)
+    np.cumsum(sorted_lengths[:-1], out=starts[1:])
+    state = np.full(n, h, dtype=np.uint64)
+    prime = np.uint64(FNV_PRIME)
+    longest = int(sorted_lengths[0]) if n else 0
+    going = n
+    with np.errstate(over="ignore"):
+        for j in range(longest):
+            while going and sorted_lengths[going - 1] <= j:
+                going -= 1
+            state[:going] = (state[:going] ^ flat[starts[:going] + j].astype(np.uint64)) * prime
+    out = np.empty(n, dtype=np.uint64)
+    out[order] = state
+    return out
+
+
 class FieldHasher:
     """Bucket of a value of one field; caches values seen (ids and terms repeat)."""
 
@@ -64,10 +92,10 @@ class FieldHasher:
             return np.fromiter((cache[v] for v in values), dtype=np.int64, count=len(values))
         except KeyError:
             pass
-        seed, buckets = self.seed, self.buckets
-        for v in set(values):
-            if v not in cache:
-                cache[v] = -1 if v == "" else fnv1a(v.encode("utf-8"), seed) % buckets
+        new = [v for v in set(values) if v not in cache]
+        if new:
+            buckets = fnv1a_many(new, self.seed) % np.uint64(self.buckets)
+            cache.update(zip(new, buckets.tolist()))
         out = np.fromiter((cache[v] for v in values), dtype=np.int64, count=len(values))
         if len(cache) > (1 << 21):  # bound memory on id columns with huge cardinality
             cache.clear()

@@ -4,7 +4,7 @@ Distribution (torch.distributed; env:// as torchrun sets it):
   * the towers and heads are wrapped in DistributedDataParallel (bucketed all-reduce of dense
     gradients, overlapped with the backward pass);
   * the embedding tables are `nn.EmbeddingBag(sparse=True)`: a step's gradient holds only the
-    rows the batch touched. Their gradients are synchronised by this module — coalesced, then
+    rows the batch touched. Their gradients are synchronised by distributed.sync_sparse — coalesced, then
     the touched row ids and rows of every rank are all-gathered and summed — because NCCL has no
     sparse all-reduce and this way one code path serves gloo (CPU) and NCCL (GPU). The tables are
     replicated on every rank (fine up to a few GB of tables; TorchRec sharding is the next step);
@@ -16,11 +16,12 @@ Distribution (torch.distributed; env:// as torchrun sets it):
     the number of processes); a step takes `ceil(batch / shards)` rows from every shard and
     averages the shards' mean losses. With the same `--data-shards`, N processes take exactly the
     optimiser steps one process takes (tested: same AUC, weights equal to float rounding).
+  * printed losses and rows are over every rank (`Progress`), one step is `step.TrainStep`, and at
+    the end `distributed.check_replicas` proves every rank holds the same weights.
 Optimisers: Adam for towers and heads in prerank train's ε form (PrerankAdam); SparseAdam (lazy Adam: moments of untouched rows are left
 alone) for the tables, with `--embedding-l2` added to the touched rows' gradients — the same
 split as `prerank train` (Adam + lazy Adam with L2 on touched rows).
 """
-import copy
 import math
 import os
 import sys
@@ -30,77 +31,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .checkpoint import CHECKPOINT_FORMAT, check_resumable, load_checkpoint, run_record, save_checkpoint
 from .data import Encoder, ShardedStream, concat, drop_to_oov, iterate_blocks, list_sources, take, to_batch
+from .distributed import DEFAULT_COLLECTIVE_TIMEOUT_S, Dist, check_replicas, log, resolve_device, sync_sparse  # noqa: F401
 from .errors import InputError
 from .metrics import auc, logloss
 from .model import PrerankAdam, TwinTower
 from .spec import architecture, load_features, resolve_id_fields
+from .step import TrainStep, add_l2_to_touched_rows, batch_loss, to_device  # noqa: F401
 
-CHECKPOINT_FORMAT = "prerank-torch-checkpoint/1"
 # --shuffle auto: prerank train's order (every training row in memory) up to this many training
 # rows per process (~200 bytes each), the streaming shuffle buffer beyond.
 FULL_SHUFFLE_MAX_ROWS = 5_000_000
-
-
-def log(msg, rank=0):
-    if rank == 0:
-        print(msg, file=sys.stderr, flush=True)
-
-
-class Dist:
-    def __init__(self, device_arg):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if device_arg:
-            self.device = torch.device(device_arg)
-        elif torch.cuda.is_available():
-            self.device = torch.device("cuda", self.local_rank)
-        else:
-            self.device = torch.device("cpu")
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        self.backend = None
-        if self.world > 1:
-            self.backend = "nccl" if self.device.type == "cuda" else "gloo"
-            dist.init_process_group(self.backend)
-
-    @property
-    def on(self):
-        return self.world > 1
-
-    def all_sum(self, array):
-        t = torch.tensor(np.asarray(array, dtype=np.float64))
-        if self.on:
-            t = t.to(self.device)
-            dist.all_reduce(t)
-        return t.cpu().numpy()
-
-    def all_sum_int(self, tensor):
-        """Element-wise sum over ranks of an int64 tensor (in place on one process)."""
-        if self.on:
-            t = tensor.to(self.device)
-            dist.all_reduce(t)
-            return t.cpu()
-        return tensor
-
-    def all_min(self, value):
-        if not self.on:
-            return value
-        t = torch.tensor([value], dtype=torch.int64, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        return int(t.item())
-
-    def gather(self, obj):
-        if not self.on:
-            return [obj]
-        out = [None] * self.world
-        dist.all_gather_object(out, obj)
-        return out
-
-    def close(self):
-        if self.on:
-            dist.destroy_process_group()
 
 
 def parse_pos_weight(text, tasks):
@@ -119,75 +61,6 @@ def parse_pos_weight(text, tasks):
             raise InputError(f"--pos-weight names task {kv[0]}, which features.yaml does not have")
         w[kv[0]] = value
     return [w.get(t["name"], 1.0) for t in tasks]
-
-
-def sync_sparse(tables, world):
-    """Every table's gradient := the mean over ranks of the ranks' sparse gradients.
-
-    Three collectives per step whatever the number of tables: the per-table counts of touched
-    rows, then the row ids and the rows of every table packed into one buffer each (padded to
-    the largest rank's size). NCCL has no sparse all-reduce; all-gather works on gloo and NCCL.
-    """
-    device = tables[0].weight.device
-    grads = []
-    for t in tables:
-        g = t.weight.grad
-        if g is None:
-            grads.append((torch.zeros(0, dtype=torch.int64, device=device), t.weight.new_zeros((0, t.weight.shape[1]))))
-        else:
-            g = g.coalesce()
-            grads.append((g.indices()[0], g.values()))
-    counts = torch.tensor([len(i) for i, _ in grads], dtype=torch.int64, device=device)
-    all_counts = [torch.empty_like(counts) for _ in range(world)]
-    dist.all_gather(all_counts, counts)
-    dims = [t.weight.shape[1] for t in tables]
-    n_idx = max(int(c.sum()) for c in all_counts)
-    n_val = max(int(sum(int(x) * d for x, d in zip(c.tolist(), dims))) for c in all_counts)
-    idx = torch.zeros(n_idx, dtype=torch.int64, device=device)
-    val = torch.zeros(n_val, dtype=tables[0].weight.dtype, device=device)
-    ip = vp = 0
-    for (i, v), d in zip(grads, dims):
-        idx[ip:ip + len(i)] = i
-        val[vp:vp + v.numel()] = v.reshape(-1)
-        ip, vp = ip + len(i), vp + v.numel()
-    all_idx = [torch.empty_like(idx) for _ in range(world)]
-    all_val = [torch.empty_like(val) for _ in range(world)]
-    dist.all_gather(all_idx, idx)
-    dist.all_gather(all_val, val)
-    parts = [[] for _ in tables]
-    for c, ai, av in zip(all_counts, all_idx, all_val):
-        ip = vp = 0
-        for f, (n, d) in enumerate(zip(c.tolist(), dims)):
-            parts[f].append((ai[ip:ip + n], av[vp:vp + n * d].reshape(n, d)))
-            ip, vp = ip + n, vp + n * d
-    for t, p in zip(tables, parts):
-        rows = torch.cat([i for i, _ in p])
-        vals = torch.cat([v for _, v in p]) / world
-        t.weight.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), vals, t.weight.shape,
-                                                check_invariants=False).coalesce()
-
-
-def add_l2_to_touched_rows(table, l2):
-    g = table.weight.grad
-    if g is None or l2 == 0:
-        return
-    g = g.coalesce()
-    idx = g.indices()[0]
-    vals = g.values() + l2 * table.weight.detach()[idx]
-    table.weight.grad = torch.sparse_coo_tensor(g.indices(), vals, table.weight.shape, is_coalesced=True,
-                                                check_invariants=False)
-
-
-def to_device(batch, device):
-    if device.type == "cpu":
-        return batch
-    out = dict(batch)
-    for k, v in batch.items():
-        if torch.is_tensor(v):
-            out[k] = v.to(device, non_blocking=True)
-        elif k.startswith("bags."):
-            out[k] = [(a.to(device, non_blocking=True), b.to(device, non_blocking=True)) for a, b in v]
-    return out
 
 
 def scan(sources, tasks, features, d, fraction, skip_bad_rows, weight_column=None, keep_train=0):
@@ -316,14 +189,28 @@ def evaluate(model, block, tasks, enc, d, arch):
     return out, len(p)
 
 
-def save_checkpoint(path, state):
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+def configure_threads(requested):
+    """torch's intra-op threads: --threads, else 1; inter-op threads: 1. A step of these models is
+    many small operators, where more threads do not pay even on an idle machine (issue 24: level),
+    while OpenMP threads that spin-wait for a core another process holds collapse a step on a busy
+    one (issue 24: 389–1,900 rows/s at torch's default against 14–32k with one thread). Scale
+    out with processes (torchrun, one per core or GPU), or raise --threads for wide models."""
+    n = requested or 1
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass  # already set in this process (it can be set once, before the first parallel work)
+    return n
 
 
 def run(args):
-    d = Dist(args.device)
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be ≥ 1, not {args.threads}")
+    if not args.collective_timeout > 0:
+        raise InputError(f"--collective-timeout must be > 0 seconds, not {args.collective_timeout}")
+    configure_threads(args.threads)
+    d = Dist(args.device, args.collective_timeout)
     try:
         return _run(args, d)
     finally:
@@ -332,8 +219,6 @@ def run(args):
 
 def _run(args, d):
     started = time.time()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         hidden = [int(x) for x in args.hidden.split(",") if x.strip()] if args.hidden else []
     except ValueError:
@@ -387,6 +272,24 @@ def _run(args, d):
     sources = list_sources(args.data)
     if not args.out:
         raise InputError("--out is required")
+    shards = args.data_shards or d.world
+    if shards % d.world:
+        raise InputError(f"--data-shards must be a multiple of the number of processes ({d.world}), is {shards}")
+
+    # Resume: the checkpoint is read (and a run of other settings refused) before the data pass.
+    checkpoint = args.checkpoint or os.path.join(args.out, "checkpoint.pt")
+    path, state = None, None
+    if args.resume is not None:
+        path = args.resume or checkpoint
+    elif args.auto_resume:
+        # Every rank decides alike (the checkpoint must be on a path every rank reads).
+        path = checkpoint if os.path.exists(checkpoint) else None
+        if path is None:
+            log(f"train: no checkpoint at {checkpoint}: starting afresh (--auto-resume)", d.rank)
+    if path is not None:
+        state = load_checkpoint(path)
+        check_resumable(path, state, run_record(args, d.world, sources, None, shards, emb_lr, pos_weight),
+                        ignore=("order", "data_shards", "workers"))  # known after the data pass
 
     # Pass 1: validate every row, dense statistics, base rates, validation rows (kept encoded).
     t0 = time.time()
@@ -411,7 +314,8 @@ def _run(args, d):
         raise InputError(f"{args.data}: no training rows")
     log(f"train: read {train_rows + validation_rows} rows ({train_rows} training, {validation_rows} validation"
         f"{f', {skipped} bad rows skipped' if skipped else ''}) in {time.time() - t0:.1f} s, "
-        f"{d.world} process(es), backend {d.backend or 'none'}, device {d.device}", d.rank)
+        f"{d.world} process(es), backend {d.backend or 'none'}, device {d.device}, "
+        f"{torch.get_num_threads()} thread(s) each{', bf16 autocast' if args.amp == 'bf16' else ''}", d.rank)
 
     version = args.version or f"{arch_name}{'+clamp' if arch['clamp'] else ''}-seed{args.seed}"
     if init is not None:
@@ -473,21 +377,19 @@ def _run(args, d):
     groups = [g for g in groups if g["params"]]
     opt_sparse = torch.optim.SparseAdam(groups) if groups else None
     pw = torch.tensor(pos_weight, dtype=torch.float32, device=d.device)
+    train_step = TrainStep(model, towers, opt_dense, opt_sparse, pw, d, bool(args.weight_column), args.embedding_l2,
+                           amp=args.amp == "bf16")
 
-    checkpoint = args.checkpoint or os.path.join(args.out, "checkpoint.pt")
     ids_record = {"fields": sorted(id_names), "dropout": id_dropout, "warmup_epochs": warm, "lr_scale": args.id_lr_scale,
                   "dim": args.id_dim}
+    record = run_record(args, d.world, sources, porder is not None, shards, emb_lr, pos_weight)
     start_epoch, best, since_best, history = 1, None, 0, []
     resume_step, resume_seen, resume_loss = 0, 0, 0.0
-    if args.resume is not None:
-        path = args.resume or checkpoint
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except OSError as e:
-            raise InputError(f"{path}: cannot read checkpoint ({e.strerror})")
+    if state is not None:
         if state.get("format") != CHECKPOINT_FORMAT or state.get("tasks") != tasks or state.get("features") != features \
                 or state.get("arch") != arch or state.get("ids") != ids_record:
             raise InputError(f"{path}: checkpoint is not of this model (tasks, features or architecture differ)")
+        check_resumable(path, state, record)
         model.load_state_dict(state["model"])
         opt_dense.load_state_dict(state["opt_dense"])
         if opt_sparse is not None:
@@ -503,19 +405,16 @@ def _run(args, d):
             start_epoch = args.epochs + 1
 
     def save(epoch, step, seen, loss_sum, stopped=False):
+        """Rank 0 writes the checkpoint (the others hold the same weights: check_replicas)."""
         if d.rank != 0 or args.no_checkpoint:
             return
-        os.makedirs(os.path.dirname(os.path.abspath(checkpoint)), exist_ok=True)
         save_checkpoint(checkpoint, {
             "format": CHECKPOINT_FORMAT, "epoch": epoch, "step": step, "seen": seen, "loss_sum": loss_sum,
-            "tasks": tasks, "features": features, "arch": arch, "ids": ids_record,
+            "tasks": tasks, "features": features, "arch": arch, "ids": ids_record, "run": record,
             "model": model.state_dict(), "opt_dense": opt_dense.state_dict(),
             "opt_sparse": opt_sparse.state_dict() if opt_sparse is not None else None,
             "best": best, "since_best": since_best, "history": history, "stopped": stopped})
 
-    shards = args.data_shards or d.world
-    if shards % d.world:
-        raise InputError(f"--data-shards must be a multiple of the number of processes ({d.world}), is {shards}")
     local_batch = max(1, math.ceil(args.batch / shards))
     steps_total = 0
     for epoch in range(start_epoch, args.epochs + 1):
@@ -526,62 +425,61 @@ def _run(args, d):
         resuming = epoch == start_epoch and resume_step
         if porder is not None:
             loader = None
-            it = full_batches(porder, epoch, warming, resume_step if resuming else 0, len(tasks), d.world)
+            it = full_batches(porder, epoch, warming, resume_step if resuming else 0, len(tasks), d.world,
+                              pin=d.device.type == "cuda")
         else:
             ds = ShardedStream(sources, tasks, features, d.rank, d.world, shards, epoch, args.seed, local_batch,
                                args.shuffle_buffer, args.validation_fraction, args.skip_bad_rows,
                                id_fields=[] if warming else id_stream, id_p=id_dropout, weight_column=args.weight_column)
             loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=args.workers,
-                                                 prefetch_factor=4 if args.workers > 0 else None)
+                                                 prefetch_factor=4 if args.workers > 0 else None,
+                                                 pin_memory=d.device.type == "cuda")
             it = iter(loader)
             if resuming:
                 for _ in range(resume_step):
                     next(it, None)
         e_start = time.time()
-        seen, loss_sum, step = 0, 0.0, 0
-        if resuming:
-            seen, loss_sum, step = resume_seen, resume_loss, resume_step
+        progress = Progress(d, *((resume_seen, resume_loss) if resuming else (0, 0.0)))
+        step = resume_step if resuming else 0
         interrupted = False
         while True:
             batch = next(it, None)
-            if d.all_min(0 if batch is None else 1) == 0:
+            # --shuffle full: every rank has a batch at every step of the epoch (its rows of the
+            # global batch, maybe none). Streaming: ranks stop together when one runs out.
+            if porder is not None:
+                done = batch is None
+            else:
+                done = d.all_min(0 if batch is None else 1) == 0
+            if done:
                 break
             batch = to_device(batch, d.device)
-            xu, xi = model.encoder(batch)
-            r = towers(xu, xi)
-            loss = batch_loss(r, batch, arch, pw, d, bool(args.weight_column))
-            opt_dense.zero_grad(set_to_none=True)
-            if opt_sparse is not None:
-                opt_sparse.zero_grad(set_to_none=True)
-            loss.backward()
-            if d.on and len(model.encoder.tables):
-                sync_sparse(list(model.encoder.tables), d.world)
-            for table in model.encoder.tables:
-                add_l2_to_touched_rows(table, args.embedding_l2)
-            opt_dense.step()
-            if opt_sparse is not None:
-                opt_sparse.step()
-            n = batch.get("n_global", batch["n"] * d.world)
-            seen += n
-            loss_sum += float(loss.detach()) * n
+            progress.add(train_step(batch), batch)
             step += 1
             steps_total += 1
             if args.log_every and step % args.log_every == 0:
-                rate = seen / max(time.time() - e_start, 1e-9)
+                seen, loss_sum = progress.read()
+                rate = (seen - progress.base_seen) / max(time.time() - e_start, 1e-9)  # rows of this run
                 eta = max(train_rows - seen, 0) / rate if rate > 0 else 0
-                log(f"train: epoch {epoch}  {seen}/{train_rows} rows  loss {loss_sum / seen:.4f}  {rate:.0f} rows/s  "
-                    f"ETA {eta:.0f}s", d.rank)
+                log(f"train: epoch {epoch}  {seen}/{train_rows} rows  loss {loss_sum / max(seen, 1):.4f}  "
+                    f"{rate:.0f} rows/s  ETA {eta:.0f}s", d.rank)
             if args.checkpoint_every and step % args.checkpoint_every == 0:
-                save(epoch, step, seen, loss_sum)
+                save(epoch, step, *progress.read())
             if args.stop_after_steps and steps_total >= args.stop_after_steps:
-                save(epoch, step, seen, loss_sum)
+                save(epoch, step, *progress.read())
                 interrupted = True
                 break
+            if args.crash_after_steps and path is None and steps_total >= args.crash_after_steps:
+                save(epoch, step, *progress.read())
+                if d.on:
+                    dist.barrier()  # the checkpoint is on disk before any rank exits
+                log(f"train: exiting with status 75 after {steps_total} steps (--crash-after-steps)", d.rank)
+                raise SystemExit(75)
         if interrupted:
             log(f"train: stopped after {steps_total} steps (--stop-after-steps); continue with --resume", d.rank)
             return None
         del it, loader
-        rate = seen / max(time.time() - e_start, 1e-9)
+        seen, loss_sum = progress.read()
+        rate = (seen - progress.base_seen) / max(time.time() - e_start, 1e-9)  # rows of this run
         metrics, _ = evaluate(model, validation, tasks, enc, d, arch)  # reads ids as the export will
         # Mean over the tasks whose AUC is defined on the split (as prerank train).
         aucs = [m["auc"] for m in metrics.values() if m["auc"] is not None]
@@ -604,6 +502,11 @@ def _run(args, d):
 
     if best is not None:
         model.load_state_dict(best["model"])
+    # Every rank applied the same averaged gradients, so every rank must hold the same bits.
+    replicas = check_replicas(dict(model.state_dict()), d)
+    if d.on:
+        log(f"train: all {d.world} ranks hold identical weights ({replicas} tensors, fingerprints all-gathered)",
+            d.rank)
     best_epoch = best["epoch"] if best else len(history)
     # Early stopping kept a warm-start epoch: the model never read ids; every id row = OOV vector.
     model.encoder.export_ids_off = set(id_tables) if best_epoch <= warm else set()
@@ -611,7 +514,7 @@ def _run(args, d):
         "trainer": "prerank_torch", "torch": torch.__version__, "data": args.data, "rows": train_rows,
         "validation_rows": validation_rows, "skipped_rows": skipped, "seed": args.seed, "arch": arch_name,
         "clamp": arch["clamp"], "epochs_run": len(history), "best_epoch": best["epoch"] if best else len(history),
-        "world_size": d.world, "backend": d.backend or "none", "batch": args.batch, "lr": args.lr,
+        "world_size": d.world, "backend": d.backend or "none", "device": d.device.type, "amp": args.amp, "batch": args.batch, "lr": args.lr,
         "embedding_lr": emb_lr, "embedding_l2": args.embedding_l2,
         "init_model": args.init_model or None,
         # Undefined figures (no validation rows; a task without a positive or a negative) are null.
@@ -642,14 +545,48 @@ def _run(args, d):
     return model
 
 
-def full_batches(porder, epoch, warming, start_step, n_tasks, world):
+def full_batches(porder, epoch, warming, start_step, n_tasks, world, pin=False):
     """Training batches of --shuffle full: this rank's rows of each global batch; each row's loss
-    weighs world / (rows in the global batch), so DDP's mean over ranks is the global batch mean."""
+    weighs world / (rows in the global batch), so DDP's mean over ranks is the global batch mean.
+    `pin`: in page-locked memory, so the copies to the GPU are asynchronous."""
     for block, n_global in porder.batches(epoch, warming, start_step):
         batch = to_batch(block, n_tasks)
         batch["weights"] = torch.full((block["n"],), world / n_global, dtype=torch.float32)
         batch["n_global"] = n_global
-        yield batch
+        yield pin_batch(batch) if pin else batch
+
+
+def pin_batch(batch):
+    out = dict(batch)
+    for k, v in batch.items():
+        if torch.is_tensor(v):
+            out[k] = v.pin_memory()
+        elif k.startswith("bags."):
+            out[k] = [(a.pin_memory(), b.pin_memory()) for a, b in v]
+    return out
+
+
+class Progress:
+    """An epoch's training rows and mean loss over every rank. Each step adds, on the device,
+    this rank's loss share times the rows it stands for (--shuffle full: share · N / world =
+    Σ of this rank's rows' losses; streaming: share · this rank's rows), so nothing is read on
+    the host per step; `read()` sums over the ranks (a collective: every rank calls it at the
+    same step) and returns (rows, summed loss) including what a resumed checkpoint had."""
+
+    def __init__(self, d, seen=0, loss_sum=0.0):
+        self.d, self.base_seen, self.base_loss = d, int(seen), float(loss_sum)
+        self.rows = 0
+        self.loss = torch.zeros((), dtype=torch.float64, device=d.device)
+
+    def add(self, loss, batch):
+        n_global = batch.get("n_global")
+        self.rows += batch["n"]
+        self.loss += loss.double() * (n_global / self.d.world if n_global is not None else batch["n"])
+
+    def read(self):
+        t = torch.stack([self.loss, torch.tensor(float(self.rows), dtype=torch.float64, device=self.d.device)])
+        loss_sum, rows = self.d.sum_(t).tolist()
+        return self.base_seen + int(round(rows)), self.base_loss + loss_sum
 
 
 def start_ids_from_oov(encoder, id_tables):
@@ -660,19 +597,3 @@ def start_ids_from_oov(encoder, id_tables):
             w = encoder.tables[i].weight
             b = encoder.buckets[i]
             w[:b].copy_(w[b:b + 1].expand(b, -1))
-
-
-def batch_loss(r, batch, arch, pw, d, weighted):
-    """This rank's share of the global batch's loss (DDP and sync_sparse average the ranks'
-    gradients). Unweighted: the batch mean (`batch["weights"]`). --weight-column: Σ w·ℓ / Σ w over
-    the global batch, so this rank's rows weigh w · world / Σw (one all-reduce for Σw)."""
-    if not weighted:
-        return chain_loss_fn(r, batch["labels"], arch, pw, batch["weights"])
-    rw = batch["row_weight"]
-    w_total = float(d.all_sum([float(rw.sum())])[0])
-    return chain_loss_fn(r, batch["labels"], arch, pw, rw * (d.world / w_total if w_total > 0 else 0.0))
-
-
-def chain_loss_fn(r, labels, arch, pw, weights):
-    from .model import chain_loss
-    return chain_loss(r, labels, arch, pw, weights)
