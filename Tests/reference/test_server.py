@@ -536,8 +536,17 @@ def test_loadtest_against_the_server(prerank, server, world, tmp_path):
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text('{"candidates": [1, 2, 3], "k": 2}\n{"candidate": [1]}\n')
     step = json.loads(run(prerank, "loadtest", "--url", f"http://127.0.0.1:{server.port}/prerank", "--requests", mixed,
-                          "--rate", 40, "--duration", 1, "--warmup", 0, "--json").stdout)["steps"][0]
+                          "--rate", 40, "--duration", 1, "--warmup", 0, "--max-error-rate", 1, "--json").stdout)["steps"][0]
     assert step["ok"] == 20 and step["refused"] == 20 and step["errors"] == {"400": 20}
+    # The same run at the default --max-error-rate (1 %) prints its report and exits 1.
+    p = run(prerank, "loadtest", "--url", f"http://127.0.0.1:{server.port}/prerank", "--requests", mixed,
+            "--rate", 40, "--duration", 1, "--warmup", 0, "--json", check=False)
+    assert p.returncode == 1 and json.loads(p.stdout)["steps"][0]["errors"] == {"400": 20}
+    assert p.stderr.strip().splitlines()[-1].startswith("Error: error rate 50.00 % at 40 req/s"), p.stderr
+    # Nothing listening: no answer at all is a failure, not a report of zeros.
+    p = run(prerank, "loadtest", "--url", f"http://127.0.0.1:{free_port()}/prerank", "--requests", mixed,
+            "--rate", 20, "--duration", 0.5, "--warmup", 0, "--timeout-ms", 500, check=False)
+    assert p.returncode == 1 and "Error: no request got an answer" in p.stderr, p.stderr
     assert 0 < step["refusedP50Ms"] <= step["refusedP99Ms"] and 0 < step["p50Ms"] <= step["p99Ms"]
 
 
