@@ -6,7 +6,7 @@ import TwinTower
 /// What an operator reads is what happens (issue #27): reloads list the keys they applied and the
 /// ones waiting for a restart; ignored, missing and coerced request features are visible.
 @Suite struct OperatorTruthTests {
-    static func config(_ yaml: String) throws -> PreRankConfig {
+    static func config(_ yaml: String) throws(ConfigError) -> PreRankConfig {
         try ConfigLoader.parse(yaml: "model: {dir: m, index: i.st}\n" + yaml)
     }
 
