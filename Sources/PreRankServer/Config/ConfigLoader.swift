@@ -12,9 +12,10 @@ import Yams
 /// the last of two equal keys and traps on a non-scalar mapping key; nodes let both be errors.
 ///
 /// Rules: a key left out, or given as `null`/empty, takes its default; a section given as
-/// `null` is absent. Integers must be YAML integers (a quoted `"8080"` is a string and an
-/// error); floating-point keys take integers or floats, finite only; string keys take any
-/// scalar as written.
+/// `null` is absent. Two exceptions (issue #27): `model.dir` and `model.index` have no default
+/// and must be named, and a file with nothing in it is an error, not "all defaults". Integers
+/// must be YAML integers (a quoted `"8080"` is a string and an error); floating-point keys take
+/// integers or floats, finite only; string keys take any scalar as written.
 public enum ConfigLoader {
     /// The keys each section accepts, by section path ("" is the top level): the one list the
     /// loader checks against and `knownKeys` (tests that the shipped config shows every key) reads.
