@@ -84,6 +84,6 @@ let package = Package(
         .testTarget(name: "TwinTowerTests", dependencies: ["TwinTower"]),
         .testTarget(name: "FusionTests", dependencies: ["Fusion"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TwinTower", "Fusion"]),
-        .testTarget(name: "PreRankServerTests", dependencies: ["PreRankServer", "TwinTower", "Fusion", "Benchmarks"]),
+        .testTarget(name: "PreRankServerTests", dependencies: ["PreRankServer", "TwinTower", "Fusion", "Benchmarks", "LoadTest"]),
     ]
 )

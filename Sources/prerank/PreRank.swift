@@ -37,6 +37,10 @@ struct PreRank: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+        } catch let exit as ExitCode {
+            // A verb that throws a bare ExitCode (`score` on a refused request: 2) has printed
+            // its own message; ArgumentParser's description ("ExitCode(rawValue: 2)") is not one.
+            Foundation.exit(exit.rawValue)
         } catch {
             let code = exitCode(for: error)
             if code == .success { exit(withError: error) }

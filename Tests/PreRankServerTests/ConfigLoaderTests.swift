@@ -7,20 +7,63 @@ import Testing
     static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
+    /// Parses a snippet about other keys: the model paths may be left out.
+    func lenient(_ yaml: String) throws(ConfigError) -> PreRankConfig {
+        try ConfigLoader.parse(yaml: yaml, requireModel: false)
+    }
+
     func error(_ yaml: String) -> ConfigError? {
         do throws(ConfigError) {
-            _ = try ConfigLoader.parse(yaml: yaml)
+            _ = try ConfigLoader.parse(yaml: yaml, requireModel: false)
             return nil
         } catch {
             return error
         }
     }
 
-    @Test func emptyFileGivesDefaults() throws {
-        for text in ["", "\n", "# only a comment\n", "---\n", "~", "server:\nfusion: null\n"] {
-            #expect(try ConfigLoader.parse(yaml: text) == PreRankConfig(), "\(text)")
+    /// An empty (or comment-only) file is refused: before issue #27 it passed as "every key at its
+    /// default" and a reload with it swapped the production model for `demo/model`.
+    @Test func emptyFileIsAnError() throws {
+        for text in ["", "\n", "# only a comment\n", "---\n", "~"] {
+            for requireModel in [true, false] {
+                #expect(throws: ConfigError(key: "", message: "is empty: a config names at least model.dir and model.index (a truncated or unwritten file?)"),
+                        "\(text)") { try ConfigLoader.parse(yaml: text, requireModel: requireModel) }
+            }
         }
+    }
+
+    /// model.dir and model.index have no default: a file without them is refused, naming the key.
+    @Test func modelPathsAreRequired() throws {
+        for (text, key) in [("server:\nfusion: null\n", "model.dir"), ("model:\n", "model.dir"), ("model: {dir: m}", "model.index"),
+                            ("model: {index: i.st}", "model.dir")] {
+            do throws(ConfigError) {
+                _ = try ConfigLoader.parse(yaml: text)
+                Issue.record("accepted \(text)")
+            } catch {
+                #expect(error.key == key, "\(text): \(error)")
+                #expect(error.description.contains("no default path"), "\(error)")
+            }
+        }
+        let c = try ConfigLoader.parse(yaml: "model: {dir: m, index: i.st}")
+        #expect(c.model == PreRankConfig.ModelPaths(dir: "m", index: "i.st"))
+        // The shipped config cut short anywhere before its model section is refused too.
+        let path = Self.repoRoot.appendingPathComponent("config/prerank.yaml").path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let modelLine = try #require(lines.firstIndex(where: { $0.hasPrefix("model:") }))
+        for n in 0...modelLine + 1 {
+            #expect(throws: ConfigError.self, "first \(n) lines") { try ConfigLoader.parse(yaml: lines.prefix(n).joined(separator: "\n")) }
+        }
+        // Flags may name the model instead (serve --model --index); the check after them still runs.
+        var flagged = try ConfigLoader.parse(yaml: "server: {port: 1}", requireModel: false)
+        #expect(throws: ConfigError.self) { try flagged.requireModelPaths() }
+        flagged.model = .init(dir: "m", index: "i")
+        try flagged.requireModelPaths()
+    }
+
+    @Test func defaults() throws {
         let c = PreRankConfig()
+        #expect(c.model.dir.isEmpty && c.model.index.isEmpty)
         #expect(c.server.host == "127.0.0.1" && c.server.port == 8080 && c.server.maxBodyBytes == 8 << 20)
         #expect(c.server.maxHeaderBytes == 16384 && c.server.maxConnections == 1024 && c.server.maxCandidates == 100_000)
         #expect(c.server.maxBufferedBytes == 256 << 20)
@@ -31,7 +74,7 @@ import Testing
     }
 
     @Test func partialFileChangesOnlyItsKeys() throws {
-        let c = try ConfigLoader.parse(yaml: """
+        let c = try lenient("""
         server:
           port: 9090
         fusion:
@@ -50,8 +93,8 @@ import Testing
     }
 
     @Test func portZeroPicksAFreePortAndServeFlagsFollowTheKeysRules() throws {
-        #expect(try ConfigLoader.parse(yaml: "server: {port: 0}").server.port == 0)
-        #expect(try ConfigLoader.parse(yaml: "server: {port: 65535}").server.port == 65535)
+        #expect(try lenient("server: {port: 0}").server.port == 0)
+        #expect(try lenient("server: {port: 65535}").server.port == 65535)
         #expect(error("server: {port: 65536}")?.description == "server.port must be 0...65535 (line 1)")
         for (port, ok) in [(0, true), (1, true), (65535, true), (-1, false), (65536, false)] {
             #expect((try? ConfigLoader.checkServeFlags(host: nil, port: port, modelDir: nil, index: nil)) != nil || !ok, "\(port)")
@@ -70,7 +113,7 @@ import Testing
     }
 
     @Test func optionalSections() throws {
-        let c = try ConfigLoader.parse(yaml: """
+        let c = try lenient("""
         server:
           tls: {cert: a.crt, key: a.key}
           admin_token_file: token
@@ -163,7 +206,7 @@ import Testing
 
     /// The shipped config parses, and equals the defaults wherever it says it shows them (all of it).
     @Test func canaryMayBeAFusionOnlyArm() throws {
-        let c = try ConfigLoader.parse(yaml: "fusion: {alpha: 2, beta: 30}\ncanary: {fusion: {beta: 5}, share: 0.5}")
+        let c = try lenient("fusion: {alpha: 2, beta: 30}\ncanary: {fusion: {beta: 5}, share: 0.5}")
         #expect(c.canary?.model == nil && c.canary?.share == 0.5)
         #expect(c.canary?.fusion?.policy == FusionPolicy(formula: .additive, alpha: 2, beta: 5, gamma: 0))
     }
@@ -180,14 +223,16 @@ import Testing
     }
 
     @Test func rescoreDepthIsOptional() throws {
-        #expect(try ConfigLoader.parse(yaml: "topk: {default: 10}").topk.rescoreDepth == nil)
-        #expect(try ConfigLoader.parse(yaml: "topk: {rescore_depth: 1000}").topk.rescoreDepth == 1000)
-        #expect(try ConfigLoader.parse(yaml: "topk: {rescore_depth: null}").topk.rescoreDepth == nil)
+        #expect(try lenient("topk: {default: 10}").topk.rescoreDepth == nil)
+        #expect(try lenient("topk: {rescore_depth: 1000}").topk.rescoreDepth == 1000)
+        #expect(try lenient("topk: {rescore_depth: null}").topk.rescoreDepth == nil)
     }
 
     @Test func shippedConfigIsTheDefaults() throws {
         let path = Self.repoRoot.appendingPathComponent("config/prerank.yaml").path
-        #expect(try ConfigLoader.load(path: path) == PreRankConfig())
+        var defaults = PreRankConfig()
+        defaults.model = .init(dir: "demo/model", index: "demo/index.safetensors")
+        #expect(try ConfigLoader.load(path: path) == defaults)
         // Its commented-out optional sections are valid too, once uncommented.
         let text = try String(contentsOfFile: path, encoding: .utf8)
         let uncommented = text.split(separator: "\n", omittingEmptySubsequences: false).map(Self.uncomment)
@@ -196,6 +241,14 @@ import Testing
         #expect(full.server.adminTokenFile == "/etc/prerank/admin.token")
         #expect(full.requestLog == PreRankConfig.RequestLog())
         #expect(full.canary?.share == 0.05 && full.canary?.key == .requestID)
+        #expect(full.model.updates == "/var/lib/prerank/updates.log")
+        #expect(full.canary?.fusion?.policy == FusionPolicy(formula: .additive, alpha: 1, beta: 25, gamma: 0))
+        // Every key the loader knows is in the file (issue #27: model.updates, canary.fusion and
+        // candidate_sample were missing).
+        for key in ConfigLoader.knownKeys {
+            let leaf = key.split(separator: ".").last.map(String.init) ?? key
+            #expect(text.contains(leaf + ":"), "config/prerank.yaml does not show \(key)")
+        }
     }
 
     /// `  #   cert: x` → `    cert: x`: a commented-out key line, uncommented in place.

@@ -41,7 +41,7 @@ import TwinTower
             #expect(error.status == 400 && error.field == "candidates")
         }
         #expect(throws: Never.self) { _ = try ScoringEngine.score(PreRankRequest(candidates: [], k: 3), bundle: bundle, options: options) }
-        let config = try ConfigLoader.parse(yaml: "topk: {allow_whole_index: false}")
+        let config = try ConfigLoader.parse(yaml: "topk: {allow_whole_index: false}", requireModel: false)
         #expect(PreRankService.options(from: config).allowWholeIndex == false)
         #expect(PreRankService.options(from: PreRankConfig()).allowWholeIndex == true)
     }

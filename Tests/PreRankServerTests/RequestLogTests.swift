@@ -175,6 +175,31 @@ struct RequestLogTests {
         #expect(lines.last?.hasPrefix("{\"i\":0099") == true)
     }
 
+    /// `max_file_age_s`: a file is finished once old enough even when no further line comes (a
+    /// quiet server), and a busy one by size as before (issue #27: rotation was by size only).
+    @Test func filesAreFinishedByAgeOnAQuietServer() throws {
+        let dir = Self.tempDir("age")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var config = RequestLogConfig(dir: dir, sampleRate: 1, maxFileBytes: 1 << 20, maxFiles: 10)
+        config.maxFileAgeSeconds = 1
+        let log = RequestLog(config: config, metrics: MetricsRegistry())
+        log.submit(Array("{\"n\":1}".utf8))
+        log.flush()
+        // No more lines: the writer wakes at the file's age limit, finishes and gzips it.
+        let deadline = Date().addingTimeInterval(10)
+        func finished() -> Bool { let f = Self.files(dir); return f.count == 1 && f[0].hasSuffix(".jsonl.gz") }
+        while Date() < deadline && !finished() { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(Self.files(dir).count == 1 && Self.files(dir).allSatisfy { $0.hasSuffix(".jsonl.gz") }, "\(Self.files(dir))")
+        log.submit(Array("{\"n\":2}".utf8))
+        log.close()
+        #expect(Self.files(dir).count == 2)
+        #expect(Set(try Self.readAll(dir)) == ["{\"n\":1}", "{\"n\":2}"])
+        #expect(RequestLogConfig(dir: "d").maxFileAgeSeconds == nil)
+        var bad = RequestLogConfig(dir: "d")
+        bad.maxFileAgeSeconds = 0
+        #expect(bad.problems().map(\.key) == ["request_log.max_file_age_s"])
+    }
+
     /// A plain file left by a crashed process is compressed at the next start, and the new
     /// process's files sort after it.
     @Test func recoversLeftoverPlainFiles() throws {

@@ -141,13 +141,13 @@ import TwinTower
         defer { app.shutdown() }
         try writeConfig(beta: 3)
         let done = DispatchSemaphore(value: 0)
-        let result = Mutex<Result<ServingSnapshot, ReloadError>?>(nil)
+        let result = Mutex<Result<ReloadOutcome, ReloadError>?>(nil)
         app.reload(trigger: "test") { r in
             result.withLock { $0 = r }
             done.signal()
         }
         #expect(done.wait(timeout: .now() + 10) == .success)
-        let next = try #require(try result.withLock { $0 }?.get())
+        let next = try #require(try result.withLock { $0 }?.get().snapshot)
         #expect(next.options.fusion.beta == 3 && initial.options.fusion.beta == 20)
         #expect(next.primary === initial.primary, "config-only: the model and index are not touched")
         #expect(app.current === next)

@@ -36,11 +36,12 @@ CONFIG_KEYS = {
                "body_timeout_ms", "idle_timeout_ms", "workers", "queue_depth", "max_candidates", "tls",
                "admin_token_file"},
     "model": {"dir", "index", "updates"},
+    "request": {"unknown_features"},
     "budget_ms": None,
     "topk": {"default", "max", "rescore_depth", "allow_whole_index"},
     "fusion": {"formula", "alpha", "beta", "gamma", "allow_request_override"},
     "logging": {"level", "format", "access_sample_rate"},
-    "request_log": {"dir", "sample_rate", "max_file_bytes", "max_files"},
+    "request_log": {"dir", "sample_rate", "max_file_bytes", "max_files", "candidate_sample"},
     "canary": {"model", "fusion", "share", "key"},
 }
 # Labels Prometheus or our scrape config attach to every series.

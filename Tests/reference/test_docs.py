@@ -105,6 +105,7 @@ OPS_NOT_RUN = {
     "scripts/loadtest-upserts.sh": "a measurement recipe on the 1.5 GB SPEC-scale world of scripts/spec-world.sh (minutes)",
     "server:": "a config excerpt (YAML), not a command",
     "canary:": "a config excerpt (YAML), not a command",
+    '{"status":"reloaded"': "an example answer of POST /admin/reload, not a command (test_ops_truth.py checks a live one)",
 }
 # The measurement setup lines of the "Measured" block (200k items, ~20 s of build-index on 2 cores).
 OPS_MEASURE_SETUP = ("prerank generate --out data --items 200000", "prerank init-model --features data/features.yaml",
@@ -173,10 +174,11 @@ def wait_for(predicate, seconds=20):
 
 @pytest.fixture(scope="module")
 def ops(prerank, tmp_path_factory):
-    """A world with lists longer than tune-fusion's --k 100, a server on it with an update log,
-    and `prerank` on PATH (the blocks call it by name)."""
+    """A world shaped like the demo's (lists of 50 candidates: OPERATIONS.md's tune-fusion K must
+    fit them, issue #27), a server on it with an update log, and `prerank` on PATH (the blocks
+    call it by name)."""
     d = tmp_path_factory.mktemp("ops")
-    run(prerank, "generate", "--out", d / "data", "--users", 300, "--items", 3000, "--requests", 60, "--candidates", 150,
+    run(prerank, "generate", "--out", d / "data", "--users", 300, "--items", 3000, "--requests", 600, "--candidates", 50,
         "--seed", 5, "--quiet")
     run(prerank, "init-model", "--features", d / "data" / "features.yaml", "--out", d / "model", "--hidden", "16,8", "--d", 8)
     run(prerank, "build-index", "--model", d / "model", "--items", d / "data" / "items.csv", "--out", d / "index.st")

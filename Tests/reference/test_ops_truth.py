@@ -1,5 +1,7 @@
 """Operational truth (issue #12): /metrics by the Prometheus conventions, checked by promtool on a
-live server after traffic; process and build-info metrics; which kernel path answers."""
+live server after traffic; process and build-info metrics; which kernel path answers. Issue #27:
+the canary's routed share, reloads that list restart-only keys, no default model, visible
+ignored and missing features."""
 import json
 import os
 import re
@@ -10,7 +12,7 @@ import sys
 import pytest
 
 from conftest import run
-from test_server import Server, bodies, free_port, world, write_config  # noqa: F401  (world is a fixture)
+from test_server import TOKEN, Server, bodies, free_port, world, write_config  # noqa: F401  (world is a fixture)
 
 
 def promtool():
@@ -256,3 +258,175 @@ def test_eval_says_why_a_figure_is_null(prerank, world, tmp_path):  # noqa: F811
     report = json.loads(p.stdout)
     assert report["tasks"]["ctcvr"]["auc"] is None
     assert "warning: task ctcvr has 0 positive rows" in p.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue #27: a canary that splits as configured, reloads that say what they skipped, no silent
+# defaults, visible ignored features.
+
+AUTH = {"Authorization": "Bearer " + TOKEN}
+JSON = {"Content-Type": "application/json"}
+
+
+def metric(s, name):
+    _, data = s.request("GET", "/metrics")
+    return samples(data.decode()).get(name, 0.0)
+
+
+def test_canary_gets_its_share_of_sequential_user_ids(prerank, world, tmp_path):  # noqa: F811
+    """The walkthrough's case: users u1…u1000 against a 10 % canary got 0 % before the finaliser."""
+    port = free_port()
+    config = tmp_path / "prerank.yaml"
+    write_config(config, world, port, extra="canary:\n  fusion: {beta: 25.0}\n  share: 0.1\n  key: user_id\n")
+    s = Server(prerank, config, port)
+    try:
+        n = 400
+        arms = []
+        for i in range(1, n + 1):
+            r, data = s.request("POST", "/prerank", json.dumps({"user": {"user_id": f"u{i}"}, "candidates": [1], "k": 1}), JSON)
+            assert r.status == 200, data
+            arms.append(json.loads(data)["arm"])
+        share = arms.count("canary") / n
+        tolerance = 4 * (0.1 * 0.9 / n) ** 0.5 + 1 / n
+        assert abs(share - 0.1) <= tolerance, share
+        # The same user always gets the same arm.
+        again = json.loads(s.request("POST", "/prerank", json.dumps({"user": {"user_id": "u7"}, "candidates": [1]}), JSON)[1])["arm"]
+        assert again == arms[6]
+        assert metric(s, "prerank_canary_share") == 0.1
+        routed = metric(s, 'prerank_requests_total{route="/prerank",code="200",arm="canary"}')
+        assert routed == arms.count("canary") + (again == "canary")
+    finally:
+        assert s.stop() == 0
+
+
+def test_empty_config_is_refused_everywhere_and_a_reload_keeps_the_model(prerank, world, tmp_path):  # noqa: F811
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    p = run(prerank, "validate-config", empty, check=False)
+    assert p.returncode == 1 and "is empty" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    p = run(prerank, "serve", "--config", empty, check=False)
+    assert p.returncode != 0 and "is empty" in p.stderr, p.stderr
+    nomodel = tmp_path / "nomodel.yaml"
+    nomodel.write_text("fusion: {beta: 3}\n")
+    p = run(prerank, "validate-config", nomodel, "--syntax-only", check=False)
+    assert p.returncode == 1 and "model.dir is required" in p.stderr, p.stderr
+
+    port = free_port()
+    config = tmp_path / "prerank.yaml"
+    write_config(config, world, port)
+    s = Server(prerank, config, port)
+    try:
+        before = json.loads(s.request("GET", "/v1/model")[1])["model"]
+        config.write_text("")
+        r, data = s.request("POST", "/admin/reload", b"", AUTH)
+        err = json.loads(data)["error"]
+        assert r.status == 422 and err["field"] == str(config) and "is empty" in err["message"], data
+        config.write_text("model:\n  index: x.st\n")
+        r, data = s.request("POST", "/admin/reload", b"", AUTH)
+        assert r.status == 422 and json.loads(data)["error"]["field"] == "model.dir", data
+        r, data = s.request("POST", "/prerank", json.dumps({"user": {}, "candidates": [1]}), JSON)
+        assert r.status == 200
+        assert json.loads(s.request("GET", "/v1/model")[1])["model"] == before
+    finally:
+        assert s.stop() == 0
+
+
+def test_reload_says_which_keys_need_a_restart(prerank, world, tmp_path):  # noqa: F811
+    port = free_port()
+    config = tmp_path / "prerank.yaml"
+    write_config(config, world, port)
+    s = Server(prerank, config, port)
+    try:
+        good = config.read_text()
+        config.write_text(good.replace(f"  port: {port}\n", f"  port: {free_port()}\n  workers: 3\n").replace("beta: 20.0", "beta: 7.5"))
+        r, data = s.request("POST", "/admin/reload", b"", AUTH)
+        assert r.status == 200, data
+        answer = json.loads(data)
+        assert answer["restart_required"] == ["server.port", "server.workers"], answer
+        assert answer["applied"] == ["fusion.beta"], answer
+        assert answer["models_read"] == 0 and answer["indexes_mapped"] == 0
+        # Still on the old port, and the metric and the log say why.
+        assert json.loads(s.request("GET", "/v1/model")[1])["fusion"]["beta"] == 7.5
+        assert metric(s, 'prerank_config_restart_pending{key="server.port"}') == 1
+        assert metric(s, 'prerank_config_restart_pending{key="server.host"}') == 0
+        log = open(str(config) + ".log").read()
+        assert "apply only at the next restart" in log and "server.port,server.workers" in log
+        # Back to the running values: nothing pending.
+        config.write_text(good)
+        answer = json.loads(s.request("POST", "/admin/reload", b"", AUTH)[1])
+        assert answer["restart_required"] == [] and answer["applied"] == ["fusion.beta"], answer
+        assert metric(s, 'prerank_config_restart_pending{key="server.port"}') == 0
+    finally:
+        assert s.stop() == 0
+
+
+def test_admin_token_rotates_with_sighup_alone(prerank, world, tmp_path):  # noqa: F811
+    import shutil as sh
+    import signal
+    import time
+    w = tmp_path / "w"
+    w.mkdir()
+    for name in ["model", "index.st"]:
+        os.symlink(world / name, w / name)
+    (w / "token").write_text("old-token-123\n")
+    port = free_port()
+    config = tmp_path / "prerank.yaml"
+    write_config(config, w, port)
+    s = Server(prerank, config, port)
+    try:
+        assert s.request("POST", "/admin/reload", b"", {"Authorization": "Bearer old-token-123"})[0].status == 200
+        (w / "token.new").write_text("new-token-456\n")
+        sh.move(w / "token.new", w / "token")
+        s.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while time.time() < deadline and s.request("POST", "/admin/reload", b"", {"Authorization": "Bearer new-token-456"})[0].status != 200:
+            time.sleep(0.1)
+        assert s.request("POST", "/admin/reload", b"", {"Authorization": "Bearer new-token-456"})[0].status == 200
+        assert s.request("POST", "/admin/reload", b"", {"Authorization": "Bearer old-token-123"})[0].status == 401
+    finally:
+        assert s.stop() == 0
+
+
+def test_misspelt_feature_shows_in_debug_metric_and_log_once(prerank, world, tmp_path):  # noqa: F811
+    port = free_port()
+    config = tmp_path / "prerank.yaml"
+    write_config(config, world, port)
+    s = Server(prerank, config, port)
+    try:
+        body = {"user": {"user_id": "u1", "segmnt": "gold"}, "query": {"query_terms": "red shoes"}, "candidates": [1], "debug": True}
+        for _ in range(3):
+            r, data = s.request("POST", "/prerank", json.dumps(body), JSON)
+            assert r.status == 200, data
+        f = json.loads(data)["features"]
+        assert f["ignored"] == ["user.segmnt"] and "segment" in f["missing"] and f["coerced"] == ["query.query_terms"], f
+        assert "features" not in json.loads(s.request("POST", "/prerank", json.dumps({**body, "debug": False}), JSON)[1])
+        assert metric(s, 'prerank_request_features_total{feature="other",outcome="ignored"}') == 4
+        assert metric(s, 'prerank_request_features_total{feature="segment",outcome="missing"}') >= 4
+        assert metric(s, 'prerank_request_features_total{feature="query_terms",outcome="coerced"}') == 4
+        log = open(str(config) + ".log").read()
+        assert log.count("user.segmnt") == 1, log
+    finally:
+        assert s.stop() == 0
+    # reject: a 400 naming the field; a clean request still scores.
+    write_config(config, world, port, extra="request:\n  unknown_features: reject\n")
+    s = Server(prerank, config, port)
+    try:
+        r, data = s.request("POST", "/prerank", json.dumps(body), JSON)
+        err = json.loads(data)["error"]
+        assert r.status == 400 and err["code"] == "unknown_feature" and err["field"] == "user.segmnt", data
+        r, _ = s.request("POST", "/prerank", json.dumps({"user": {"user_id": "u1"}, "candidates": [1]}), JSON)
+        assert r.status == 200
+    finally:
+        assert s.stop() == 0
+
+
+def test_score_refusal_prints_one_error_line(prerank, world, tmp_path):  # noqa: F811
+    """`prerank score` on a bad request: the JSON error on stdout, one `Error:` line, exit 2 — no
+    stray `Error: ExitCode(rawValue: 2)` after it (issue #27)."""
+    req = tmp_path / "bad.json"
+    req.write_text('{"candidates": [1], "k": 0}')
+    p = run(prerank, "score", "--model", world / "model", "--index", world / "index.st", "--request", req, check=False)
+    assert p.returncode == 2
+    assert json.loads(p.stdout)["error"]["field"] == "k"
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: HTTP 400") and "ExitCode" not in p.stderr, p.stderr

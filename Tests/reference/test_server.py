@@ -536,8 +536,27 @@ def test_loadtest_against_the_server(prerank, server, world, tmp_path):
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text('{"candidates": [1, 2, 3], "k": 2}\n{"candidate": [1]}\n')
     step = json.loads(run(prerank, "loadtest", "--url", f"http://127.0.0.1:{server.port}/prerank", "--requests", mixed,
-                          "--rate", 40, "--duration", 1, "--warmup", 0, "--json").stdout)["steps"][0]
+                          "--rate", 40, "--duration", 1, "--warmup", 0, "--max-error-rate", 1, "--json").stdout)["steps"][0]
     assert step["ok"] == 20 and step["refused"] == 20 and step["errors"] == {"400": 20}
+    # The same run at the default --max-error-rate (1 %) prints its report and exits 1.
+    p = run(prerank, "loadtest", "--url", f"http://127.0.0.1:{server.port}/prerank", "--requests", mixed,
+            "--rate", 40, "--duration", 1, "--warmup", 0, "--json", check=False)
+    assert p.returncode == 1 and json.loads(p.stdout)["steps"][0]["errors"] == {"400": 20}
+    assert p.stderr.strip().splitlines()[-1].startswith("Error: error rate 50.00 % at 40 req/s"), p.stderr
+    # A sweep runs every rate --repeats times; the knee comes with its spread.
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"candidates": [1, 2, 3], "k": 2}\n')
+    sweep = json.loads(run(prerank, "loadtest", "--url", f"http://127.0.0.1:{server.port}/prerank", "--requests", good,
+                           "--sweep", "--rate", 10, "--step-factor", 2, "--max-rate", 20, "--repeats", 2, "--duration", 1,
+                           "--connections", 1,  # this server closes a connection idle 600 ms before its first request
+                           "--warmup", 0, "--p99-target", 5000, "--confirm-fraction", 0, "--json").stdout)
+    assert [s["offeredRate"] for s in sweep["steps"]] == [10, 10, 20, 20], sweep["steps"]
+    assert sweep["kneeRate"] == 20 and sweep["repeats"] == 2 and sweep.get("kneeUpperRate") is None
+    assert 0 < sweep["kneeP99MinMs"] <= sweep["kneeP99MaxMs"]
+    # Nothing listening: no answer at all is a failure, not a report of zeros.
+    p = run(prerank, "loadtest", "--url", f"http://127.0.0.1:{free_port()}/prerank", "--requests", mixed,
+            "--rate", 20, "--duration", 0.5, "--warmup", 0, "--timeout-ms", 500, check=False)
+    assert p.returncode == 1 and "Error: no request got an answer" in p.stderr, p.stderr
     assert 0 < step["refusedP50Ms"] <= step["refusedP99Ms"] and 0 < step["p50Ms"] <= step["p99Ms"]
 
 

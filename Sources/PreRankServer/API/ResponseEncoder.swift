@@ -51,6 +51,8 @@ public struct PreRankResponse: Sendable, Equatable {
     /// The A/B arm that served the request (`"canary"` or `"primary"`) when a canary is
     /// configured; the key is left out otherwise.
     public var arm: String?
+    /// `"debug": true` only: the request's ignored, missing and coerced features (`FeatureAudit`).
+    public var features: FeatureAudit?
 
     public init(requestID: String?, modelVersion: String, partial: Bool, tookMs: Double, items: [ScoredItem],
                 unknownIDs: [Int64], arm: String? = nil) {
@@ -69,7 +71,7 @@ public struct PreRankResponse: Sendable, Equatable {
 /// Why not `JSONEncoder`: 3.7 ms for 10k scores on Linux against well under 1 ms for a manual
 /// build (notes/swift-on-linux.md §4), and it could not keep the SPEC's key order. Output:
 /// keys in the SPEC's order (`request_id`, `model_version`, `partial`, `took_ms`, `items`,
-/// `unknown_ids`, then `arm` when set); `request_id` is `null` when the request had none.
+/// `unknown_ids`, then `arm` when set, then `features` for `"debug": true`); `request_id` is `null` when the request had none.
 /// Numbers use Swift's shortest round-trip text (`Float.description` for probabilities, so
 /// `0.061` and not `0.06100000068`; `Double.description` for score and took_ms), which is
 /// always a valid JSON number for finite values. Non-finite numbers, which JSON cannot carry,
@@ -123,6 +125,10 @@ public enum ResponseEncoder {
         if let arm = r.arm {
             appendLiteral(",\"arm\":", to: &out)
             appendString(arm, to: &out)
+        }
+        if let f = r.features {
+            func list(_ names: [String]) -> String { "[" + names.map(JSONText.quote).joined(separator: ",") + "]" }
+            appendText(",\"features\":{\"ignored\":\(list(f.ignored)),\"missing\":\(list(f.missing)),\"coerced\":\(list(f.coerced))}", to: &out)
         }
         out.append(UInt8(ascii: "}"))
         return out

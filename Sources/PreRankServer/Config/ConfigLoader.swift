@@ -12,12 +12,41 @@ import Yams
 /// the last of two equal keys and traps on a non-scalar mapping key; nodes let both be errors.
 ///
 /// Rules: a key left out, or given as `null`/empty, takes its default; a section given as
-/// `null` is absent. Integers must be YAML integers (a quoted `"8080"` is a string and an
-/// error); floating-point keys take integers or floats, finite only; string keys take any
-/// scalar as written.
+/// `null` is absent. Two exceptions (issue #27): `model.dir` and `model.index` have no default
+/// and must be named, and a file with nothing in it is an error, not "all defaults". Integers
+/// must be YAML integers (a quoted `"8080"` is a string and an error); floating-point keys take
+/// integers or floats, finite only; string keys take any scalar as written.
 public enum ConfigLoader {
+    /// The keys each section accepts, by section path ("" is the top level): the one list the
+    /// loader checks against and `knownKeys` (tests that the shipped config shows every key) reads.
+    static let schema: [String: [String]] = [
+        "": ["server", "model", "budget_ms", "topk", "fusion", "logging", "request", "request_log", "canary"],
+        "request": ["unknown_features"],
+        "server": ["host", "port", "max_connections", "max_body_bytes", "max_buffered_bytes", "max_header_bytes",
+                   "header_timeout_ms", "body_timeout_ms", "idle_timeout_ms", "workers", "queue_depth", "max_candidates", "tls",
+                   "admin_token_file"],
+        "server.tls": ["cert", "key", "profile"],
+        "model": ["dir", "index", "updates"],
+        "topk": ["default", "max", "rescore_depth", "allow_whole_index"],
+        "fusion": ["formula", "alpha", "beta", "gamma", "allow_request_override"],
+        "logging": ["level", "format", "access_sample_rate"],
+        "request_log": ["dir", "sample_rate", "max_file_bytes", "max_file_age_s", "max_files", "candidate_sample"],
+        "canary": ["model", "fusion", "share", "key"],
+        "canary.model": ["dir", "index"],
+        "canary.fusion": ["formula", "alpha", "beta", "gamma"],
+    ]
+
+    /// Every key path the loader accepts, sections included (`server`, `server.tls.cert`, ...).
+    public static var knownKeys: [String] {
+        schema.flatMap { section, keys in keys.map { section.isEmpty ? $0 : section + "." + $0 } }.sorted()
+    }
+
     /// Reads and checks the file at `path`. Errors do not repeat the path: callers prefix it.
-    public static func load(path: String) throws(ConfigError) -> PreRankConfig {
+    ///
+    /// - parameter requireModel: whether `model.dir` and `model.index` must be in the file (the
+    ///   default). False only where command-line flags may name them instead (`prerank score`,
+    ///   `prerank serve --model --index`); those callers check the result with `requireModelPaths`.
+    public static func load(path: String, requireModel: Bool = true) throws(ConfigError) -> PreRankConfig {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -25,11 +54,12 @@ public enum ConfigLoader {
             // The caller names the file (`prerank validate-config` prints `FILE: reason`).
             throw ConfigError(key: "", message: "cannot be read: \(error.localizedDescription)")
         }
-        return try parse(yaml: text)
+        return try parse(yaml: text, requireModel: requireModel)
     }
 
-    /// Checks YAML text; an empty text gives the defaults.
-    public static func parse(yaml: String) throws(ConfigError) -> PreRankConfig {
+    /// Checks YAML text. An empty text (or only comments) is an error, not the defaults: a file
+    /// truncated by a failed write must not turn into a server on default settings (issue #27).
+    public static func parse(yaml: String, requireModel: Bool = true) throws(ConfigError) -> PreRankConfig {
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
@@ -38,12 +68,13 @@ public enum ConfigLoader {
         } catch {
             throw ConfigError(key: "", message: "is not valid YAML: \(error)")
         }
+        guard let root, !Section.isNull(root) else {
+            throw ConfigError(key: "", message: "is empty: a config names at least model.dir and model.index (a truncated or unwritten file?)")
+        }
         var c = PreRankConfig()
-        let top = try Section(root, path: "", known: ["server", "model", "budget_ms", "topk", "fusion", "logging", "request_log", "canary"])
+        let top = try Section(root, path: "", known: schema[""] ?? [])
 
-        if let s = try top.section("server", known: ["host", "port", "max_connections", "max_body_bytes", "max_buffered_bytes", "max_header_bytes",
-                                                       "header_timeout_ms", "body_timeout_ms", "idle_timeout_ms", "workers",
-                                                       "queue_depth", "max_candidates", "tls", "admin_token_file"]) {
+        if let s = try top.section("server") {
             try s.string("host", into: &c.server.host)
             try s.int("port", PreRankConfig.Server.portRange, into: &c.server.port)
             try s.int("max_connections", 1...1_000_000, into: &c.server.maxConnections)
@@ -59,16 +90,21 @@ public enum ConfigLoader {
             try s.int("workers", 0...1024, into: &c.server.workers)
             try s.int("queue_depth", 0...1_000_000, into: &c.server.queueDepth)
             try s.int("max_candidates", 1...10_000_000, into: &c.server.maxCandidates)
-            if let t = try s.section("tls", known: ["cert", "key", "profile"]) {
+            if let t = try s.section("tls") {
                 var tls = PreRankConfig.TLS(cert: try t.requiredString("cert"), key: try t.requiredString("key"))
                 try t.choice("profile", into: &tls.profile)
                 c.server.tls = tls
             }
             c.server.adminTokenFile = try s.optionalString("admin_token_file")
         }
-        if let s = try top.section("model", known: ["dir", "index", "updates"]) {
+        let modelSection = try top.section("model")
+        if requireModel && modelSection == nil {
+            throw ConfigError(key: "model.dir", message: "is required: the config must name the model directory and index (there is no default path)")
+        }
+        if let s = modelSection {
             try s.string("dir", into: &c.model.dir)
             try s.string("index", into: &c.model.index)
+            if requireModel { try c.requireModelPaths() }
             if let u = try s.optionalString("updates") {
                 guard !u.isEmpty else { throw s.error("updates", "must be a file path") }
                 var isDirectory: ObjCBool = false
@@ -79,7 +115,7 @@ public enum ConfigLoader {
             }
         }
         try top.double("budget_ms", 0.001...3_600_000, into: &c.budgetMs)
-        if let s = try top.section("topk", known: ["default", "max", "rescore_depth", "allow_whole_index"]) {
+        if let s = try top.section("topk") {
             try s.bool("allow_whole_index", into: &c.topk.allowWholeIndex)
             try s.int("max", 1...1_000_000, into: &c.topk.max)
             try s.int("default", 1...1_000_000, into: &c.topk.default)
@@ -88,7 +124,7 @@ public enum ConfigLoader {
         if c.topk.default > c.topk.max {
             throw ConfigError(key: "topk.default", message: "must be at most topk.max (\(c.topk.max))")
         }
-        if let s = try top.section("fusion", known: ["formula", "alpha", "beta", "gamma", "allow_request_override"]) {
+        if let s = try top.section("fusion") {
             try s.choice("formula", into: &c.fusion.formula)
             try s.double("alpha", nil, into: &c.fusion.alpha)
             try s.double("beta", nil, into: &c.fusion.beta)
@@ -101,28 +137,32 @@ public enum ConfigLoader {
                 throw s.error(error.field, error.message)
             }
         }
-        if let s = try top.section("logging", known: ["level", "format", "access_sample_rate"]) {
+        if let s = try top.section("logging") {
             try s.choice("level", into: &c.logging.level)
             try s.choice("format", into: &c.logging.format)
             try s.double("access_sample_rate", 0...1, into: &c.logging.accessSampleRate)
         }
-        if let s = try top.section("request_log", known: ["dir", "sample_rate", "max_file_bytes", "max_files", "candidate_sample"]) {
+        if let s = try top.section("request") {
+            try s.choice("unknown_features", into: &c.request.unknownFeatures)
+        }
+        if let s = try top.section("request_log") {
             var r = PreRankConfig.RequestLog()
             try s.string("dir", into: &r.dir)
             try s.double("sample_rate", 0...1, into: &r.sampleRate)
             try s.int("candidate_sample", 0...100_000, into: &r.candidateSample)
             try s.int("max_file_bytes", 4096...(1 << 40), into: &r.maxFileBytes)
             try s.int("max_files", 1...1_000_000, into: &r.maxFiles)
+            try s.int("max_file_age_s", 1...(366 * 86400), into: &r.maxFileAgeSeconds)
             c.requestLog = r
         }
-        if let s = try top.section("canary", known: ["model", "fusion", "share", "key"]) {
+        if let s = try top.section("canary") {
             // A canary arm is another model, other fusion weights, or both (a fusion A/B keeps
             // the primary model and changes only the weights).
             var canary = PreRankConfig.Canary()
-            if let m = try s.section("model", known: ["dir", "index"]) {
+            if let m = try s.section("model") {
                 canary.model = .init(dir: try m.requiredString("dir"), index: try m.requiredString("index"))
             }
-            if let f = try s.section("fusion", known: ["formula", "alpha", "beta", "gamma"]) {
+            if let f = try s.section("fusion") {
                 var fusion = c.fusion  // unspecified weights default to the primary's
                 try f.choice("formula", into: &fusion.formula)
                 try f.double("alpha", nil, into: &fusion.alpha)
@@ -177,6 +217,7 @@ extension LineLogHandler.Format: ConfigChoice {
 }
 extension PreRankConfig.Canary.Key: ConfigChoice {}
 extension PreRankConfig.TLSProfile: ConfigChoice {}
+extension PreRankConfig.UnknownFeatures: ConfigChoice {}
 
 /// One YAML mapping of the config, at a key path: typed reads of its keys, each error naming
 /// the full path of the key and its line.
@@ -223,9 +264,11 @@ private struct Section {
         return n
     }
 
-    func section(_ key: String, known: [String]) throws(ConfigError) -> Section? {
+    /// A subsection; its known keys are `ConfigLoader.schema`'s for its path.
+    func section(_ key: String) throws(ConfigError) -> Section? {
         guard let n = node(key) else { return nil }
-        return try Section(n, path: path.isEmpty ? key : path + "." + key, known: known)
+        let full = path.isEmpty ? key : path + "." + key
+        return try Section(n, path: full, known: ConfigLoader.schema[full] ?? [])
     }
 
     func int(_ key: String, _ range: ClosedRange<Int>, into value: inout Int) throws(ConfigError) {

@@ -3,8 +3,9 @@ import Logging
 
 /// The server's configuration (SPEC §5, `config/prerank.yaml`).
 ///
-/// Every property has a default, the value used when the file leaves the key out; `PreRankConfig()`
-/// is the configuration of an empty file. Optional sections (`server.tls`, `request_log`,
+/// Every property but the model paths has a default, the value used when the file leaves the key
+/// out. `model.dir` and `model.index` have none (empty here): which model serves is never a
+/// default, and `ConfigLoader` refuses a file that does not name them. Optional sections (`server.tls`, `request_log`,
 /// `canary`) are `nil` when absent, which turns the feature off. `ConfigLoader` reads a file
 /// into this type and checks every key, type and range; values built in code are not checked.
 public struct PreRankConfig: Sendable, Equatable {
@@ -17,8 +18,17 @@ public struct PreRankConfig: Sendable, Equatable {
     public var logging = LogSettings()
     public var requestLog: RequestLog? = nil
     public var canary: Canary? = nil
+    public var request = RequestSettings()
 
     public init() {}
+
+    /// Throws unless `model.dir` and `model.index` are named: by the file, or by the flags that
+    /// override them (`serve --model --index`). Start-up, reload and `validate-config` all call it.
+    public func requireModelPaths() throws(ConfigError) {
+        for (key, value, flag) in [("model.dir", model.dir, "--model"), ("model.index", model.index, "--index")] where value.isEmpty {
+            throw ConfigError(key: key, message: "is required: the config must name it (or \(flag) on the command line); there is no default path")
+        }
+    }
 
     /// `server`: the listener, its limits and timeouts.
     public struct Server: Sendable, Equatable {
@@ -106,9 +116,11 @@ public struct PreRankConfig: Sendable, Equatable {
     }
 
     /// `model` (and `canary.model`): a model directory and the item index built from it.
+    /// No default path: empty until a file or a flag names them (`requireModelPaths`). Before
+    /// issue #27 an empty config served `demo/model` from the working directory, silently.
     public struct ModelPaths: Sendable, Equatable {
-        public var dir = "demo/model"
-        public var index = "demo/index.safetensors"
+        public var dir = ""
+        public var index = ""
         /// The live catalog's update log (`POST /admin/items`, SPEC §1 "Update log"); nil
         /// (the default) leaves the catalog as the index holds it and the endpoint off.
         /// Read from `model` only: one log serves the primary and the canary.
@@ -160,6 +172,23 @@ public struct PreRankConfig: Sendable, Equatable {
         public init() {}
     }
 
+    /// `request`: how `/prerank` treats request fields the model has no feature for.
+    public struct RequestSettings: Sendable, Equatable {
+        public var unknownFeatures: UnknownFeatures = .warn
+        public init() {}
+    }
+
+    /// `request.unknown_features`. Every policy counts them in
+    /// `prerank_request_features_total{outcome="ignored"}` and lists them under `"debug": true`.
+    public enum UnknownFeatures: String, Sendable, Equatable, CaseIterable {
+        /// Score without them (SPEC §2), silently.
+        case ignore
+        /// Score without them, and log a warning the first time each field name is seen.
+        case warn
+        /// Answer 400 `unknown_feature` naming the field.
+        case reject
+    }
+
     /// `request_log`: sampled requests and answers as JSON lines, for joining with feedback.
     public struct RequestLog: Sendable, Equatable {
         public var dir = "logs/requests"
@@ -167,6 +196,9 @@ public struct PreRankConfig: Sendable, Equatable {
         public var sampleRate = 0.01
         public var maxFileBytes = 64 << 20
         public var maxFiles = 100
+        /// A file is finished (and gzipped) once this old, in seconds, as well as by size: on a
+        /// quiet server `join-logs` still sees traffic within this time.
+        public var maxFileAgeSeconds = 3600
         /// Per logged request, a uniform sample of this many candidates that were scored and not
         /// returned, with probabilities and inclusion probability (`DroppedSample`); 0: none.
         public var candidateSample = 0

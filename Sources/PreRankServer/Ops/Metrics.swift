@@ -60,12 +60,23 @@ public final class MetricsRegistry: Sendable {
         var transport: HTTPServerStats?
         var loads = LoadCounts()
         var reloadsCoalesced: UInt64 = 0
+        /// `canary.share` in force; 0 without a canary.
+        var canaryShare = 0.0
+        /// `/prerank` features by (feature, outcome); unknown request fields are all `other`.
+        var features: [FeatureKey: UInt64] = [:]
+        /// Restart-only keys the last applied reload found changed (`PreRankConfig.restartOnlyKeys`).
+        var restartPending: [String] = []
     }
 
     /// Model directories and index files read since start, and reloads that shared them instead.
     struct LoadCounts { var modelLoads = 0, indexLoads = 0, modelsReused = 0, indexesReused = 0 }
 
     struct RequestKey: Hashable { var route: String; var code: Int; var arm: String }
+    struct FeatureKey: Hashable { var feature: String; var outcome: FeatureAudit.Outcome }
+
+    /// The `feature` label of request fields the model does not know: their names are the
+    /// client's, unbounded, so one label holds them all (the warning log names each once).
+    public static let unknownFeatureLabel = "other"
 
     public struct ModelInfo: Sendable, Equatable {
         public var arm: String
@@ -150,6 +161,26 @@ public final class MetricsRegistry: Sendable {
         state.withLock { $0.loads = LoadCounts(modelLoads: modelLoads, indexLoads: indexLoads, modelsReused: modelsReused, indexesReused: indexesReused) }
     }
     public func setModelInfo(_ info: [ModelInfo]) { state.withLock { $0.modelInfo = info } }
+    /// The configured canary share (0: no canary), for comparing with the routed share.
+    public func setCanaryShare(_ share: Double) { state.withLock { $0.canaryShare = share } }
+    /// One request's features: the model's by name (a bounded set: the served models' features),
+    /// unknown request fields under `unknownFeatureLabel`. One lock for the whole request.
+    public func recordFeatures(_ audit: FeatureAudit) {
+        state.withLock { s in
+            for name in audit.used { s.features[FeatureKey(feature: name, outcome: .used), default: 0] += 1 }
+            for name in audit.missing { s.features[FeatureKey(feature: name, outcome: .missing), default: 0] += 1 }
+            for path in audit.coerced {
+                let name = path.split(separator: ".", maxSplits: 1).last.map(String.init) ?? path
+                s.features[FeatureKey(feature: name, outcome: .coerced), default: 0] += 1
+            }
+            if !audit.ignored.isEmpty {
+                s.features[FeatureKey(feature: Self.unknownFeatureLabel, outcome: .ignored), default: 0] += UInt64(audit.ignored.count)
+            }
+        }
+    }
+
+    /// The restart-only keys whose reloaded values wait for a restart (empty: none).
+    public func setRestartPending(_ keys: [String]) { state.withLock { $0.restartPending = keys } }
     public func adjustInflight(_ delta: Int) { state.withLock { $0.inflight += delta } }
     public func recordRequestLog(written: Int = 0, dropped: Int = 0) {
         state.withLock {
@@ -208,6 +239,12 @@ public final class MetricsRegistry: Sendable {
         }
         header("prerank_candidates_per_request", "histogram", "Candidates per /prerank request (index size when omitted).")
         histogram("prerank_candidates_per_request", "", s.candidates)
+        header("prerank_request_features_total", "counter", "User-side features of answered /prerank requests, by model feature and outcome (used, ignored, missing, coerced); request fields the model does not know count as feature=\"other\", outcome=\"ignored\".")
+        out += "prerank_request_features_total{feature=\"\(Self.unknownFeatureLabel)\",outcome=\"ignored\"} \(s.features[FeatureKey(feature: Self.unknownFeatureLabel, outcome: .ignored)] ?? 0)\n"
+        for (key, v) in s.features.sorted(by: { ($0.key.feature, $0.key.outcome.rawValue) < ($1.key.feature, $1.key.outcome.rawValue) })
+        where !(key.feature == Self.unknownFeatureLabel && key.outcome == .ignored) {
+            out += "prerank_request_features_total{feature=\"\(escape(key.feature))\",outcome=\"\(key.outcome.rawValue)\"} \(v)\n"
+        }
         header("prerank_partial_responses_total", "counter", "Responses cut short by the time budget (partial: true).")
         out += "prerank_partial_responses_total \(s.partial)\n"
         header("prerank_budget_expired_total", "counter", "Requests answered 504 because the budget expired before scoring.")
@@ -242,6 +279,11 @@ public final class MetricsRegistry: Sendable {
             header("prerank_item_tower_rows_total", "counter", "Item rows run through an item tower for the live catalog (changes and replays): one per row per distinct model and index.")
             out += "prerank_item_tower_rows_total \(u.towerRows)\n"
         }
+        // Every restart-only key, 0 or 1: a bounded set, and an alert can name the key.
+        header("prerank_config_restart_pending", "gauge", "1 for each restart-only config key whose reloaded value is not in force until the next restart.")
+        for key in PreRankConfig.restartOnlyKeys {
+            out += "prerank_config_restart_pending{key=\"\(key)\"} \(s.restartPending.contains(key) ? 1 : 0)\n"
+        }
         header("prerank_reloads_coalesced_total", "counter", "Reload triggers (SIGHUP, POST /admin/reload) answered by a reload already queued.")
         out += "prerank_reloads_coalesced_total \(s.reloadsCoalesced)\n"
         header("prerank_model_loads_total", "counter", "Model directories read (start and reloads); an unchanged one is shared, not read.")
@@ -262,6 +304,9 @@ public final class MetricsRegistry: Sendable {
                 out += "prerank_fusion_weight{arm=\"\(escape(m.arm))\",formula=\"\(f.formula.rawValue)\",term=\"\(term)\"} \(v)\n"
             }
         }
+        // Beside prerank_requests_total{arm}: the alert PrerankCanaryShareOff compares the two.
+        header("prerank_canary_share", "gauge", "Configured share of /prerank requests routed to the canary (canary.share; 0 without a canary).")
+        out += "prerank_canary_share \(format(s.canaryShare))\n"
         header("prerank_index_items", "gauge", "Items in the index in force, by arm.")
         for m in s.modelInfo { out += "prerank_index_items{arm=\"\(escape(m.arm))\"} \(m.items)\n" }
         header("prerank_request_log_lines_total", "counter", "Request-log lines written.")

@@ -13,6 +13,9 @@ public struct RequestLogConfig: Sendable, Equatable {
     public var maxFiles: Int
     /// Lines waiting for the writer; a submit beyond this is dropped and counted.
     public var queueCapacity: Int
+    /// A file is also finished once it is this old (seconds), even on a quiet server, so that
+    /// `join-logs` sees recent traffic within that time; nil: by size only.
+    public var maxFileAgeSeconds: Double? = nil
 
     public init(dir: String, sampleRate: Double = 0.01, maxFileBytes: Int = 64 << 20, maxFiles: Int = 100,
                 queueCapacity: Int = 8192) {
@@ -32,6 +35,7 @@ public struct RequestLogConfig: Sendable, Equatable {
         if maxFileBytes < 4096 { out.append(("request_log.max_file_bytes", "must be at least 4096")) }
         if maxFiles < 1 { out.append(("request_log.max_files", "must be at least 1")) }
         if queueCapacity < 1 { out.append(("request_log.queue_capacity", "must be at least 1")) }
+        if let age = maxFileAgeSeconds, !(age >= 1) { out.append(("request_log.max_file_age_s", "must be at least 1")) }
         return out
     }
 }
@@ -82,12 +86,8 @@ public final class RequestLog: Sendable {
         if rate >= 1 { return true }
         if !(rate > 0) { return false }
         guard let id = requestID else { return Double.random(in: 0..<1) < rate }
-        var h = FeatureHasher.fnv1a(id.utf8)
-        // splitmix64 finaliser: FNV's high bits barely move between "r-1" and "r-2".
-        h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
-        h ^= h >> 31
-        return Double(h >> 11) * 0x1p-53 < rate
+        // Finalised: FNV's high bits barely move between "r-1" and "r-2".
+        return StableFraction.of(id) < rate
     }
 
     /// Queues one line (a newline is added when missing). Never blocks; returns false, and counts
@@ -119,7 +119,9 @@ public final class RequestLog: Sendable {
 
     private static func writerLoop(shared: RequestLogShared, files: RequestLogFiles) {
         while true {
-            let work = shared.take()
+            // Wakes for lines, a flush, a close, or the current file's age limit.
+            let work = shared.take(until: files.rotationDue)
+            files.finishIfOld()
             if !work.lines.isEmpty { files.append(work.lines) }
             if work.sync { files.sync() }
             if work.closing { files.finishCurrent() }
@@ -173,11 +175,18 @@ final class RequestLogShared: @unchecked Sendable {
         return true
     }
 
-    /// Writer side: waits for lines, a flush or close, and takes them all at once.
-    func take() -> Work {
+    /// Writer side: waits for lines, a flush or close (or until `deadline`, when given), and
+    /// takes them all at once; the work is empty when the deadline passed first.
+    func take(until deadline: Date? = nil) -> Work {
         cond.lock()
         defer { cond.unlock() }
-        while queue.isEmpty && !syncRequested && !closing { cond.wait() }
+        while queue.isEmpty && !syncRequested && !closing {
+            if let deadline {
+                if !cond.wait(until: deadline) { break }
+            } else {
+                cond.wait()
+            }
+        }
         var lines: [[UInt8]] = []
         swap(&lines, &queue)
         let work = Work(lines: lines, sync: syncRequested || closing, closing: closing)

@@ -19,6 +19,8 @@ final class RequestLogFiles: @unchecked Sendable {
     private var fd: Int32 = -1
     private var currentPath = ""
     private var currentBytes = 0
+    /// When the current file was opened (for `maxFileAgeSeconds`).
+    private var openedAt = Date.distantPast
     private var seq = 0
     private var lastErrorLog = Date.distantPast
 
@@ -54,6 +56,17 @@ final class RequestLogFiles: @unchecked Sendable {
     /// fsync of the current file (finished files are fsynced by compression).
     func sync() {
         if fd >= 0 { _ = fsync(fd) }
+    }
+
+    /// When the current file reaches `maxFileAgeSeconds` (nil: no file open, or no age limit).
+    var rotationDue: Date? {
+        guard fd >= 0, let age = config.maxFileAgeSeconds else { return nil }
+        return openedAt.addingTimeInterval(age)
+    }
+
+    /// Finishes the current file if it is older than `maxFileAgeSeconds`.
+    func finishIfOld(now: Date = Date()) {
+        if let due = rotationDue, now >= due { finishCurrent() }
     }
 
     /// Closes the current file and queues its compression.
@@ -104,6 +117,7 @@ final class RequestLogFiles: @unchecked Sendable {
                 fd = f
                 currentPath = path
                 currentBytes = 0
+                openedAt = Date()
                 return true
             }
             if errno != EEXIST {

@@ -21,13 +21,21 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     /// Completions of triggers waiting for the reload queued next (nil: none queued); a trigger
     /// arriving while one is queued joins it, so a SIGHUP storm runs at most one reload behind
     /// the one in progress.
-    private let queuedReload = Mutex<[@Sendable (Result<ServingSnapshot, ReloadError>) -> Void]?>(nil)
+    private let queuedReload = Mutex<[@Sendable (Result<ReloadOutcome, ReloadError>) -> Void]?>(nil)
     /// The model and index files behind `snapshot`, shared by reloads that leave them unchanged.
     private let cache: ServingCache
     private let parallelism: Int
+    /// The config the listener and worker pool were started with: restart-only keys are compared
+    /// with it, so every reload reports them until the restart that applies them.
+    private let started: PreRankConfig
     /// The update log and the deltas over the served indexes (`POST /admin/items`); used only on
     /// `reloadQueue`, so changes and reloads are serialised.
     private let catalog: LiveCatalog
+    /// Unknown request field names already warned about (`request.unknown_features: warn`):
+    /// each is logged once, and at most `maxWarnedFeatures` names are kept (a client sending
+    /// random keys must not grow memory or the log without bound).
+    private let warnedFeatures = Mutex<Set<String>>([])
+    static let maxWarnedFeatures = 256
     /// HTTP-layer counters, read at scrape time.
     public var transportStats: (@Sendable () -> HTTPServerStats)?
     /// The serving TLS context (nil for plain HTTP): a reload re-reads `server.tls.cert`/`key`
@@ -52,14 +60,16 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         self.overrides = overrides
         self.logger = logger
         self.parallelism = workers
+        self.started = initial.config
         self.pool = WorkerPool(workers: workers, queueDepth: initial.config.server.queueDepth)
         self.requestLogBox = Mutex(initial.config.requestLog.map { Self.makeRequestLog($0, metrics: metrics) })
         publishModelInfo(initial)
     }
 
     static func makeRequestLog(_ c: PreRankConfig.RequestLog, metrics: MetricsRegistry) -> RequestLog {
-        RequestLog(config: RequestLogConfig(dir: c.dir, sampleRate: c.sampleRate, maxFileBytes: c.maxFileBytes, maxFiles: c.maxFiles),
-                   metrics: metrics)
+        var config = RequestLogConfig(dir: c.dir, sampleRate: c.sampleRate, maxFileBytes: c.maxFileBytes, maxFiles: c.maxFiles)
+        config.maxFileAgeSeconds = Double(c.maxFileAgeSeconds)
+        return RequestLog(config: config, metrics: metrics)
     }
 
     public var current: ServingSnapshot? { snapshot.withLock { $0 } }
@@ -166,6 +176,10 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
                 metrics.recordStage("encode", seconds: Double(outcome.encodeNanos) / 1e9)
                 metrics.recordCandidates(r.candidateCount)
                 if r.partial { metrics.recordPartial() }
+                metrics.recordFeatures(outcome.features)
+                if snap.config.request.unknownFeatures == .warn && !outcome.features.ignored.isEmpty {
+                    warnOnce(ignored: outcome.features.ignored, modelVersion: outcome.bundle.version)
+                }
                 logRequest(outcome, arm: armLabel)
                 let rate = snap.config.logging.accessSampleRate
                 if rate > 0 && (rate >= 1 || Double.random(in: 0..<1) < rate) { logger.info("prerank", metadata: [
@@ -190,6 +204,29 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             metrics.recordShed()
             done(.error(APIError(status: 503, code: "overloaded", message: "all workers are busy and the queue is full; retry",
                                  headers: [("Retry-After", "1")])), armLabel)
+        }
+    }
+
+    /// A warning the first time each unknown field name is seen, and one when the set is full.
+    private func warnOnce(ignored: [String], modelVersion: String) {
+        let (fresh, full) = warnedFeatures.withLock { seen -> ([String], Bool) in
+            var fresh: [String] = []
+            var full = false
+            for path in ignored where !seen.contains(path) {
+                guard seen.count < Self.maxWarnedFeatures else { full = true; break }
+                seen.insert(path)
+                fresh.append(path)
+            }
+            // Over the cap: one more line saying so (a sentinel no field name can be), then silence.
+            let firstTimeFull = full && seen.insert("\u{0}full").inserted
+            return (fresh, firstTimeFull)
+        }
+        for path in fresh {
+            logger.warning("request field is not a feature of the model and is ignored (logged once per name; request.unknown_features)",
+                           metadata: ["field": "\(path)", "model_version": "\(modelVersion)"])
+        }
+        if full {
+            logger.warning("more unknown request fields than \(Self.maxWarnedFeatures); no longer logged by name (prerank_request_features_total{feature=\"other\"} counts them)")
         }
     }
 
@@ -293,8 +330,8 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         }
         reload(trigger: "http") { result in
             switch result {
-            case .success(let snap):
-                done(.json(200, Array("{\"status\":\"reloaded\",\"model_version\":\(JSONText.quote(snap.primary.version))}".utf8)), nil)
+            case .success(let outcome):
+                done(.json(200, Array(outcome.json.utf8)), nil)
             case .failure(let error):
                 done(.error(APIError(status: 422, code: "reload_rejected", message: error.message, field: error.key)), nil)
             }
@@ -369,7 +406,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
     /// reads what both asked for, and both completions get its result. Files that did not change
     /// are shared with the snapshot in force (`ServingCache`), so a config-only reload maps
     /// nothing.
-    public func reload(trigger: String, completion: @escaping @Sendable (Result<ServingSnapshot, ReloadError>) -> Void = { _ in }) {
+    public func reload(trigger: String, completion: @escaping @Sendable (Result<ReloadOutcome, ReloadError>) -> Void = { _ in }) {
         let joined = queuedReload.withLock { queued -> Bool in
             if queued != nil {
                 queued!.append(completion)
@@ -388,17 +425,22 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
                 defer { queued = nil }
                 return queued ?? []
             }
-            let started = Date()
+            let startedAt = Date()
             let before = cache.loadCounts
-            let result = loadNext(trigger: trigger)
+            var result = loadNext(trigger: trigger)
             let after = cache.loadCounts
             switch result {
-            case .success(let snap):
+            case .success(var outcome):
+                outcome.modelsRead = after.modelLoads - before.modelLoads
+                outcome.indexesMapped = after.indexLoads - before.indexLoads
+                result = .success(outcome)
                 metrics.recordReload(result: "ok")
                 logger.notice("reload ok", metadata: [
-                    "trigger": "\(trigger)", "model_version": "\(snap.primary.version)",
-                    "seconds": "\(String(format: "%.3f", Date().timeIntervalSince(started)))",
-                    "models_read": "\(after.modelLoads - before.modelLoads)", "indexes_mapped": "\(after.indexLoads - before.indexLoads)",
+                    "trigger": "\(trigger)", "model_version": "\(outcome.snapshot.primary.version)",
+                    "seconds": "\(String(format: "%.3f", Date().timeIntervalSince(startedAt)))",
+                    "models_read": "\(outcome.modelsRead)", "indexes_mapped": "\(outcome.indexesMapped)",
+                    "applied": "\(outcome.applied.joined(separator: ","))",
+                    "restart_required": "\(outcome.needsRestart.joined(separator: ","))",
                     "coalesced": "\(completions.count - 1)",
                 ])
             case .failure(let error):
@@ -410,19 +452,18 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         }
     }
 
-    private func loadNext(trigger: String) -> Result<ServingSnapshot, ReloadError> {
+    private func loadNext(trigger: String) -> Result<ReloadOutcome, ReloadError> {
         var config = current?.config ?? PreRankConfig()
         if let configPath {
-            do { config = try ConfigLoader.load(path: configPath) } catch { return .failure(ReloadError(key: error.key, message: error.message)) }
-        }
-        config = overrides(config)
-        if let old = current?.config {
-            let keys = config.server.keysNeedingRestart(comparedWith: old.server)
-            if !keys.isEmpty {
-                logger.warning("reload: these keys change only at the next restart; the rest is applied", metadata: [
-                    "trigger": "\(trigger)", "keys": "\(keys.joined(separator: ","))"])
+            do { config = try ConfigLoader.load(path: configPath, requireModel: false) } catch {
+                // A file-level error (empty, not YAML, unreadable) has no key: name the file.
+                return .failure(ReloadError(key: error.key.isEmpty ? configPath : error.key, message: error.message))
             }
         }
+        config = overrides(config)
+        // The same rule as at start: the file (or the start's --model/--index) names the model.
+        do { try config.requireModelPaths() } catch { return .failure(ReloadError(key: error.key, message: error.message)) }
+        let plan = config.reloadPlan(previous: current?.config ?? started, started: started)
         // A new certificate/key pair is loaded and checked before anything is swapped: a bad pair
         // rejects the reload and the pair in force keeps serving.
         var nextTLS: TLSContext?
@@ -451,7 +492,13 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         }
         swapRequestLog(config.requestLog)
         publishModelInfo(next)
-        return .success(next)
+        // Only once the reload is in force: a refused one changes nothing, not even the pending list.
+        metrics.setRestartPending(plan.needsRestart)
+        if !plan.needsRestart.isEmpty {
+            logger.warning("reload: these keys differ from the running server and apply only at the next restart; the rest is applied", metadata: [
+                "trigger": "\(trigger)", "keys": "\(plan.needsRestart.joined(separator: ","))"])
+        }
+        return .success(ReloadOutcome(snapshot: next, applied: plan.applied, needsRestart: plan.needsRestart))
     }
 
     private func swapRequestLog(_ wanted: PreRankConfig.RequestLog?) {
@@ -461,6 +508,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
             if let current, let wanted {
                 same = current.config.dir == wanted.dir && current.config.sampleRate == wanted.sampleRate
                     && current.config.maxFileBytes == wanted.maxFileBytes && current.config.maxFiles == wanted.maxFiles
+                    && current.config.maxFileAgeSeconds == Double(wanted.maxFileAgeSeconds)
             } else {
                 same = current == nil && wanted == nil
             }
@@ -482,6 +530,7 @@ public final class PreRankApp: HTTPHandler, @unchecked Sendable {
         var info = [Self.info(snap.primary, arm: "primary", fusion: snap.options.fusion)]
         if let canary = snap.canary { info.append(Self.info(canary, arm: "canary", fusion: snap.canaryOptions.fusion)) }
         metrics.setModelInfo(info)
+        metrics.setCanaryShare(snap.canary == nil ? 0 : snap.config.canary?.share ?? 0)
     }
 
     static func info(_ b: ServingBundle, arm: String, fusion: FusionPolicy) -> MetricsRegistry.ModelInfo {

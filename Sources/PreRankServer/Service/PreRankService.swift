@@ -10,6 +10,7 @@ public enum PreRankService {
                                      fusion: config.fusion.policy, allowFusionOverride: config.fusion.allowRequestOverride,
                                      parallelism: parallelism, rescoreDepth: config.topk.rescoreDepth)
         options.allowWholeIndex = config.topk.allowWholeIndex
+        options.rejectUnknownFeatures = config.request.unknownFeatures == .reject
         return options
     }
 
@@ -29,6 +30,8 @@ public enum PreRankService {
         public var encodeNanos: UInt64
         public var arm: String?
         public var bundle: ServingBundle
+        /// The request's features against the model's (metrics, warnings, `debug`).
+        public var features: FeatureAudit
     }
 
     /// Decodes, scores and encodes one body.
@@ -62,6 +65,9 @@ public enum PreRankService {
     ///   - parseNanos: what decoding took, reported in the outcome.
     public static func handle(request: PreRankRequest, bundle: ServingBundle, arm: String?, parseNanos: UInt64,
                               options: ScoringOptions, receivedAt: UInt64, budgetMs: Double?) throws(APIError) -> Outcome {
+        let userFields = bundle.model.spec.fields(of: .user)
+        let features = FeatureAudit.of(request, fields: userFields)
+        if options.rejectUnknownFeatures, let error = features.rejection(modelVersion: bundle.version, known: userFields) { throw error }
         var deadline: UInt64? = nil
         if let budgetMs {
             deadline = receivedAt + UInt64(budgetMs * 1_000_000) - encodeReserveNanos(budgetMs: budgetMs)
@@ -73,10 +79,11 @@ public enum PreRankService {
         var response = PreRankResponse(requestID: request.requestID, modelVersion: bundle.version, partial: result.partial,
                                        tookMs: 0, items: items, unknownIDs: result.unknownIDs, arm: arm)
         response.requestIDIsInteger = request.requestIDIsInteger
+        if request.debug { response.features = features }
         response.tookMs = Double(DispatchTime.now().uptimeNanoseconds - receivedAt) / 1e6
         let encoded = ResponseEncoder.encode(response)
         let t3 = DispatchTime.now().uptimeNanoseconds
         return Outcome(body: encoded, request: request, result: result, response: response,
-                       parseNanos: parseNanos, encodeNanos: t3 - t2, arm: arm, bundle: bundle)
+                       parseNanos: parseNanos, encodeNanos: t3 - t2, arm: arm, bundle: bundle, features: features)
     }
 }

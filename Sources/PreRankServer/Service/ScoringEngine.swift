@@ -26,6 +26,9 @@ public struct ScoringOptions: Sendable, Equatable {
     /// Candidates rescored from F32 rows after a quantised scan, when the index has them
     /// (config `topk.rescore_depth`); nil: `max(4·k, 256)`. Never fewer than k.
     public var rescoreDepth: Int?
+    /// Whether a request field the model has no feature for is a 400 (config
+    /// `request.unknown_features: reject`) rather than ignored.
+    public var rejectUnknownFeatures = false
 
     public init(defaultK: Int = 100, maxK: Int = 1000, maxCandidates: Int = 100_000,
                 fusion: FusionPolicy = FusionPolicy(), allowFusionOverride: Bool = false,

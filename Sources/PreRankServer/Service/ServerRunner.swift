@@ -10,7 +10,11 @@ public enum ServerRunner {
     public static func run(configPath: String?, modelDir: String?, index: String?, host: String?, port: Int?) throws -> Never {
         var config = PreRankConfig()
         if let configPath {
-            do { config = try ConfigLoader.load(path: configPath) } catch { throw RunError(description: error.description) }
+            // `--model`/`--index` may name the model instead of the file; `requireModelPaths` below.
+            do { config = try ConfigLoader.load(path: configPath, requireModel: false) } catch {
+                // A file-level error (empty, not YAML) has no key: name the file instead.
+                throw RunError(description: error.key.isEmpty ? "\(configPath): \(error.description)" : error.description)
+            }
         }
         let overrides: @Sendable (PreRankConfig) -> PreRankConfig = { c in
             var c = c
@@ -21,6 +25,7 @@ public enum ServerRunner {
             return c
         }
         config = overrides(config)
+        do { try config.requireModelPaths() } catch { throw RunError(description: error.description) }
         // The command line bypasses the config checks: a port outside 0...65535 would trap in
         // `UInt16(_:)` at bind time instead of failing with one line.
         guard (0...65535).contains(config.server.port) else {

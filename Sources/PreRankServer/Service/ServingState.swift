@@ -119,10 +119,18 @@ public final class ServingSnapshot: Sendable {
             }
         }
         guard let key else { return (primary, "primary") }
-        // FNV-1a of the key, top 53 bits as a fraction: stable across restarts and replicas.
-        let h = FeatureHasher.fnv1a(("arm\u{1F}" + key).utf8)
-        let fraction = Double(h >> 11) / Double(1 << 53)
-        return fraction < c.share ? (canary, "canary") : (primary, "primary")
+        return Self.routesToCanary(key: key, share: c.share) ? (canary, "canary") : (primary, "primary")
+    }
+
+    /// Whether `key` (a request or user id) goes to a canary of `share`: a pure function of the
+    /// two, so one key gets the same arm on every replica and after every restart, and a larger
+    /// share only adds keys to the canary. The `arm␟` prefix keeps the choice independent of the
+    /// request-log sample, which hashes the bare request id with the same `StableFraction`.
+    ///
+    /// Since issue #27 the hash is finalised (splitmix64); before, FNV-1a's raw top bits routed
+    /// sequential ids far from the share. Canaries running across that upgrade re-bucket once.
+    public static func routesToCanary(key: String, share: Double) -> Bool {
+        StableFraction.of("arm\u{1F}" + key) < share
     }
 }
 
@@ -131,4 +139,25 @@ public struct ReloadError: Error, Sendable, CustomStringConvertible {
     public var key: String
     public var message: String
     public var description: String { "\(key): \(message)" }
+}
+
+/// A reload that was applied: the snapshot now in force and what it changed (issue #27).
+public struct ReloadOutcome: Sendable {
+    public var snapshot: ServingSnapshot
+    /// Config keys whose new values are in force, in file order.
+    public var applied: [String]
+    /// Config keys whose values differ from the running listener's and apply only at the next
+    /// restart (`PreRankConfig.restartOnlyKeys`); empty when a restart would change nothing.
+    public var needsRestart: [String]
+    /// Model directories read and index files mapped by this reload (0 and 0: config only).
+    public var modelsRead = 0
+    public var indexesMapped = 0
+
+    /// The answer of `POST /admin/reload`.
+    public var json: String {
+        func list(_ keys: [String]) -> String { "[" + keys.map(JSONText.quote).joined(separator: ",") + "]" }
+        return "{\"status\":\"reloaded\",\"model_version\":\(JSONText.quote(snapshot.primary.version)),"
+            + "\"applied\":\(list(applied)),\"restart_required\":\(list(needsRestart)),"
+            + "\"models_read\":\(modelsRead),\"indexes_mapped\":\(indexesMapped)}"
+    }
 }

@@ -84,6 +84,8 @@ public enum TuneFusion {
         /// List j is `start[j]..<start[j+1]`.
         public var start: [Int]
         public var count: Int { start.count - 1 }
+        /// The summed order weight WR@K is a share of.
+        public var orders: Double { weights.reduce(0, +) }
 
         public init(_ data: ScoredImpressions) {
             let t = data.taskCount
@@ -249,6 +251,42 @@ public enum TuneFusion {
             out.append(FusionText.configYAML(overall.best))
         }
         return out.joined(separator: "\n")
+    }
+
+    // MARK: Warnings
+
+    /// Below this many orders a grid's WR@K moves in steps of 0.1 % or more, and points a step
+    /// apart differ by noise (issue #27: a best point resting on 118 orders went unremarked).
+    public static let fewOrders = 1000.0
+
+    /// Why the best point of `r` may not be the best weighting, one line each (empty: none).
+    ///
+    /// Edge: both formulas rank by the ratio β/α (and γ/α): additive `α·CTR + β·CTCVR` up to
+    /// the factor α, multiplicative `CTR^α·CTCVR^β` up to the power 1/α. A best ratio that is
+    /// the grid's largest or smallest may continue past it, so the edge is judged on the ratio
+    /// (α = 1 with β inside the grid is not an edge), and on γ at the largest γ tried.
+    /// Few orders: `orders` (the summed order weight of the lists) under `fewOrders`.
+    public static func warnings(_ r: FusionGridResult, orders: Double) -> [String] {
+        var out: [String] = []
+        let g = r.grid, bi = r.bestIndex
+        func ratio(_ a: Double, _ b: Double) -> Double? { a == 0 ? (b == 0 ? nil : .infinity) : b / a }
+        let ratios = g.alphas.flatMap { a in g.betas.compactMap { ratio(a, $0) } }
+        let name = g.formula.rawValue
+        if let best = ratio(g.alphas[bi.alpha], g.betas[bi.beta]), let lo = ratios.min(), let hi = ratios.max(), lo < hi, r.bestWR != nil {
+            if best == hi {
+                out.append("the \(name) best point (α \(JSONText.plain(g.alphas[bi.alpha])), β \(JSONText.plain(g.betas[bi.beta]))) is on the grid's edge: the largest β/α it tries; a larger β may score better (extend the β grid)")
+            } else if best == lo {
+                out.append("the \(name) best point (α \(JSONText.plain(g.alphas[bi.alpha])), β \(JSONText.plain(g.betas[bi.beta]))) is on the grid's edge: the smallest β/α it tries; a smaller β (or larger α) may score better (extend the grid)")
+            }
+        }
+        if g.gammas.count > 1 && bi.gamma == g.gammas.count - 1 && r.bestWR != nil {
+            out.append("the \(name) best γ (\(JSONText.plain(g.gammas[bi.gamma]))) is the largest the grid tries; a larger γ may score better (extend --gamma)")
+        }
+        if orders < fewOrders {
+            let step = orders > 0 ? 100 / orders : 100
+            out.append(String(format: "the search rests on %.0f orders: WR@%d moves in steps of %.2f %%, so points that close are not told apart by these data; use more (join-logs over a longer window)", orders, r.k, step))
+        }
+        return out
     }
 
     /// The result whose best WR@K is highest (the first on a tie).

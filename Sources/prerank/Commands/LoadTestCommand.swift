@@ -13,7 +13,10 @@ struct LoadTestCommand: ParsableCommand {
         none is free. Bodies come from --requests (JSON lines, one body per line) or are generated
         with --model DIR --index FILE [--candidates 10000]. --sweep raises the rate step by step
         until p99 exceeds --p99-target (or errors exceed --max-error-rate, or throughput falls
-        behind), reports the knee, and confirms at --confirm-fraction of it.
+        behind), reports the knee, and confirms at --confirm-fraction of it. Each sweep rate runs
+        --repeats times (3) and passes only if every run does; the knee is reported with its spread
+        (the failed rate above it, the p99 range of its runs). Exit status 1 when nothing answered,
+        when a fixed-rate run's errors exceed --max-error-rate (1 %), or when no sweep rate passed.
         Only 127.0.0.1 / localhost / ::1 are allowed unless --allow-remote.
 
         Examples:
@@ -45,7 +48,8 @@ struct LoadTestCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Sweep: multiply the rate by this each step.") var stepFactor: Double = 1.25
     @Option(parsing: .unconditional, help: "Sweep: add this many requests/s each step instead.") var step: Double = 0
     @Option(parsing: .unconditional, help: "Sweep: highest rate to try.") var maxRate: Double = 100_000
-    @Option(parsing: .unconditional, help: "Sweep: highest error rate that still passes.") var maxErrorRate: Double = 0.01
+    @Option(parsing: .unconditional, help: "Highest error rate (non-2xx and failures / scheduled) that still passes a sweep step; above it a fixed-rate run exits 1.") var maxErrorRate: Double = 0.01
+    @Option(parsing: .unconditional, help: "Sweep: runs of each rate; a rate passes only if all pass.") var repeats: Int = 3
     @Option(parsing: .unconditional, help: "Sweep: confirm at this fraction of the knee (0 to skip).") var confirmFraction: Double = 0.8
 
     @Flag(help: "Print the report as JSON.") var json = false
@@ -55,6 +59,7 @@ struct LoadTestCommand: ParsableCommand {
     func validate() throws {
         guard rate > 0, duration > 0, warmup >= 0 else { throw ValidationError("--rate and --duration must be positive") }
         guard connections >= 1, maxConnections >= connections else { throw ValidationError("need 1 <= --connections <= --max-connections") }
+        guard repeats >= 1, maxErrorRate >= 0 else { throw ValidationError("--repeats must be at least 1 and --max-error-rate at least 0") }
         guard timeoutMs >= 1, candidates >= 1, bodies >= 1 else { throw ValidationError("--timeout-ms, --candidates and --bodies must be at least 1") }
         if requests != nil && (model != nil || index != nil || generate) {
             throw ValidationError("give either --requests FILE or --model DIR --index FILE, not both")
@@ -105,12 +110,11 @@ struct LoadTestCommand: ParsableCommand {
             plan.p99BudgetMs = p99Target
             plan.maxErrorRate = maxErrorRate
             plan.confirmFraction = confirmFraction
-            let out = RateSweep.run(plan: plan, makeStep: makeStep) { r, pass in
-                log("# \(Self.line(r)) \(pass ? "pass" : "FAIL")")
+            plan.repeats = repeats
+            let out = RateSweep.run(plan: plan, makeStep: makeStep) { r, pass, repetition in
+                log("# \(Self.line(r)) run \(repetition)/\(repeats) \(pass ? "pass" : "FAIL")")
             }
-            report.steps = out.steps
-            report.kneeRate = out.knee
-            report.confirm = out.confirm
+            RateSweep.fill(&report, from: out, repeats: repeats)
         } else {
             let r = makeStep(rate)
             log("# \(Self.line(r))")
@@ -123,10 +127,12 @@ struct LoadTestCommand: ParsableCommand {
                 throw CLIError("cannot write \(svg): \(error.localizedDescription)")
             }
         }
+        let failure = LoadVerdict.failure(report, sweep: sweep, maxErrorRate: maxErrorRate)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            if let failure { throw CLIError(failure) }
             return
         }
         print("latency of 2xx answers; non-2xx responses have their own p50/p99 (a fast 503 is not an answer)")
@@ -138,12 +144,15 @@ struct LoadTestCommand: ParsableCommand {
         }
         if sweep {
             if let knee = report.kneeRate {
-                print("knee: \(Self.f(knee, 0)) req/s with p99 <= \(Self.f(p99Target)) ms" +
+                let upper = report.kneeUpperRate.map { ", below \(Self.f($0, 0)) req/s (failed)" } ?? " (no rate up to --max-rate failed)"
+                let p99 = "p99 \(Self.f(report.kneeP99MinMs ?? 0))–\(Self.f(report.kneeP99MaxMs ?? 0)) ms over \(repeats) runs"
+                print("knee: \(Self.f(knee, 0)) req/s\(upper); \(p99), each <= \(Self.f(p99Target)) ms" +
                       (report.confirm.map { "; at \(Int(confirmFraction * 100)) % (\(Self.f($0.offeredRate, 0)) req/s): p99 \(Self.f($0.p99Ms)) ms" } ?? ""))
             } else {
                 print("knee: none — the first rate (\(Self.f(rate, 0)) req/s) already failed")
             }
         }
+        if let failure { throw CLIError(failure) }
     }
 
     static func f(_ v: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", v) }

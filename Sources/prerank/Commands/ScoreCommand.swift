@@ -23,7 +23,8 @@ struct ScoreCommand: ParsableCommand {
         if let problem = BuildInfo.kernelEnvironmentProblem(ProcessInfo.processInfo.environment) { throw CLIError(problem) }
         let settings: PreRankConfig
         do {
-            settings = try config.map { try ConfigLoader.load(path: $0) } ?? PreRankConfig()
+            // --model and --index name the model; the file supplies the rest.
+            settings = try config.map { try ConfigLoader.load(path: $0, requireModel: false) } ?? PreRankConfig()
         } catch let e as ConfigError {
             throw CLIError(e.description)
         }

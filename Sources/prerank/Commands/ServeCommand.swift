@@ -14,7 +14,7 @@ struct ServeCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "Config file (YAML). Every key has a default.") var config: String?
+    @Option(help: "Config file (YAML). It must name model.dir and model.index (no default path) unless --model and --index do.") var config: String?
     @Option(help: "Model directory (overrides model.dir).") var model: String?
     @Option(help: "Item index (overrides model.index).") var index: String?
     @Option(help: "Listen address (overrides server.host).") var host: String?

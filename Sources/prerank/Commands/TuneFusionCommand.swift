@@ -16,6 +16,8 @@ struct TuneFusionCommand: ParsableCommand {
             multiplicative α, β 0,0.2,..,2. Ties go to the point with the better 3x3 neighbourhood
             (a plateau), then the larger α, the smaller β and γ. The best point's WR@K is exactly
             what `prerank eval --fusion ...` reports for it. --svg writes a heat map per formula.
+            Warns when the best point is on the grid's edge (the largest or smallest β/α ratio, or
+            the largest γ, tried) and when the search rests on fewer than 1,000 orders.
             """
     )
 
@@ -90,6 +92,9 @@ struct TuneFusionCommand: ParsableCommand {
                 let values = result.wr.compactMap { $0 }
                 if let lo = values.min(), let hi = values.max(), hi - lo <= 1e-12 {
                     Progress.line(String(format: "tune-fusion: warning: the %@ grid does not separate (every point has WR@%d = %.6f): its recommended weights are arbitrary", f.rawValue, k, lo), final: true)
+                }
+                for warning in TuneFusion.warnings(result, orders: lists.orders) {
+                    Progress.line("tune-fusion: warning: " + warning, final: true)
                 }
                 results.append(result)
             }

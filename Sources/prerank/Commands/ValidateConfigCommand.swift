@@ -50,8 +50,9 @@ struct ValidateConfigCommand: ParsableCommand {
             "budget \(c.budgetMs) ms, k \(c.topk.default) (max \(c.topk.max))",
             "fusion \(f.formula.rawValue) alpha \(f.alpha) beta \(f.beta) gamma \(f.gamma), request override \(f.allowRequestOverride ? "allowed" : "ignored")",
             "logging \(c.logging.level.rawValue) as \(c.logging.format.rawValue); admin reload \(s.adminTokenFile == nil ? "off" : "on")",
+            "unknown request features: \(c.request.unknownFeatures.rawValue)",
         ]
-        if let r = c.requestLog { lines.append("request log \(r.dir), sample rate \(r.sampleRate)") }
+        if let r = c.requestLog { lines.append("request log \(r.dir), sample rate \(r.sampleRate), files up to \(r.maxFileBytes) B or \(r.maxFileAgeSeconds) s") }
         if let k = c.canary {
             let fusion = k.fusion.map { " fusion \($0.formula.rawValue) alpha \($0.alpha) beta \($0.beta) gamma \($0.gamma)" } ?? ""
             lines.append("canary \(k.model?.dir ?? "(primary model)")\(fusion) on \(k.share * 100)% by \(k.key.rawValue)")
