@@ -12,8 +12,9 @@ struct TrainCommand: ParsableCommand {
             L2 for touched embedding rows. The CSV is read and encoded once. A held-out share of
             request ids gives validation AUC per epoch. Id fields first read their out-of-vocabulary
             row (warm start) until validation stops improving for --patience epochs; training then
-            continues with ids from the best warm-start epoch until validation stops improving
-            again. The best epoch is kept; --epochs is only a cap.
+            continues from the best warm-start epoch with ids, every learning rate times
+            --id-phase-lr-scale, until validation stops improving again. The best epoch of both
+            phases is kept; --epochs is only a cap.
             """
     )
 
