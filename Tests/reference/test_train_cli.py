@@ -213,3 +213,17 @@ def test_eval_warns_when_k_covers_every_list(prerank, world, tmp_path):
         p = run(prerank, *args, "--k", k)
         assert f"eval: warning: --k {k} ≥ the longest list (20 candidates): WR@{k} is 1" in p.stderr, p.stderr
         assert json.loads(p.stdout)["lists"][f"wr@{k}"] in (1, None)  # None: no order in the test rows
+
+
+def test_the_id_phase_learning_rate_applies_from_the_first_id_epoch_only(prerank, world, tmp_path):
+    """--id-phase-lr-scale scales every learning rate once the ids start: it changes a run with
+    a warm start, and nothing in a run without one (no id phase to start)."""
+    def weights(name, *flags):
+        train(prerank, world, tmp_path / name, None, *IDS, *flags)
+        return (tmp_path / name / "weights.safetensors").read_bytes()
+    assert weights("tenth") != weights("full", "--id-phase-lr-scale", 1)
+    assert weights("nowarm-tenth", "--id-warmup-epochs", 0) == weights("nowarm-full", "--id-warmup-epochs", 0, "--id-phase-lr-scale", 1)
+    t = json.loads((tmp_path / "tenth" / "model.json").read_text())["training"]["schedule"]
+    assert t["id_phase_lr_scale"] == 0.1  # written as 0.1, not 0.10000000149011612
+    bad = train(prerank, world, tmp_path / "bad", None, "--id-phase-lr-scale", 0, check=False)
+    assert bad.returncode != 0 and "Error: --id-phase-lr-scale must be > 0, not 0.0" in bad.stderr, bad.stderr

@@ -11,7 +11,8 @@
 ///    fixed number of epochs (`--id-warmup-epochs N`); at most `maxEpochs − 1`, so ids always get
 ///    at least the last epoch.
 /// 2. **Ids**: training continues from the *best* warm-start epoch (not the last), every id row
-///    starting as the OOV vector, until validation has not improved for `patience` epochs.
+///    starting as the OOV vector, until validation has not improved for `patience` epochs (the
+///    trainer also scales every learning rate by `TrainingConfig.idPhaseLearningRateScale`).
 ///
 /// Best means the highest validation score over both phases, so the ids are kept only if they
 /// beat the converged id-free model on validation; otherwise the warm-start epoch is exported

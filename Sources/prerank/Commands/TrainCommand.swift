@@ -170,7 +170,8 @@ struct TrainCommand: ParsableCommand {
                 "id_warmup": warmup.map { JSONValue.number(Double($0)) } ?? JSONValue.string("auto"),
                 "id_warmup_ended": report.warmStartEnded.map { JSONValue.string($0.rawValue) } ?? JSONValue.null,
                 "first_id_epoch": report.firstIDEpoch.map { JSONValue.number(Double($0)) } ?? JSONValue.null,
-                "id_phase_lr_scale": .number(Double(idPhaseLrScale)),
+                // Through its shortest decimal text: 0.1, not Float 0.1's 0.10000000149011612.
+                "id_phase_lr_scale": .number(Double(idPhaseLrScale.description) ?? Double(idPhaseLrScale)),
                 "rule": .string(TrainOutput.scheduleRule),
             ]
             described.spec.training = .object([
