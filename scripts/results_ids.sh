@@ -7,7 +7,9 @@
 # Usage: scripts/results_ids.sh OUTDIR [ARCH] [SEED] [-- extra train flags]
 #        scripts/results_ids.sh OUTDIR gbdt        (scripts/baselines.py --skip-lr per world)
 #   PRERANK_BIN selects the binary (e.g. a build of the commit before, for the "before" column).
-#   WORLDS="w1 w2 w3" and SPECS="full noid" select worlds and specs; EPOCHS (default 4);
+#   WORLDS="w1 w2 w3" and SPECS="full noid" select worlds and specs (SPECS=none: worlds only); EPOCHS (default: none
+#   passed, i.e. prerank train's default: a cap of 40, stopping by validation; issue 13's tables
+#   ran EPOCHS=4);
 #   TSV=FILE appends one tab-separated row per run (header written if FILE is new), with the
 #   date, machine (nproc, CPU model) and VARIANT (a label for the extra flags; default "defaults").
 # Prints: world spec arch seed ctr atcr ctcvr best_epoch
@@ -66,16 +68,17 @@ d["features"] = [f for f in d["features"] if f["name"] not in ("user_id", "uid",
 yaml.safe_dump(d, open(sys.argv[2], "w"))
 PY
   for spec in $SPECS; do
+    case "$spec" in full|noid) ;; *) continue ;; esac  # SPECS=none: make the world only
     f="$OUT/$w/features.yaml"; [ "$spec" = noid ] && f="$OUT/$w/noid.yaml"
     m="$OUT/$w-$spec-$ARCH-$SEED-$VARIANT"
     t0=$(date +%s)
-    "$BIN" train --features "$f" --data "$OUT/$w/train.csv" --out "$m" --arch "$ARCH" --epochs "${EPOCHS:-4}" --seed "$SEED" "$@" 2> "$m.log"
+    "$BIN" train --features "$f" --data "$OUT/$w/train.csv" --out "$m" --arch "$ARCH" ${EPOCHS:+--epochs "$EPOCHS"} --seed "$SEED" "$@" 2> "$m.log"
     s=$(( $(date +%s) - t0 ))
     "$BIN" build-index --model "$m" --items "$OUT/$w/items.csv" --out "$m.idx" 2>/dev/null
-    "$BIN" eval --model "$m" --index "$m.idx" --data "$OUT/$w/test.csv" --json --k 100 2>/dev/null > "$m.json"
+    "$BIN" eval --model "$m" --index "$m.idx" --data "$OUT/$w/test.csv" --json --k 20 2>/dev/null > "$m.json"
     rm -f "$m.idx"
-    read -r a1 a2 a3 be < <("$PY" -c 'import json,sys; t=json.load(open(sys.argv[1]))["tasks"]; b=json.load(open(sys.argv[2]))["training"]["best_epoch"]
-print(*["%.4f" % t[k]["auc"] for k in ("ctr","atcr","ctcvr")], b)' "$m.json" "$m/model.json")
-    row "$w" "$spec" "$ARCH" "$SEED" "$VARIANT" "$a1" "$a2" "$a3" "$be" "$s" "--epochs ${EPOCHS:-4} $*"
+    read -r a1 a2 a3 be < <("$PY" -c 'import json,sys; t=json.load(open(sys.argv[1]))["tasks"]; tr=json.load(open(sys.argv[2]))["training"]
+print(*["%.4f" % t[k]["auc"] for k in ("ctr","atcr","ctcvr")], "%s/%s" % (tr["best_epoch"], tr["epochs_run"]) + ("" if tr.get("stopped", "patience") == "patience" else "cap"))' "$m.json" "$m/model.json")
+    row "$w" "$spec" "$ARCH" "$SEED" "$VARIANT" "$a1" "$a2" "$a3" "$be" "$s" "${EPOCHS:+--epochs $EPOCHS }$*"
   done
 done

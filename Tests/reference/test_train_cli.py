@@ -156,3 +156,74 @@ def test_an_undefined_validation_auc_is_null_with_a_warning(prerank, world, tmp_
     validation = json.loads((tmp_path / "m" / "model.json").read_text())["training"]["validation"]
     assert validation["ctcvr"]["auc"] is None
     assert isinstance(validation["ctr"]["auc"], float) and isinstance(validation["ctcvr"]["logloss"], float)
+
+
+def test_defaults_stop_by_validation_and_say_which_epoch_was_kept(prerank, world, tmp_path):
+    """Issue 25: --epochs is a cap; at the defaults the warm start ends, then the run, when
+    validation stops improving, and the output and model.json say so."""
+    p = run(prerank, "train", "--features", world / "features.yaml", "--data", world / "train.csv", "--out", tmp_path / "m",
+            "--hidden", "16,8", "--d", 8, "--batch", 128, "--quiet", "--id-fields", "user_id,item_id")
+    t = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
+    assert t["stopped"] == "patience" and t["epochs_run"] < 40, t
+    s = t["schedule"]
+    assert s["max_epochs"] == 40 and s["patience"] == 2 and s["id_warmup"] == "auto"
+    # The warm start ended on a plateau and ids ran after it; the kept epoch is the best of both.
+    assert s["id_warmup_ended"] == "patience" and s["first_id_epoch"] >= 3
+    assert t["ids"]["warmup_epochs"] == s["first_id_epoch"] - 1
+    assert t["best_epoch"] <= t["epochs_run"] - 2
+    assert f"warm start ends after epoch {s['first_id_epoch'] - 1} (validation did not improve for 2 epochs)" in p.stderr, p.stderr
+    assert (f"stopped after epoch {t['epochs_run']}: validation did not improve for 2 epochs (patience); "
+            f"kept epoch {t['best_epoch']}") in p.stderr, p.stderr
+
+
+IDS = ("--id-fields", "user_id,item_id")  # this small world's id tables are below the 5,000 buckets of an id field
+
+
+def test_the_epoch_cap_is_named_as_the_reason_when_it_ends_the_run(prerank, world, tmp_path):
+    p = train(prerank, world, tmp_path / "m", None, *IDS)
+    t = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
+    assert t["stopped"] == "max_epochs" and t["epochs_run"] == 2
+    # Two epochs: one of warm start, the ids get the last.
+    assert t["schedule"]["id_warmup_ended"] == "max_epochs" and t["schedule"]["first_id_epoch"] == 2
+    assert "stopped after epoch 2: --epochs 2 reached (max_epochs)" in p.stderr, p.stderr
+    bad = train(prerank, world, tmp_path / "bad", None, "--id-warmup-epochs", "soon", check=False)
+    assert bad.returncode != 0 and "Error: --id-warmup-epochs must be auto or an integer ≥ 0, not soon" in bad.stderr
+
+
+def test_quiet_drops_the_per_batch_lines_and_keeps_the_epoch_lines(prerank, world, tmp_path):
+    # Batches of 16: a progress line every 32 batches (512 rows), several per epoch.
+    loud = train(prerank, world, tmp_path / "loud", None, "--batch", 16, *IDS)
+    quiet = train(prerank, world, tmp_path / "quiet", None, "--batch", 16, "--quiet", *IDS)
+    assert "rows/s  ETA" in loud.stderr
+    assert "ETA" not in quiet.stderr, quiet.stderr
+    for p in (loud, quiet):
+        assert "train: epoch 1 (warm start, ids off): loss" in p.stderr and "train: epoch 2: loss" in p.stderr
+        assert "train: wrote" in p.stderr
+    assert (tmp_path / "loud" / "weights.safetensors").read_bytes() == (tmp_path / "quiet" / "weights.safetensors").read_bytes()
+
+
+def test_eval_warns_when_k_covers_every_list(prerank, world, tmp_path):
+    """Lists of 20 candidates: WR@20 (or @100) is 1 whatever the model, and eval says so."""
+    train(prerank, world, tmp_path / "m")
+    run(prerank, "build-index", "--model", tmp_path / "m", "--items", world / "items.csv", "--out", tmp_path / "m.idx")
+    args = ("eval", "--model", tmp_path / "m", "--index", tmp_path / "m.idx", "--data", world / "test.csv", "--json")
+    below = run(prerank, *args, "--k", 19)
+    assert "warning: --k" not in below.stderr
+    for k in (20, 100):
+        p = run(prerank, *args, "--k", k)
+        assert f"eval: warning: --k {k} ≥ the longest list (20 candidates): WR@{k} is 1" in p.stderr, p.stderr
+        assert json.loads(p.stdout)["lists"][f"wr@{k}"] in (1, None)  # None: no order in the test rows
+
+
+def test_the_id_phase_learning_rate_applies_from_the_first_id_epoch_only(prerank, world, tmp_path):
+    """--id-phase-lr-scale scales every learning rate once the ids start: it changes a run with
+    a warm start, and nothing in a run without one (no id phase to start)."""
+    def weights(name, *flags):
+        train(prerank, world, tmp_path / name, None, *IDS, *flags)
+        return (tmp_path / name / "weights.safetensors").read_bytes()
+    assert weights("tenth") != weights("full", "--id-phase-lr-scale", 1)
+    assert weights("nowarm-tenth", "--id-warmup-epochs", 0) == weights("nowarm-full", "--id-warmup-epochs", 0, "--id-phase-lr-scale", 1)
+    t = json.loads((tmp_path / "tenth" / "model.json").read_text())["training"]["schedule"]
+    assert t["id_phase_lr_scale"] == 0.1  # written as 0.1, not 0.10000000149011612
+    bad = train(prerank, world, tmp_path / "bad", None, "--id-phase-lr-scale", 0, check=False)
+    assert bad.returncode != 0 and "Error: --id-phase-lr-scale must be > 0, not 0.0" in bad.stderr, bad.stderr

@@ -40,6 +40,9 @@ public struct ScoredImpressions: Sendable {
     public var hasRelevance: Bool { relevance != nil }
 
     public func requestRows(_ r: Int) -> ArraySlice<Int32> { grouped[groupStart[r]..<groupStart[r + 1]] }
+    /// Candidates in the longest request's list: a K of WR@K / NDCG@K at or above it ranks every
+    /// candidate of every list, so WR@K is 1 whatever the scores.
+    public var longestList: Int { (0..<requests).reduce(0) { max($0, groupStart[$1 + 1] - groupStart[$1]) } }
 
     /// The fused score of one row under `fusion`: CTR = first task, CTCVR = last task,
     /// relevance 0 when the file has no relevance column.

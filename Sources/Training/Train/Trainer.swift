@@ -4,7 +4,9 @@ import TwinTower
 /// Settings of `prerank train` (SPEC §4).
 public struct TrainingConfig: Sendable {
     public var architecture: Architecture
-    public var epochs = 4
+    /// The cap on epochs: a run at the defaults ends by `patience` long before it (issue 25).
+    public var epochs = TrainingConfig.defaultEpochs
+    public static let defaultEpochs = 40
     public var batch = 512
     public var learningRate: Float = 0.002
     /// Embedding tables learn slower and decay: id fields overfit within 1–2 epochs otherwise.
@@ -15,6 +17,7 @@ public struct TrainingConfig: Sendable {
     public var positiveWeights: [String: Float] = [:]
     public var seed: UInt64 = 1
     public var validationFraction = 0.1
+    /// Epochs without a better validation score that end the warm start, and then the run.
     public var patience = 2
     public var shuffleBuffer = 16384
     public var skipBadRows = false
@@ -38,13 +41,20 @@ public struct TrainingConfig: Sendable {
     /// Probability that a training row reads an id field from the OOV row instead (per field).
     public var idDropout: Float = TrainingConfig.defaultIDDropout
     public static let defaultIDDropout: Float = 0.5
-    /// The first N epochs read every id field from the OOV row; then each id row starts as the
-    /// OOV vector. Early stopping may keep a warm-start epoch: then every id row is exported as
-    /// the OOV vector (the model never read ids).
-    public var idWarmupEpochs = TrainingConfig.defaultIDWarmupEpochs
+    /// The first epochs read every id field from the OOV row (warm start); then each id row starts
+    /// as the OOV vector of the best warm-start epoch. nil: until validation stops improving for
+    /// `patience` epochs (EpochSchedule.swift); N: N epochs. Either way at most `epochs − 1`.
+    /// When the ids never beat the warm start on validation, every id row is exported as the OOV
+    /// vector (the kept model never read ids).
+    public var idWarmupEpochs: Int? = nil
+    /// The fixed warm start of `--id-warmup-epochs` before issue 25, and the warm start used
+    /// when there are no validation rows to find the plateau on.
     public static let defaultIDWarmupEpochs = 3
-    /// Warm-start epochs actually run: at most `epochs − 1`, so ids always get the last epoch.
-    var warmupEpochs: Int { min(idWarmupEpochs, max(epochs - 1, 0)) }
+    var warmStart: EpochSchedule.WarmStart { idWarmupEpochs.map { $0 > 0 ? .epochs($0) : .none } ?? .untilPlateau }
+    /// Multiplies every learning rate (towers, heads, tables) from the first id epoch on: the
+    /// attribute side has converged by then, and the ids should add to it, not move it.
+    public var idPhaseLearningRateScale: Float = TrainingConfig.defaultIDPhaseLearningRateScale
+    public static let defaultIDPhaseLearningRateScale: Float = 0.1
     /// Multiplies the embedding learning rate on id fields.
     public var idLearningRateScale: Float = 1
     /// `dim` of the id fields (nil: features.yaml's).
@@ -61,11 +71,24 @@ public struct EpochReport: Sendable {
     public var validationAUC: [String: Double]
     public var validationLogLoss: [String: Double]
     public var samplesPerSecond: Double
+    /// Whether the epoch read the id fields (false: warm start, or no id fields).
+    public var readIDs = false
+    /// The score early stopping compares: mean validation AUC over the tasks where it is defined
+    /// (minus the training loss without validation rows).
+    public var score = 0.0
 }
 
 public struct TrainingReport: Sendable {
     public var epochs: [EpochReport]
     public var bestEpoch: Int
+    /// Why the run ended: validation stopped improving, or `epochs` ran out.
+    public var stopped: StopReason = .maxEpochs
+    /// Why the id warm start ended (nil: no warm start ran).
+    public var warmStartEnded: WarmStartEnd? = nil
+    /// Epochs of warm start run (0: none).
+    public var warmStartEpochs = 0
+    /// The first epoch that read ids (nil: no id epoch ran).
+    public var firstIDEpoch: Int? = nil
     public var trainRows: Int
     public var validationRows: Int
     public var skippedRows: Int
@@ -79,41 +102,61 @@ public struct TrainingReport: Sendable {
 public enum Trainer {
     public typealias ProgressHandler = (_ epoch: Int, _ rows: Int, _ totalRows: Int, _ loss: Double, _ rate: Double) -> Void
 
+    /// - parameter epochEnded: called after each epoch with its figures and the schedule's
+    ///   decision (the CLI's per-epoch line).
     public static func train(features: FeaturesFile, data: String, config: TrainingConfig,
-                             progress: ProgressHandler? = nil) throws(FormatError) -> (Model, TrainingReport) {
+                             progress: ProgressHandler? = nil,
+                             epochEnded: ((EpochReport, EpochDecision) -> Void)? = nil) throws(FormatError) -> (Model, TrainingReport) {
         var session = try TrainingSession(features: features, data: data, config: config)
-        var best: (auc: Double, model: Model, epoch: Int)? = nil
+        var schedule = EpochSchedule(maxEpochs: config.epochs, patience: config.patience,
+                                     warmStart: session.idMask == 0 ? .none : config.warmStart)
+        session.readsIDs = schedule.phase == .ids
+        var models: [Int: Model] = [:]  // the best epoch's model (one entry)
         var reports: [EpochReport] = []
-        var sinceBest = 0
-        for epoch in 1...max(1, config.epochs) {
+        var stopped = StopReason.maxEpochs
+        var epoch = 0
+        while true {
+            epoch += 1
             let (loss, rate) = session.runEpoch(epoch, progress: progress)
-            let validation = session.validate(epoch: epoch)
+            let validation = session.validate()
             let names = session.model.taskNames
             // Undefined figures are left out of the dictionaries (read back as nil → null).
             let defined = zip(names, validation.aucs()).compactMap { name, auc in auc.map { (name, $0) } }
             let aucs = defined.map(\.1)
+            let score = aucs.isEmpty ? -loss : aucs.reduce(0, +) / Double(aucs.count)
             let report = EpochReport(epoch: epoch, trainLoss: loss,
                                      validationAUC: Dictionary(uniqueKeysWithValues: defined),
                                      validationLogLoss: Dictionary(uniqueKeysWithValues: zip(names, validation.logLosses())
                                         .compactMap { name, v in v.map { (name, $0) } }),
-                                     samplesPerSecond: rate)
+                                     samplesPerSecond: rate, readIDs: session.readsIDs, score: score)
             reports.append(report)
-            progress?(epoch, session.trainRows, session.trainRows, report.trainLoss, rate)
-            let score = aucs.isEmpty ? -report.trainLoss : aucs.reduce(0, +) / Double(aucs.count)
-            if let b = best, session.validationRows > 0, score <= b.auc {
-                sinceBest += 1
-                if sinceBest >= config.patience { break }
-            } else {
-                best = (score, session.model, epoch)
-                sinceBest = 0
+            let action = schedule.record(epoch: epoch, score: session.validationRows > 0 ? score : nil)
+            if schedule.best?.epoch == epoch { models = [epoch: session.model] }
+            // Epochs since the best, read before the schedule resets its count for the id phase.
+            let bestSoFar = schedule.best?.epoch ?? epoch
+            epochEnded?(report, EpochDecision(action: action, bestEpoch: bestSoFar, sinceBest: epoch - bestSoFar,
+                                              patience: config.patience))
+            if case .stop(let reason) = action {
+                stopped = reason
+                break
+            }
+            if case .startIDs(let restoring) = action {
+                if let m = models[restoring] { session.restore(m) }
+                session.startIDsFromOOV()
             }
         }
-        let bestEpoch = best?.epoch ?? reports.count
-        var final = session.admission.export(best?.model ?? session.model, idsOff: bestEpoch <= config.warmupEpochs)
+        let bestEpoch = schedule.best?.epoch ?? reports.count
+        let idsOff = schedule.firstIDEpoch.map { bestEpoch < $0 } ?? true
+        var final = session.admission.export(models[bestEpoch] ?? session.model, idsOff: idsOff)
         final.fingerprint = ""
-        return (final, TrainingReport(epochs: reports, bestEpoch: bestEpoch, trainRows: session.trainRows,
-                                      validationRows: session.validationRows, skippedRows: session.rows.skipped,
-                                      vocabulary: session.admission.vocabulary()))
+        var report = TrainingReport(epochs: reports, bestEpoch: bestEpoch, trainRows: session.trainRows,
+                                    validationRows: session.validationRows, skippedRows: session.rows.skipped,
+                                    vocabulary: session.admission.vocabulary())
+        report.stopped = stopped
+        report.warmStartEnded = schedule.warmStartEnd
+        report.firstIDEpoch = schedule.firstIDEpoch.flatMap { $0 <= reports.count ? $0 : nil }
+        report.warmStartEpochs = schedule.warmStart == .none ? 0 : (schedule.firstIDEpoch.map { $0 - 1 } ?? reports.count)
+        return (final, report)
     }
 
     /// Head biases `c_k` that make the untrained chain predict each task's base rate, so the first
@@ -141,7 +184,8 @@ public enum Trainer {
 /// A model being trained on encoded rows: what `Trainer` runs epoch by epoch, and what the
 /// training benchmark times.
 struct TrainingSession {
-    let config: TrainingConfig
+    /// `learningRate` and `embeddingLearningRate` change once ids start (`idPhaseLearningRateScale`).
+    private(set) var config: TrainingConfig
     let rows: TrainingData
     let assembler: BatchAssembler
     let admission: Admission
@@ -151,6 +195,8 @@ struct TrainingSession {
     private var optimiser: Optimiser
     private let posWeight: [Float]
     private var order: [Int]
+    /// false during warm start: every id field reads the OOV row, in training and validation.
+    var readsIDs = true
     var trainRows: Int { rows.train.count }
     var validationRows: Int { rows.validation.count }
 
@@ -216,7 +262,6 @@ struct TrainingSession {
         let started = Date()
         var shuffle = SplitMix64(seed: config.seed &+ UInt64(epoch))
         order.shuffle(using: &shuffle)
-        if config.warmupEpochs > 0 && epoch == config.warmupEpochs + 1 { startIDsFromOOV() }
         var dropRNG = SplitMix64(seed: config.seed, stream: 0xD20F, index: UInt64(max(epoch, 0)))
         let total = min(trainRows, limit)
         var lossSum = 0.0, weightSum = 0.0, seen = 0
@@ -240,7 +285,7 @@ struct TrainingSession {
     /// start, each with probability `idDropout` after (`[]`: none).
     func dropMasks(count: Int, epoch: Int, rng: inout SplitMix64) -> [UInt64] {
         guard idMask != 0 else { return [] }
-        if epoch >= 1 && epoch <= config.warmupEpochs { return [UInt64](repeating: idMask, count: count) }
+        if !readsIDs { return [UInt64](repeating: idMask, count: count) }
         guard config.idDropout > 0 else { return [] }
         // Double(UInt64.max) is 2^64, which UInt64 cannot hold: p = 1 clamps to UInt64.max (the
         // same cut prerank_torch's swiftrng.dropout_cut computes).
@@ -258,9 +303,16 @@ struct TrainingSession {
         }
     }
 
+    /// Back to an earlier epoch's weights (the optimiser's moments stay as they are).
+    mutating func restore(_ earlier: Model) { model = earlier }
+
     /// End of warm start: every id row starts as the OOV vector the towers learnt to read, so an
-    /// id moves away from "unknown" only as far as its own rows' gradients take it.
-    private mutating func startIDsFromOOV() {
+    /// id moves away from "unknown" only as far as its own rows' gradients take it. Ids are read
+    /// from the next epoch on.
+    mutating func startIDsFromOOV() {
+        readsIDs = true
+        config.learningRate *= config.idPhaseLearningRateScale
+        config.embeddingLearningRate *= config.idPhaseLearningRateScale
         for f in admission.fields where f.isID {
             guard var t = model.embeddings[f.name] else { continue }
             let oov = Array(t[(f.oovRow * f.dim)..<((f.oovRow + 1) * f.dim)])
@@ -271,10 +323,10 @@ struct TrainingSession {
 
     /// Probabilities of the current model on the validation rows, read as the exported model
     /// will be (admission map; id fields from the OOV row while warm start keeps them off).
-    func validate(epoch: Int = .max) -> Evaluation {
+    func validate() -> Evaluation {
         var validation = Evaluation(tasks: model.spec.tasks.count, weighted: config.weightedValidation && assembler.weighted)
         var v = 0
-        let idsOff = epoch >= 1 && epoch <= config.warmupEpochs && idMask != 0
+        let idsOff = !readsIDs && idMask != 0
         while v < validationRows {
             let n = min(4096, validationRows - v)
             let dropped = idsOff ? [UInt64](repeating: idMask, count: n) : []

@@ -49,6 +49,10 @@ struct EvalCommand: ParsableCommand {
                 Progress.line("eval: \(scored.unknownItems) rows skipped: item_id not in the index")
             }
             guard scored.rows > 0 else { throw CLIError("\(data): no row with an item in the index") }
+            let longest = scored.longestList
+            if k >= longest {
+                Progress.line("eval: warning: --k \(k) ≥ the longest list (\(longest) candidates): WR@\(k) is 1 and NDCG@\(k) ranks whole lists whatever the model; pass --k below \(longest)", final: true)
+            }
             if let predictions { try scored.writePredictions(to: predictions, fusion: policy) }
             let report = Evaluator.evaluate(scored, fusion: policy, k: k)
             // An undefined figure is null in the report; say why on stderr, so a null is not

@@ -9,9 +9,12 @@ struct TrainCommand: ParsableCommand {
         abstract: "Train both towers of every task jointly and write a model directory.",
         discussion: """
             Weighted BCE per task through the logit chain, Adam for towers and heads, lazy Adam with
-            L2 for touched embedding rows. The CSV is streamed each epoch (memory: the model plus a
-            shuffle buffer). A held-out share of request ids gives validation AUC per epoch; the best
-            epoch is kept and training stops after --patience epochs without improvement.
+            L2 for touched embedding rows. The CSV is read and encoded once. A held-out share of
+            request ids gives validation AUC per epoch. Id fields first read their out-of-vocabulary
+            row (warm start) until validation stops improving for --patience epochs; training then
+            continues from the best warm-start epoch with ids, every learning rate times
+            --id-phase-lr-scale, until validation stops improving again. The best epoch of both
+            phases is kept; --epochs is only a cap.
             """
     )
 
@@ -21,7 +24,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "resflow, nse, nse+fr, nse+lr or esmm.") var arch: String = "resflow"
     @Flag(help: "Clamp residual logits at 0 for k > 0 (probabilities never increase).") var clamp = false
     @Option(help: "Positive weights per task, e.g. ctr=1,ctcvr=500.") var posWeight: String = ""
-    @Option(parsing: .unconditional, help: "Epochs at most.") var epochs: Int = 4
+    @Option(parsing: .unconditional, help: "Epochs at most (a cap: at the defaults a run ends when validation stops improving).")
+    var epochs: Int = TrainingConfig.defaultEpochs
     @Option(parsing: .unconditional, help: "Mini-batch size.") var batch: Int = 512
     @Option(parsing: .unconditional, help: "Adam learning rate.") var lr: Float = 0.002
     @Option(parsing: .unconditional, help: "Learning rate of the embedding tables (default: --lr).") var embeddingLr: Float?
@@ -30,7 +34,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Hidden widths, comma-separated.") var hidden: String = "64,32"
     @Option(parsing: .unconditional, help: "Output width d.") var d: Int = 32
     @Option(parsing: .unconditional, help: "Share of request ids held out for validation.") var validationFraction: Double = 0.1
-    @Option(parsing: .unconditional, help: "Epochs without validation improvement before stopping.") var patience: Int = 2
+    @Option(parsing: .unconditional, help: "Epochs without validation improvement that end the id warm start, then the run.")
+    var patience: Int = 2
     @Flag(help: "Skip and count malformed rows instead of stopping.") var skipBadRows = false
     @Option(parsing: .unconditional, help: "Threads: 2 runs the user and item sides of each step at once, 1 one after the other (same weights).")
     var threads: Int = 2
@@ -41,14 +46,17 @@ struct TrainCommand: ParsableCommand {
     var idFields: String?
     @Option(help: "Probability that a training row reads an id field from the out-of-vocabulary row instead.")
     var idDropout: Float = TrainingConfig.defaultIDDropout
-    @Option(help: "Train the first N epochs (at most --epochs − 1) without id fields (they read the out-of-vocabulary row), then start every id row from it.")
-    var idWarmupEpochs: Int = TrainingConfig.defaultIDWarmupEpochs
+    @Option(help: "Warm start: id fields read the out-of-vocabulary row until validation stops improving (auto) or for N epochs (at most --epochs − 1); then every id row starts from it.")
+    var idWarmupEpochs: String = "auto"
     @Option(help: "Multiplies the embedding learning rate on id fields.") var idLrScale: Float = 1
+    @Option(help: "Multiplies every learning rate from the first epoch that reads ids (after the warm start).")
+    var idPhaseLrScale: Float = TrainingConfig.defaultIDPhaseLearningRateScale
     @Option(help: "Embedding dim of the id fields (default: features.yaml's).") var idDim: Int?
     @Option(help: "Column of per-row loss weights (finite, ≥ 0; e.g. join-logs --dropped's weight): each row's loss on every task is multiplied by it, batch loss Σ w·ℓ / Σ w.")
     var weightColumn: String?
     @Flag(help: "Weigh validation rows by --weight-column in validation AUC and log-loss (default: unweighted).")
     var weightedValidation = false
+    @Flag(help: "No per-batch progress lines (the per-epoch lines and the summary stay).") var quiet = false
 
     func run() throws {
         let widths = try hidden.split(separator: ",").map { part -> Int in
@@ -68,9 +76,18 @@ struct TrainCommand: ParsableCommand {
         guard (0..<1).contains(validationFraction) else { throw CLIError("--validation-fraction must be in [0, 1)") }
         guard minCount >= 0 else { throw CLIError("--min-count must be ≥ 0") }
         guard (0...1).contains(idDropout) else { throw CLIError("--id-dropout must be in [0, 1]") }
-        guard idWarmupEpochs >= 0, idLrScale > 0, idLrScale.isFinite, (idDim ?? 1) >= 1 else {
-            throw CLIError("--id-warmup-epochs must be ≥ 0, --id-lr-scale > 0, --id-dim ≥ 1")
+        let warmup: Int?
+        if idWarmupEpochs == "auto" {
+            warmup = nil
+        } else if let n = Int(idWarmupEpochs), n >= 0 {
+            warmup = n
+        } else {
+            throw CLIError("--id-warmup-epochs must be auto or an integer ≥ 0, not \(idWarmupEpochs)")
         }
+        guard idLrScale > 0, idLrScale.isFinite, (idDim ?? 1) >= 1 else {
+            throw CLIError("--id-lr-scale must be > 0, --id-dim ≥ 1")
+        }
+        guard idPhaseLrScale > 0, idPhaseLrScale.isFinite else { throw CLIError("--id-phase-lr-scale must be > 0, not \(idPhaseLrScale)") }
         if let name = weightColumn, name.isEmpty { throw CLIError("--weight-column needs a column name") }
         if weightedValidation && weightColumn == nil { throw CLIError("--weighted-validation needs --weight-column") }
         guard let architecture = Architecture.named(arch, hidden: widths, d: d, clamp: clamp) else {
@@ -90,8 +107,9 @@ struct TrainCommand: ParsableCommand {
         config.minCount = minCount
         config.idFields = idFields.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
         config.idDropout = idDropout
-        config.idWarmupEpochs = idWarmupEpochs
+        config.idWarmupEpochs = warmup
         config.idLearningRateScale = idLrScale
+        config.idPhaseLearningRateScale = idPhaseLrScale
         config.idDim = idDim
         config.weightColumn = weightColumn
         config.weightedValidation = weightedValidation
@@ -107,20 +125,20 @@ struct TrainCommand: ParsableCommand {
                 throw CLIError("--pos-weight names task \(name), which features.yaml does not have")
             }
             let started = Date()
-            let (model, report) = try Trainer.train(features: file, data: data, config: config) { epoch, rows, total, loss, rate in
+            let taskNames = file.tasks.map(\.name)
+            let batchLine: Trainer.ProgressHandler = { epoch, rows, total, loss, rate in
                 let remaining = rate > 0 ? Double(max(total - rows, 0)) / rate : 0
                 Progress.line(String(format: "train: epoch %d  %d/%d rows  loss %.4f  %.0f rows/s  ETA %.0fs", epoch, rows, total, loss, rate, remaining))
             }
-            for e in report.epochs {
-                let aucs = model.taskNames.map { "\($0) \(e.validationAUC[$0].map { String(format: "%.4f", $0) } ?? "undefined")" }
-                    .joined(separator: ", ")
-                Progress.line(String(format: "train: epoch %d: loss %.4f, %.0f rows/s, validation AUC %@", e.epoch, e.trainLoss, e.samplesPerSecond, aucs), final: true)
+            let (model, report) = try Trainer.train(features: file, data: data, config: config, progress: quiet ? nil : batchLine) { e, decision in
+                for line in TrainOutput.epochLines(e, decision, taskNames: taskNames, maxEpochs: epochs) { Progress.line(line, final: true) }
             }
             for v in report.vocabulary {
                 Progress.line(String(format: "train: %@%@: vocabulary %d of %d buckets, admitted %.1f%% (%d), OOV %.2f%% of %d values",
                                      v.name, v.isID ? " (id)" : "", v.seenBuckets, v.buckets, 100 * v.admittedShare, v.admittedBuckets,
                                      100 * v.oovShare, v.values), final: true)
             }
+            Progress.line(TrainOutput.stopLine(report, patience: patience, maxEpochs: epochs), final: true)
             var described = model
             let last = report.epochs.first { $0.epoch == report.bestEpoch }
             var metrics: [String: JSONValue] = [:]
@@ -147,10 +165,21 @@ struct TrainCommand: ParsableCommand {
                 "validation": .string(weightedValidation ? "weighted" : "unweighted"),
             ]
             let weights = JSONValue.object(weightsObject)
+            let schedule: [String: JSONValue] = [
+                "max_epochs": .number(Double(epochs)), "patience": .number(Double(patience)),
+                "id_warmup": warmup.map { JSONValue.number(Double($0)) } ?? JSONValue.string("auto"),
+                "id_warmup_ended": report.warmStartEnded.map { JSONValue.string($0.rawValue) } ?? JSONValue.null,
+                "first_id_epoch": report.firstIDEpoch.map { JSONValue.number(Double($0)) } ?? JSONValue.null,
+                // Through its shortest decimal text: 0.1, not Float 0.1's 0.10000000149011612.
+                "id_phase_lr_scale": .number(Double(idPhaseLrScale.description) ?? Double(idPhaseLrScale)),
+                "rule": .string(TrainOutput.scheduleRule),
+            ]
             described.spec.training = .object([
                 "data": .string(data), "rows": .number(Double(report.trainRows)), "validation_rows": .number(Double(report.validationRows)),
                 "skipped_rows": .number(Double(report.skippedRows)), "seed": .number(Double(seed)), "arch": .string(arch),
                 "clamp": .bool(clamp), "epochs_run": .number(Double(report.epochs.count)), "best_epoch": .number(Double(report.bestEpoch)),
+                "stopped": .string(report.stopped.rawValue),
+                "schedule": .object(schedule),
                 "validation": .object(metrics),
                 "pos_weight": .object(positiveWeights), "weights": weights,
                 "admission": .object([
@@ -165,7 +194,7 @@ struct TrainCommand: ParsableCommand {
                 "ids": .object([
                     "fields": .array(report.vocabulary.filter(\.isID).map { .string($0.name) }),
                     "dropout": .number(Double(idDropout)),
-                    "warmup_epochs": .number(Double(min(idWarmupEpochs, max(epochs - 1, 0)))),  // as run: ids get the last epoch
+                    "warmup_epochs": .number(Double(report.warmStartEpochs)),  // as run
                     "lr_scale": .number(Double(idLrScale)), "dim": idDim.map { .number(Double($0)) } ?? .null,
                 ]),
             ])
