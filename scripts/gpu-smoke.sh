@@ -9,7 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQUESTS="${1:-6000}"
+# The project environment where there is one (scripts/setup-test.sh); a GPU machine's own python3
+# with torch otherwise (it has no Swift toolchain and no project .venv), or $PYTHON.
 PY="${PYTHON:-python3}"
+if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ]; then PY=.venv/bin/python; fi
 export PYTHONPATH="$(pwd)/python${PYTHONPATH:+:$PYTHONPATH}"
 if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     echo "gpu-smoke: skip: no CUDA device ($("$PY" -c 'import torch; print("torch", torch.__version__)' 2>/dev/null || echo "no torch"))"

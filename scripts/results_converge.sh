@@ -8,7 +8,7 @@
 #   SEEDS (default "1 2 3"), WORLDS ("w1 w2 w3"), SPECS ("full noid"), ARCH (resflow), JOBS (1:
 #   the 2-core box is shared; on a bigger machine, cores / 2: each run uses two threads),
 #   TSV (default OUTDIR/runs.tsv), PRERANK_BIN as in results_ids.sh.
-# The table: python3 scripts/results_ids_table.py TSV
+# The table: .venv/bin/python scripts/results_ids_table.py TSV
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:?usage: scripts/results_converge.sh OUTDIR [VARIANT:flags ...]}"; shift
