@@ -20,6 +20,9 @@ def test_pip_install_python_into_a_fresh_venv_and_run_help(tmp_path):
                           capture_output=True, text=True, check=True).stdout.strip()
     with open(os.path.join(site, "project-env.pth"), "w") as f:
         f.write(sysconfig.get_paths()["purelib"] + "\n")
+    # venv's own setuptools (65 on Python 3.11) would shadow the locked one and lacks bdist_wheel
+    # without the `wheel` package; the build backend comes from the lock like everything else.
+    subprocess.run([py, "-m", "pip", "uninstall", "-q", "-y", "setuptools"], check=True, timeout=120)
     p = subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index",
                         "--no-build-isolation", os.path.join(ROOT, "python")],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
