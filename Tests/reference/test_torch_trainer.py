@@ -258,6 +258,90 @@ def test_forward_of_exported_model_equals_prerank_score(prerank, tmp_path, varia
         assert clamped > 0  # the clamp was exercised
 
 
+# --- the epoch schedule (prerank train's, Tests/TrainingTests/EpochScheduleTests.swift) ----------
+
+def run_schedule(schedule, scores):
+    """Feeds `scores` (epoch 1, 2, ...) until the schedule stops; returns every action."""
+    actions = []
+    for i, s in enumerate(scores):
+        actions.append(schedule.record(i + 1, s))
+        if actions[-1][0] == "stop":
+            break
+    return actions
+
+
+def test_schedule_warm_start_ends_on_a_plateau_and_ids_start_from_the_best_epoch():
+    from prerank_torch.schedule import EpochSchedule
+    s = EpochSchedule(40, 2, "auto")
+    a = run_schedule(s, [0.60, 0.62, 0.63, 0.64, 0.65, 0.649, 0.648, 0.66, 0.655, 0.659, 0.7])
+    assert a == [("next",)] * 6 + [("start_ids", 5), ("next",), ("next",), ("stop", "patience")]
+    assert s.best[0] == 8 and s.first_id_epoch == 8 and s.warm_start_end == "patience"
+    assert s.warm_start_epochs(10) == 7
+
+
+def test_schedule_ids_that_never_beat_the_warm_start_leave_it_the_best_epoch():
+    from prerank_torch.schedule import EpochSchedule
+    s = EpochSchedule(40, 2, "auto")
+    a = run_schedule(s, [0.60, 0.61, 0.60, 0.60, 0.59, 0.58])
+    assert a[3] == ("start_ids", 2) and a[-1] == ("stop", "patience") and len(a) == 6
+    assert s.best[0] == 2 and s.first_id_epoch == 5
+
+
+def test_schedule_cap_ends_a_run_that_still_improves_and_leaves_the_ids_the_last_epoch():
+    from prerank_torch.schedule import EpochSchedule
+    s = EpochSchedule(3, 2, "auto")
+    assert run_schedule(s, [0.6, 0.7, 0.8, 0.9]) == [("next",), ("start_ids", 2), ("stop", "max_epochs")]
+    assert s.warm_start_end == "max_epochs" and s.first_id_epoch == 3
+
+
+def test_schedule_fixed_warm_start_runs_its_epochs_whatever_validation_says():
+    from prerank_torch.schedule import EpochSchedule
+    s = EpochSchedule(10, 1, 3)
+    assert run_schedule(s, [0.7, 0.6, 0.65, 0.72, 0.71]) == [
+        ("next",), ("next",), ("start_ids", 1), ("next",), ("stop", "patience")]
+    assert s.warm_start_end == "epochs" and s.best[0] == 4
+
+
+def test_schedule_without_ids_or_warm_start_is_one_phase():
+    from prerank_torch.schedule import IDS, EpochSchedule
+    for warm in (None, 0):
+        s = EpochSchedule(40, 2, warm)
+        assert s.phase == IDS and s.first_id_epoch == 1
+        assert run_schedule(s, [0.6, 0.7, 0.69, 0.68, 0.9]) == [("next",)] * 3 + [("stop", "patience")]
+        assert s.best[0] == 2 and s.warm_start_end is None and s.warm_start_epochs(4) == 0
+    one = EpochSchedule(1, 2, "auto")
+    assert one.phase == IDS and one.warm_start is None
+
+
+def test_schedule_without_validation_only_the_cap_stops_and_warm_start_takes_three_epochs():
+    from prerank_torch.schedule import EpochSchedule
+    s = EpochSchedule(6, 1, "auto")
+    assert run_schedule(s, [None] * 7) == [("next",), ("next",), ("start_ids", 3), ("next",), ("next",),
+                                           ("stop", "max_epochs")]
+    assert s.best[0] == 6
+
+
+def test_schedule_state_round_trips_through_a_checkpoint():
+    """A resumed run takes the decisions an uninterrupted one takes."""
+    from prerank_torch.schedule import EpochSchedule
+    scores = [0.60, 0.62, 0.61, 0.60, 0.63, 0.62, 0.61]
+    whole = run_schedule(EpochSchedule(40, 2, "auto"), scores)
+    first = EpochSchedule(40, 2, "auto")
+    head = [first.record(i + 1, x) for i, x in enumerate(scores[:3])]
+    resumed = EpochSchedule(40, 2, "auto")
+    resumed.load_state_dict(torch.load(_saved(first.state_dict()), weights_only=False))
+    tail = [resumed.record(i + 4, x) for i, x in enumerate(scores[3:])]
+    assert head + tail == whole and whole[-1] == ("stop", "patience")
+
+
+def _saved(obj):
+    import io
+    f = io.BytesIO()
+    torch.save(obj, f)
+    f.seek(0)
+    return f
+
+
 # --- training ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
