@@ -387,6 +387,8 @@ def test_torchrun_two_processes_match_one_process_and_prerank_train(prerank, wor
         assert specs[n]["ids"] == specs["swift"]["ids"] == {
             "fields": ["user_id", "item_id"], "dropout": 0.5, "warmup_epochs": 1, "lr_scale": 1, "dim": None}
         assert specs[n]["best_epoch"] == specs["swift"]["best_epoch"], n
+        assert specs[n]["stopped"] == specs["swift"]["stopped"] == "max_epochs", n
+        assert specs[n]["schedule"] == specs["swift"]["schedule"], n
     # Export: every non-admitted bucket's row holds the OOV vector (unseen buckets too), so a table
     # has at most admitted + 1 distinct rows.
     item_id = specs["swift"]["admission"]["fields"]["item_id"]
@@ -402,13 +404,16 @@ def test_torchrun_two_processes_match_one_process_and_prerank_train(prerank, wor
         assert abs(two - swift) <= 0.01 and abs(one - swift) <= 0.01, (task, swift, one, two)
 
 
-def test_same_seed_same_first_steps_as_prerank_train(prerank, world, tmp_path, capsys):
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_same_seed_same_first_steps_as_prerank_train(prerank, world, tmp_path, capsys, epochs):
     """Two steps on 1,024 rows at the defaults (admission, id dropout): the weights prerank train
-    writes, to float rounding — init, row order, dropout masks, admission and Adam are the same."""
+    writes, to float rounding — init, row order, dropout masks, admission and Adam are the same.
+    --epochs 2: a warm-start epoch, then an id epoch from its model, every id row starting as the
+    OOV vector and every learning rate scaled by --id-phase-lr-scale (the schedule's step)."""
     lines = (world / "train.csv").read_text().splitlines()[:1025]
     data = tmp_path / "tiny.csv"
     data.write_text("\n".join(lines) + "\n")
-    args = ["--features", world / "features.yaml", "--data", data, "--epochs", 1, "--batch", 512, "--seed", 7,
+    args = ["--features", world / "features.yaml", "--data", data, "--epochs", epochs, "--batch", 512, "--seed", 7,
             "--validation-fraction", 0, *SMALL]
     run(prerank, "train", *args, "--out", tmp_path / "swift")
     torch_train_inprocess(*args, "--out", tmp_path / "torch", "--workers", 0, "--log-every", 0, "--no-checkpoint")
@@ -426,6 +431,31 @@ def small(world):
     path = world / "small.csv"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def test_both_trainers_at_their_defaults_stop_by_patience_with_the_same_schedule(prerank, world, small, tmp_path,
+                                                                                  capsys):
+    """Issue 25: at the defaults (--epochs 40 a cap, warm start until validation stops improving,
+    ids from the best warm-start epoch at --id-phase-lr-scale 0.1, patience 2) both trainers end
+    by patience long before the cap and record the same schedule. prerank train with --threads 1
+    takes the steps prerank_torch takes, so every decision falls on the same epoch."""
+    args = ["--features", world / "features.yaml", "--data", small, *SMALL]
+    swift = run(prerank, "train", *args, "--out", tmp_path / "swift", "--threads", 1)
+    capsys.readouterr()
+    torch_train_inprocess(*args, "--out", tmp_path / "torch", "--workers", 0, "--log-every", 0, "--no-checkpoint")
+    printed = capsys.readouterr().err
+    specs = {n: json.loads((tmp_path / n / "model.json").read_text())["training"] for n in ("swift", "torch")}
+    for n, t in specs.items():
+        assert t["stopped"] == "patience" and t["epochs_run"] < 40, (n, t["stopped"], t["epochs_run"])
+        assert t["schedule"]["max_epochs"] == 40 and t["schedule"]["patience"] == 2, n
+        assert t["schedule"]["id_warmup"] == "auto" and t["schedule"]["id_phase_lr_scale"] == 0.1, n
+        assert t["schedule"]["id_warmup_ended"] == "patience", n
+    assert specs["torch"]["schedule"] == specs["swift"]["schedule"]
+    for key in ("stopped", "epochs_run", "best_epoch", "ids"):
+        assert specs["torch"][key] == specs["swift"][key], (key, specs["torch"][key], specs["swift"][key])
+    stop = f"train: stopped after epoch {specs['swift']['epochs_run']}: validation did not improve for 2 epochs " \
+           f"(patience); kept epoch {specs['swift']['best_epoch']}"
+    assert stop in swift.stderr + swift.stdout and stop in printed, printed
 
 
 @pytest.mark.parametrize("shuffle", ["full", "buffer"])

@@ -398,8 +398,7 @@ def _run(args, d):
                            amp=args.amp == "bf16")
 
     ids_record = {"fields": sorted(id_names), "dropout": id_dropout, "warmup": id_warmup, "lr_scale": args.id_lr_scale,
-                  "dim": args.id_dim, "phase_lr_scale": args.id_phase_lr_scale, "patience": args.patience,
-                  "max_epochs": args.epochs}
+                  "dim": args.id_dim, "phase_lr_scale": args.id_phase_lr_scale, "patience": args.patience}
     record = run_record(args, d.world, sources, porder is not None, shards, emb_lr, pos_weight)
     # best: the best epoch's figures and weights (its epoch and score are schedule.best).
     start_epoch, best, history, stop_reason = 1, None, [], None
@@ -421,8 +420,10 @@ def _run(args, d):
         else:
             start_epoch = state["epoch"] + 1
         log(f"train: resumed from {path} at epoch {state['epoch']}, step {state['step']}", d.rank)
-        if state.get("stopped"):
-            start_epoch, stop_reason = args.epochs + 1, state["stopped"]
+        # Stopped by patience: done. Stopped by the cap: a larger --epochs trains on.
+        stop_reason = state.get("stopped")
+        if stop_reason == "patience":
+            start_epoch = args.epochs + 1
 
     def save(epoch, step, seen, loss_sum, stopped=None):
         """Rank 0 writes the checkpoint (the others hold the same weights: check_replicas)."""
