@@ -811,6 +811,17 @@ def test_bad_device_thread_and_timeout_values_are_one_line_errors(world, tmp_pat
     assert "--collective-timeout" in inprocess_error(capsys, *base, "--collective-timeout", 0)
 
 
+def test_bad_schedule_values_are_one_line_errors_naming_the_flag(world, tmp_path, capsys):
+    base = ["--features", world / "features.yaml", "--data", world / "train.csv", "--out", tmp_path / "m"]
+    for value in ("soon", "-1", "2.5"):
+        e = inprocess_error(capsys, *base, "--id-warmup-epochs", value)
+        assert e == f"Error: --id-warmup-epochs must be auto or an integer ≥ 0, not {value}", e
+    for value in ("0", "-0.1", "nan", "inf"):
+        e = inprocess_error(capsys, *base, "--id-phase-lr-scale", value)
+        assert "--id-phase-lr-scale must be > 0" in e and value in e, e
+    assert "--patience must be ≥ 0, not -1" in inprocess_error(capsys, *base, "--patience", -1)
+
+
 def test_default_threads_is_one_intra_op_thread(monkeypatch):
     from prerank_torch.train import configure_threads
     before = torch.get_num_threads()
