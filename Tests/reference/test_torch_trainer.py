@@ -868,6 +868,29 @@ def test_resume_refuses_a_checkpoint_of_other_settings(world, small, tmp_path, c
     assert (tmp_path / "m" / "model.json").exists()
 
 
+def test_a_run_that_hit_the_cap_trains_on_under_a_larger_epochs(world, tmp_path, capsys):
+    """--epochs is only a cap: a checkpoint of a run that ended there (stopped "max_epochs")
+    resumes under a larger --epochs and trains the epochs that adds; the schedule's other
+    settings must stay the same."""
+    lines = (world / "train.csv").read_text().splitlines()[:4097]
+    data = tmp_path / "d.csv"
+    data.write_text("\n".join(lines) + "\n")
+    base = ["--features", world / "features.yaml", "--data", data, "--batch", 512, "--seed", 3, "--workers", 0,
+            "--log-every", 0, "--out", tmp_path / "m", *SMALL]
+    torch_train_inprocess(*base, "--epochs", 2, "--patience", 5)
+    first = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
+    assert first["stopped"] == "max_epochs" and first["epochs_run"] == 2
+    assert first["schedule"]["id_warmup_ended"] == "max_epochs" and first["schedule"]["first_id_epoch"] == 2
+    e = inprocess_error(capsys, *base, "--epochs", 3, "--patience", 5, "--id-phase-lr-scale", 0.5, "--resume")
+    assert "checkpoint is not of this model" in e and "phase_lr_scale was 0.1, this run has 0.5" in e, e
+    capsys.readouterr()
+    torch_train_inprocess(*base, "--epochs", 3, "--patience", 5, "--resume")
+    assert "resumed from" in capsys.readouterr().err
+    more = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
+    assert more["epochs_run"] == 3 and more["stopped"] == "max_epochs" and more["schedule"]["max_epochs"] == 3
+    assert more["schedule"]["first_id_epoch"] == 2 and more["ids"]["warmup_epochs"] == 1
+
+
 def test_resume_refuses_another_process_count():
     from prerank_torch.checkpoint import check_resumable
     from prerank_torch.errors import InputError

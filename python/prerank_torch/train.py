@@ -405,8 +405,15 @@ def _run(args, d):
     resume_step, resume_seen, resume_loss = 0, 0, 0.0
     if state is not None:
         if state.get("format") != CHECKPOINT_FORMAT or state.get("tasks") != tasks or state.get("features") != features \
-                or state.get("arch") != arch or state.get("ids") != ids_record:
-            raise InputError(f"{path}: checkpoint is not of this model (tasks, features or architecture differ)")
+                or state.get("arch") != arch:
+            raise InputError(f"{path}: checkpoint is not of this model (tasks, features, architecture or checkpoint "
+                             f"format differ)")
+        theirs = state.get("ids") or {}
+        for key in ids_record:
+            if theirs.get(key) != ids_record[key]:
+                raise InputError(f"{path}: checkpoint is not of this model (id or schedule setting {key} was "
+                                 f"{theirs.get(key)}, this run has {ids_record[key]}); resume with the same value "
+                                 f"or start afresh without --resume")
         check_resumable(path, state, record)
         model.load_state_dict(state["model"])
         opt_dense.load_state_dict(state["opt_dense"])
