@@ -450,6 +450,7 @@ def test_both_trainers_at_their_defaults_stop_by_patience_with_the_same_schedule
         assert t["schedule"]["max_epochs"] == 40 and t["schedule"]["patience"] == 2, n
         assert t["schedule"]["id_warmup"] == "auto" and t["schedule"]["id_phase_lr_scale"] == 0.1, n
         assert t["schedule"]["id_warmup_ended"] == "patience", n
+    print({n: (t["epochs_run"], t["best_epoch"], t["schedule"]["first_id_epoch"]) for n, t in specs.items()})
     assert specs["torch"]["schedule"] == specs["swift"]["schedule"]
     for key in ("stopped", "epochs_run", "best_epoch", "ids"):
         assert specs["torch"][key] == specs["swift"][key], (key, specs["torch"][key], specs["swift"][key])
@@ -889,6 +890,16 @@ def test_a_run_that_hit_the_cap_trains_on_under_a_larger_epochs(world, tmp_path,
     more = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
     assert more["epochs_run"] == 3 and more["stopped"] == "max_epochs" and more["schedule"]["max_epochs"] == 3
     assert more["schedule"]["first_id_epoch"] == 2 and more["ids"]["warmup_epochs"] == 1
+
+
+def test_resume_refuses_a_checkpoint_from_before_the_schedule(world, tmp_path, capsys):
+    """A prerank-torch-checkpoint/1 (no schedule state) is refused in one line before the data pass."""
+    old = tmp_path / "old.pt"
+    torch.save({"format": "prerank-torch-checkpoint/1", "epoch": 1, "step": 0}, old)
+    e = inprocess_error(capsys, "--features", world / "features.yaml", "--data", world / "train.csv",
+                        "--out", tmp_path / "m", "--resume", old)
+    assert e == f"Error: {old}: checkpoint format prerank-torch-checkpoint/1, this trainer reads " \
+                "prerank-torch-checkpoint/2; start afresh without --resume", e
 
 
 def test_resume_refuses_another_process_count():

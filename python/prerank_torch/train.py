@@ -303,8 +303,20 @@ def _run(args, d):
         path = checkpoint if os.path.exists(checkpoint) else None
         if path is None:
             log(f"train: no checkpoint at {checkpoint}: starting afresh (--auto-resume)", d.rank)
+    # The id and schedule settings a resumed run must share with the checkpoint's.
+    ids_record = {"fields": sorted(id_names), "dropout": id_dropout, "warmup": id_warmup, "lr_scale": args.id_lr_scale,
+                  "dim": args.id_dim, "phase_lr_scale": args.id_phase_lr_scale, "patience": args.patience}
     if path is not None:
         state = load_checkpoint(path)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise InputError(f"{path}: checkpoint format {state.get('format')}, this trainer reads {CHECKPOINT_FORMAT}; "
+                             f"start afresh without --resume")
+        theirs = state.get("ids") or {}
+        for key in ids_record:
+            if theirs.get(key) != ids_record[key]:
+                raise InputError(f"{path}: checkpoint is not of this model (id or schedule setting {key} was "
+                                 f"{theirs.get(key)}, this run has {ids_record[key]}); resume with the same value "
+                                 f"or start afresh without --resume")
         check_resumable(path, state, run_record(args, d.world, sources, None, shards, emb_lr, pos_weight),
                         ignore=("order", "data_shards", "workers"))  # known after the data pass
 
@@ -397,8 +409,6 @@ def _run(args, d):
     train_step = TrainStep(model, towers, opt_dense, opt_sparse, pw, d, bool(args.weight_column), args.embedding_l2,
                            amp=args.amp == "bf16")
 
-    ids_record = {"fields": sorted(id_names), "dropout": id_dropout, "warmup": id_warmup, "lr_scale": args.id_lr_scale,
-                  "dim": args.id_dim, "phase_lr_scale": args.id_phase_lr_scale, "patience": args.patience}
     record = run_record(args, d.world, sources, porder is not None, shards, emb_lr, pos_weight)
     # best: the best epoch's figures and weights (its epoch and score are schedule.best).
     start_epoch, best, history, stop_reason = 1, None, [], None
@@ -408,12 +418,6 @@ def _run(args, d):
                 or state.get("arch") != arch:
             raise InputError(f"{path}: checkpoint is not of this model (tasks, features, architecture or checkpoint "
                              f"format differ)")
-        theirs = state.get("ids") or {}
-        for key in ids_record:
-            if theirs.get(key) != ids_record[key]:
-                raise InputError(f"{path}: checkpoint is not of this model (id or schedule setting {key} was "
-                                 f"{theirs.get(key)}, this run has {ids_record[key]}); resume with the same value "
-                                 f"or start afresh without --resume")
         check_resumable(path, state, record)
         model.load_state_dict(state["model"])
         opt_dense.load_state_dict(state["opt_dense"])
