@@ -258,6 +258,90 @@ def test_forward_of_exported_model_equals_prerank_score(prerank, tmp_path, varia
         assert clamped > 0  # the clamp was exercised
 
 
+# --- the epoch schedule (prerank train's, Tests/TrainingTests/EpochScheduleTests.swift) ----------
+
+def run_schedule(schedule, scores):
+    """Feeds `scores` (epoch 1, 2, ...) until the schedule stops; returns every action."""
+    actions = []
+    for i, s in enumerate(scores):
+        actions.append(schedule.record(i + 1, s))
+        if actions[-1][0] == "stop":
+            break
+    return actions
+
+
+def test_schedule_warm_start_ends_on_a_plateau_and_ids_start_from_the_best_epoch():
+    from prerank_torch.schedule import EpochSchedule
+    s = EpochSchedule(40, 2, "auto")
+    a = run_schedule(s, [0.60, 0.62, 0.63, 0.64, 0.65, 0.649, 0.648, 0.66, 0.655, 0.659, 0.7])
+    assert a == [("next",)] * 6 + [("start_ids", 5), ("next",), ("next",), ("stop", "patience")]
+    assert s.best[0] == 8 and s.first_id_epoch == 8 and s.warm_start_end == "patience"
+    assert s.warm_start_epochs(10) == 7
+
+
+def test_schedule_ids_that_never_beat_the_warm_start_leave_it_the_best_epoch():
+    from prerank_torch.schedule import EpochSchedule
+    s = EpochSchedule(40, 2, "auto")
+    a = run_schedule(s, [0.60, 0.61, 0.60, 0.60, 0.59, 0.58])
+    assert a[3] == ("start_ids", 2) and a[-1] == ("stop", "patience") and len(a) == 6
+    assert s.best[0] == 2 and s.first_id_epoch == 5
+
+
+def test_schedule_cap_ends_a_run_that_still_improves_and_leaves_the_ids_the_last_epoch():
+    from prerank_torch.schedule import EpochSchedule
+    s = EpochSchedule(3, 2, "auto")
+    assert run_schedule(s, [0.6, 0.7, 0.8, 0.9]) == [("next",), ("start_ids", 2), ("stop", "max_epochs")]
+    assert s.warm_start_end == "max_epochs" and s.first_id_epoch == 3
+
+
+def test_schedule_fixed_warm_start_runs_its_epochs_whatever_validation_says():
+    from prerank_torch.schedule import EpochSchedule
+    s = EpochSchedule(10, 1, 3)
+    assert run_schedule(s, [0.7, 0.6, 0.65, 0.72, 0.71]) == [
+        ("next",), ("next",), ("start_ids", 1), ("next",), ("stop", "patience")]
+    assert s.warm_start_end == "epochs" and s.best[0] == 4
+
+
+def test_schedule_without_ids_or_warm_start_is_one_phase():
+    from prerank_torch.schedule import IDS, EpochSchedule
+    for warm in (None, 0):
+        s = EpochSchedule(40, 2, warm)
+        assert s.phase == IDS and s.first_id_epoch == 1
+        assert run_schedule(s, [0.6, 0.7, 0.69, 0.68, 0.9]) == [("next",)] * 3 + [("stop", "patience")]
+        assert s.best[0] == 2 and s.warm_start_end is None and s.warm_start_epochs(4) == 0
+    one = EpochSchedule(1, 2, "auto")
+    assert one.phase == IDS and one.warm_start is None
+
+
+def test_schedule_without_validation_only_the_cap_stops_and_warm_start_takes_three_epochs():
+    from prerank_torch.schedule import EpochSchedule
+    s = EpochSchedule(6, 1, "auto")
+    assert run_schedule(s, [None] * 7) == [("next",), ("next",), ("start_ids", 3), ("next",), ("next",),
+                                           ("stop", "max_epochs")]
+    assert s.best[0] == 6
+
+
+def test_schedule_state_round_trips_through_a_checkpoint():
+    """A resumed run takes the decisions an uninterrupted one takes."""
+    from prerank_torch.schedule import EpochSchedule
+    scores = [0.60, 0.62, 0.61, 0.60, 0.63, 0.62, 0.61]
+    whole = run_schedule(EpochSchedule(40, 2, "auto"), scores)
+    first = EpochSchedule(40, 2, "auto")
+    head = [first.record(i + 1, x) for i, x in enumerate(scores[:3])]
+    resumed = EpochSchedule(40, 2, "auto")
+    resumed.load_state_dict(torch.load(_saved(first.state_dict()), weights_only=False))
+    tail = [resumed.record(i + 4, x) for i, x in enumerate(scores[3:])]
+    assert head + tail == whole and whole[-1] == ("stop", "patience")
+
+
+def _saved(obj):
+    import io
+    f = io.BytesIO()
+    torch.save(obj, f)
+    f.seek(0)
+    return f
+
+
 # --- training ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -303,6 +387,8 @@ def test_torchrun_two_processes_match_one_process_and_prerank_train(prerank, wor
         assert specs[n]["ids"] == specs["swift"]["ids"] == {
             "fields": ["user_id", "item_id"], "dropout": 0.5, "warmup_epochs": 1, "lr_scale": 1, "dim": None}
         assert specs[n]["best_epoch"] == specs["swift"]["best_epoch"], n
+        assert specs[n]["stopped"] == specs["swift"]["stopped"] == "max_epochs", n
+        assert specs[n]["schedule"] == specs["swift"]["schedule"], n
     # Export: every non-admitted bucket's row holds the OOV vector (unseen buckets too), so a table
     # has at most admitted + 1 distinct rows.
     item_id = specs["swift"]["admission"]["fields"]["item_id"]
@@ -318,13 +404,16 @@ def test_torchrun_two_processes_match_one_process_and_prerank_train(prerank, wor
         assert abs(two - swift) <= 0.01 and abs(one - swift) <= 0.01, (task, swift, one, two)
 
 
-def test_same_seed_same_first_steps_as_prerank_train(prerank, world, tmp_path, capsys):
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_same_seed_same_first_steps_as_prerank_train(prerank, world, tmp_path, capsys, epochs):
     """Two steps on 1,024 rows at the defaults (admission, id dropout): the weights prerank train
-    writes, to float rounding — init, row order, dropout masks, admission and Adam are the same."""
+    writes, to float rounding — init, row order, dropout masks, admission and Adam are the same.
+    --epochs 2: a warm-start epoch, then an id epoch from its model, every id row starting as the
+    OOV vector and every learning rate scaled by --id-phase-lr-scale (the schedule's step)."""
     lines = (world / "train.csv").read_text().splitlines()[:1025]
     data = tmp_path / "tiny.csv"
     data.write_text("\n".join(lines) + "\n")
-    args = ["--features", world / "features.yaml", "--data", data, "--epochs", 1, "--batch", 512, "--seed", 7,
+    args = ["--features", world / "features.yaml", "--data", data, "--epochs", epochs, "--batch", 512, "--seed", 7,
             "--validation-fraction", 0, *SMALL]
     run(prerank, "train", *args, "--out", tmp_path / "swift")
     torch_train_inprocess(*args, "--out", tmp_path / "torch", "--workers", 0, "--log-every", 0, "--no-checkpoint")
@@ -342,6 +431,32 @@ def small(world):
     path = world / "small.csv"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def test_both_trainers_at_their_defaults_stop_by_patience_with_the_same_schedule(prerank, world, small, tmp_path,
+                                                                                  capsys):
+    """Issue 25: at the defaults (--epochs 40 a cap, warm start until validation stops improving,
+    ids from the best warm-start epoch at --id-phase-lr-scale 0.1, patience 2) both trainers end
+    by patience long before the cap and record the same schedule. prerank train with --threads 1
+    takes the steps prerank_torch takes, so every decision falls on the same epoch."""
+    args = ["--features", world / "features.yaml", "--data", small, *SMALL]
+    swift = run(prerank, "train", *args, "--out", tmp_path / "swift", "--threads", 1)
+    capsys.readouterr()
+    torch_train_inprocess(*args, "--out", tmp_path / "torch", "--workers", 0, "--log-every", 0, "--no-checkpoint")
+    printed = capsys.readouterr().err
+    specs = {n: json.loads((tmp_path / n / "model.json").read_text())["training"] for n in ("swift", "torch")}
+    for n, t in specs.items():
+        assert t["stopped"] == "patience" and t["epochs_run"] < 40, (n, t["stopped"], t["epochs_run"])
+        assert t["schedule"]["max_epochs"] == 40 and t["schedule"]["patience"] == 2, n
+        assert t["schedule"]["id_warmup"] == "auto" and t["schedule"]["id_phase_lr_scale"] == 0.1, n
+        assert t["schedule"]["id_warmup_ended"] == "patience", n
+    print({n: (t["epochs_run"], t["best_epoch"], t["schedule"]["first_id_epoch"]) for n, t in specs.items()})
+    assert specs["torch"]["schedule"] == specs["swift"]["schedule"]
+    for key in ("stopped", "epochs_run", "best_epoch", "ids"):
+        assert specs["torch"][key] == specs["swift"][key], (key, specs["torch"][key], specs["swift"][key])
+    stop = f"train: stopped after epoch {specs['swift']['epochs_run']}: validation did not improve for 2 epochs " \
+           f"(patience); kept epoch {specs['swift']['best_epoch']}"
+    assert stop in swift.stderr + swift.stdout and stop in printed, printed
 
 
 @pytest.mark.parametrize("shuffle", ["full", "buffer"])
@@ -697,6 +812,17 @@ def test_bad_device_thread_and_timeout_values_are_one_line_errors(world, tmp_pat
     assert "--collective-timeout" in inprocess_error(capsys, *base, "--collective-timeout", 0)
 
 
+def test_bad_schedule_values_are_one_line_errors_naming_the_flag(world, tmp_path, capsys):
+    base = ["--features", world / "features.yaml", "--data", world / "train.csv", "--out", tmp_path / "m"]
+    for value in ("soon", "-1", "2.5"):
+        e = inprocess_error(capsys, *base, "--id-warmup-epochs", value)
+        assert e == f"Error: --id-warmup-epochs must be auto or an integer ≥ 0, not {value}", e
+    for value in ("0", "-0.1", "nan", "inf"):
+        e = inprocess_error(capsys, *base, "--id-phase-lr-scale", value)
+        assert "--id-phase-lr-scale must be > 0" in e and value in e, e
+    assert "--patience must be ≥ 0, not -1" in inprocess_error(capsys, *base, "--patience", -1)
+
+
 def test_default_threads_is_one_intra_op_thread(monkeypatch):
     from prerank_torch.train import configure_threads
     before = torch.get_num_threads()
@@ -741,6 +867,39 @@ def test_resume_refuses_a_checkpoint_of_other_settings(world, small, tmp_path, c
     # The same settings resume (and finish the epoch).
     torch_train_inprocess(*base, "--data", small, "--resume")
     assert (tmp_path / "m" / "model.json").exists()
+
+
+def test_a_run_that_hit_the_cap_trains_on_under_a_larger_epochs(world, tmp_path, capsys):
+    """--epochs is only a cap: a checkpoint of a run that ended there (stopped "max_epochs")
+    resumes under a larger --epochs and trains the epochs that adds; the schedule's other
+    settings must stay the same."""
+    lines = (world / "train.csv").read_text().splitlines()[:4097]
+    data = tmp_path / "d.csv"
+    data.write_text("\n".join(lines) + "\n")
+    base = ["--features", world / "features.yaml", "--data", data, "--batch", 512, "--seed", 3, "--workers", 0,
+            "--log-every", 0, "--out", tmp_path / "m", *SMALL]
+    torch_train_inprocess(*base, "--epochs", 2, "--patience", 5)
+    first = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
+    assert first["stopped"] == "max_epochs" and first["epochs_run"] == 2
+    assert first["schedule"]["id_warmup_ended"] == "max_epochs" and first["schedule"]["first_id_epoch"] == 2
+    e = inprocess_error(capsys, *base, "--epochs", 3, "--patience", 5, "--id-phase-lr-scale", 0.5, "--resume")
+    assert "checkpoint is not of this model" in e and "phase_lr_scale was 0.1, this run has 0.5" in e, e
+    capsys.readouterr()
+    torch_train_inprocess(*base, "--epochs", 3, "--patience", 5, "--resume")
+    assert "resumed from" in capsys.readouterr().err
+    more = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
+    assert more["epochs_run"] == 3 and more["stopped"] == "max_epochs" and more["schedule"]["max_epochs"] == 3
+    assert more["schedule"]["first_id_epoch"] == 2 and more["ids"]["warmup_epochs"] == 1
+
+
+def test_resume_refuses_a_checkpoint_from_before_the_schedule(world, tmp_path, capsys):
+    """A prerank-torch-checkpoint/1 (no schedule state) is refused in one line before the data pass."""
+    old = tmp_path / "old.pt"
+    torch.save({"format": "prerank-torch-checkpoint/1", "epoch": 1, "step": 0}, old)
+    e = inprocess_error(capsys, "--features", world / "features.yaml", "--data", world / "train.csv",
+                        "--out", tmp_path / "m", "--resume", old)
+    assert e == f"Error: {old}: checkpoint format prerank-torch-checkpoint/1, this trainer reads " \
+                "prerank-torch-checkpoint/2; start afresh without --resume", e
 
 
 def test_resume_refuses_another_process_count():

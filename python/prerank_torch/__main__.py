@@ -16,7 +16,8 @@ def parser():
     t.add_argument("--arch", default=None, help="resflow (default), nse, nse+fr, nse+lr or esmm")
     t.add_argument("--clamp", action="store_true", help="clamp residual logits at 0 for k > 0")
     t.add_argument("--pos-weight", default="", help="positive weights per task, e.g. ctr=1,ctcvr=500")
-    t.add_argument("--epochs", type=int, default=4, help="epochs at most")
+    t.add_argument("--epochs", type=int, default=40,
+                   help="epochs at most: a cap; a run ends when validation stops improving (--patience)")
     t.add_argument("--batch", type=int, default=512, help="global mini-batch size (split among processes)")
     t.add_argument("--lr", type=float, default=0.002, help="Adam learning rate")
     t.add_argument("--embedding-lr", type=float, default=None, help="learning rate of the tables (default: --lr)")
@@ -36,9 +37,12 @@ def parser():
     t.add_argument("--id-dropout", type=float, default=None,
                    help="probability that a training row reads an id field from the out-of-vocabulary row instead "
                         "(default 0.5, 0 with --init-model)")
-    t.add_argument("--id-warmup-epochs", type=int, default=None,
-                   help="train the first N epochs (at most --epochs − 1) without id fields, then start every id row "
-                        "from the out-of-vocabulary row (default 3, 0 with --init-model)")
+    t.add_argument("--id-warmup-epochs", default=None,
+                   help="warm start: id fields read the out-of-vocabulary row until validation stops improving (auto) "
+                        "or for N epochs (at most --epochs − 1); then every id row starts from it (default auto, "
+                        "0 with --init-model)")
+    t.add_argument("--id-phase-lr-scale", type=float, default=0.1,
+                   help="multiplies every learning rate from the first id epoch on")
     t.add_argument("--id-lr-scale", type=float, default=1.0, help="multiplies the embedding learning rate on id fields")
     t.add_argument("--id-dim", type=int, default=None, help="embedding dim of the id fields (default: features.yaml's)")
     t.add_argument("--weight-column", default=None,

@@ -1,6 +1,7 @@
 """Checkpoints: written atomically, read back only by a run that would take the same steps.
 
-A checkpoint holds the model, both optimisers' state, the best epoch so far and where the run
+A checkpoint holds the model, both optimisers' state, the best epoch so far, the epoch
+schedule's state (phase, epochs since the best) and where the run
 stands (epoch, step, rows and loss so far). `run_record` is what decides the steps — seed,
 batch, learning rates, L2, positive weights, the sample-weight column, the process count, the
 order (and for the streaming order its shards and workers) and the data files with their sizes;
@@ -14,7 +15,7 @@ import torch
 
 from .errors import InputError
 
-CHECKPOINT_FORMAT = "prerank-torch-checkpoint/1"
+CHECKPOINT_FORMAT = "prerank-torch-checkpoint/2"  # 2: the epoch schedule's state (schedule.py)
 
 # (record key, the flag a user changes, how it prints)
 RECORD_FLAGS = [("seed", "--seed"), ("batch", "--batch"), ("lr", "--lr"), ("embedding_lr", "--embedding-lr"),

@@ -37,6 +37,7 @@ from .distributed import DEFAULT_COLLECTIVE_TIMEOUT_S, Dist, check_replicas, log
 from .errors import InputError
 from .metrics import auc, logloss
 from .model import PrerankAdam, TwinTower
+from .schedule import SCHEDULE_RULE, WARM_START, EpochSchedule, epoch_lines, stop_line
 from .spec import architecture, load_features, resolve_id_fields
 from .step import TrainStep, add_l2_to_touched_rows, batch_loss, to_device  # noqa: F401
 
@@ -153,6 +154,19 @@ class PrerankOrder:
             yield block, len(pos)
 
 
+def parse_id_warmup(text):
+    """--id-warmup-epochs: "auto" (until validation stops improving) or an integer N ≥ 0."""
+    if text == "auto":
+        return "auto"
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise InputError(f"--id-warmup-epochs must be auto or an integer ≥ 0, not {text}")
+    return n
+
+
 def dense_stats(sums):
     """mean and population std per dense field over every row (std 1 when constant or n ≤ 1)."""
     mean, std = {}, {}
@@ -235,14 +249,17 @@ def _run(args, d):
     fresh = not args.init_model
     min_count = args.min_count if args.min_count is not None else (5 if fresh else 0)
     id_dropout = args.id_dropout if args.id_dropout is not None else (0.5 if fresh else 0.0)
-    id_warmup = args.id_warmup_epochs if args.id_warmup_epochs is not None else (3 if fresh else 0)
+    id_warmup = parse_id_warmup(args.id_warmup_epochs if args.id_warmup_epochs is not None else ("auto" if fresh else "0"))
+    if args.patience < 0:
+        raise InputError(f"--patience must be ≥ 0, not {args.patience}")
     if min_count < 0:
         raise InputError(f"--min-count must be ≥ 0, not {min_count}")
     if not 0 <= id_dropout <= 1:
         raise InputError(f"--id-dropout must be in [0, 1], not {id_dropout}")
-    if id_warmup < 0 or not (args.id_lr_scale > 0 and math.isfinite(args.id_lr_scale)) or \
-            (args.id_dim is not None and args.id_dim < 1):
-        raise InputError("--id-warmup-epochs must be ≥ 0, --id-lr-scale > 0, --id-dim ≥ 1")
+    if not (args.id_lr_scale > 0 and math.isfinite(args.id_lr_scale)) or (args.id_dim is not None and args.id_dim < 1):
+        raise InputError("--id-lr-scale must be > 0, --id-dim ≥ 1")
+    if not (args.id_phase_lr_scale > 0 and math.isfinite(args.id_phase_lr_scale)):
+        raise InputError(f"--id-phase-lr-scale must be > 0, not {args.id_phase_lr_scale}")
     if args.id_dim is not None and args.init_model:
         raise InputError("--id-dim cannot change the features of --init-model")
     explicit_ids = [x.strip() for x in args.id_fields.split(",") if x.strip()] if args.id_fields is not None else None
@@ -286,8 +303,20 @@ def _run(args, d):
         path = checkpoint if os.path.exists(checkpoint) else None
         if path is None:
             log(f"train: no checkpoint at {checkpoint}: starting afresh (--auto-resume)", d.rank)
+    # The id and schedule settings a resumed run must share with the checkpoint's.
+    ids_record = {"fields": sorted(id_names), "dropout": id_dropout, "warmup": id_warmup, "lr_scale": args.id_lr_scale,
+                  "dim": args.id_dim, "phase_lr_scale": args.id_phase_lr_scale, "patience": args.patience}
     if path is not None:
         state = load_checkpoint(path)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise InputError(f"{path}: checkpoint format {state.get('format')}, this trainer reads {CHECKPOINT_FORMAT}; "
+                             f"start afresh without --resume")
+        theirs = state.get("ids") or {}
+        for key in ids_record:
+            if theirs.get(key) != ids_record[key]:
+                raise InputError(f"{path}: checkpoint is not of this model (id or schedule setting {key} was "
+                                 f"{theirs.get(key)}, this run has {ids_record[key]}); resume with the same value "
+                                 f"or start afresh without --resume")
         check_resumable(path, state, run_record(args, d.world, sources, None, shards, emb_lr, pos_weight),
                         ignore=("order", "data_shards", "workers"))  # known after the data pass
 
@@ -349,8 +378,8 @@ def _run(args, d):
             f"{100 * v['admitted_buckets'] / max(v['seen_buckets'], 1):.1f}% ({v['admitted_buckets']}), "
             f"OOV {100 * v['oov_values'] / max(v['values'], 1):.2f}% of {v['values']} values", d.rank)
     id_tables = sorted(enc_m.table_index[n] for n in id_names)
-    # Warm-start epochs as run: at most epochs − 1, so ids always get the last epoch.
-    warm = min(id_warmup, max(args.epochs - 1, 0)) if id_tables else 0
+    # prerank train's schedule: warm start without ids, then ids, both ended by patience (schedule.py).
+    schedule = EpochSchedule(args.epochs, args.patience, (id_warmup or None) if id_tables else None)
     id_stream = [(side, j, f_buckets) for side in ("user", "item")
                  for j, (name, _, h) in enumerate(enc.sides[side]["emb"]) if name in id_names
                  for f_buckets in [enc_m.buckets[enc_m.table_index[name]]]]
@@ -380,31 +409,34 @@ def _run(args, d):
     train_step = TrainStep(model, towers, opt_dense, opt_sparse, pw, d, bool(args.weight_column), args.embedding_l2,
                            amp=args.amp == "bf16")
 
-    ids_record = {"fields": sorted(id_names), "dropout": id_dropout, "warmup_epochs": warm, "lr_scale": args.id_lr_scale,
-                  "dim": args.id_dim}
     record = run_record(args, d.world, sources, porder is not None, shards, emb_lr, pos_weight)
-    start_epoch, best, since_best, history = 1, None, 0, []
+    # best: the best epoch's figures and weights (its epoch and score are schedule.best).
+    start_epoch, best, history, stop_reason = 1, None, [], None
     resume_step, resume_seen, resume_loss = 0, 0, 0.0
     if state is not None:
         if state.get("format") != CHECKPOINT_FORMAT or state.get("tasks") != tasks or state.get("features") != features \
-                or state.get("arch") != arch or state.get("ids") != ids_record:
-            raise InputError(f"{path}: checkpoint is not of this model (tasks, features or architecture differ)")
+                or state.get("arch") != arch:
+            raise InputError(f"{path}: checkpoint is not of this model (tasks, features, architecture or checkpoint "
+                             f"format differ)")
         check_resumable(path, state, record)
         model.load_state_dict(state["model"])
         opt_dense.load_state_dict(state["opt_dense"])
         if opt_sparse is not None:
             opt_sparse.load_state_dict(state["opt_sparse"])
-        best, since_best, history = state["best"], state["since_best"], state["history"]
+        best, history = state["best"], state["history"]
+        schedule.load_state_dict(state["schedule"])
         if state["step"] > 0:  # mid-epoch: replay the epoch's (deterministic) stream past the steps taken
             start_epoch, resume_step = state["epoch"], state["step"]
             resume_seen, resume_loss = state["seen"], state["loss_sum"]
         else:
             start_epoch = state["epoch"] + 1
         log(f"train: resumed from {path} at epoch {state['epoch']}, step {state['step']}", d.rank)
-        if state.get("stopped"):
+        # Stopped by patience: done. Stopped by the cap: a larger --epochs trains on.
+        stop_reason = state.get("stopped")
+        if stop_reason == "patience":
             start_epoch = args.epochs + 1
 
-    def save(epoch, step, seen, loss_sum, stopped=False):
+    def save(epoch, step, seen, loss_sum, stopped=None):
         """Rank 0 writes the checkpoint (the others hold the same weights: check_replicas)."""
         if d.rank != 0 or args.no_checkpoint:
             return
@@ -413,14 +445,12 @@ def _run(args, d):
             "tasks": tasks, "features": features, "arch": arch, "ids": ids_record, "run": record,
             "model": model.state_dict(), "opt_dense": opt_dense.state_dict(),
             "opt_sparse": opt_sparse.state_dict() if opt_sparse is not None else None,
-            "best": best, "since_best": since_best, "history": history, "stopped": stopped})
+            "best": best, "schedule": schedule.state_dict(), "history": history, "stopped": stopped})
 
     local_batch = max(1, math.ceil(args.batch / shards))
     steps_total = 0
     for epoch in range(start_epoch, args.epochs + 1):
-        warming = epoch <= warm
-        if warm and epoch == warm + 1 and not (epoch == start_epoch and resume_step):
-            start_ids_from_oov(model.encoder, id_tables)
+        warming = schedule.phase == WARM_START
         model.encoder.ids_off = set(id_tables) if warming else set()
         resuming = epoch == start_epoch and resume_step
         if porder is not None:
@@ -485,19 +515,29 @@ def _run(args, d):
         aucs = [m["auc"] for m in metrics.values() if m["auc"] is not None]
         score = sum(aucs) / len(aucs) if validation_rows and aucs else -loss_sum / max(seen, 1)
         history.append({"epoch": epoch, "loss": loss_sum / max(seen, 1), "rows_per_second": rate,
-                        "validation": metrics})
-        log(f"train: epoch {epoch}: loss {loss_sum / max(seen, 1):.4f}, {rate:.0f} rows/s, validation AUC " +
-            ", ".join(f"{k} {(m['auc'] if m['auc'] is not None else 0.5):.4f}" for k, m in metrics.items()), d.rank)
-        stopped = False
-        if best is not None and validation_rows > 0 and score <= best["score"]:
-            since_best += 1
-            stopped = since_best >= args.patience
-        else:
-            best = {"score": score, "epoch": epoch, "metrics": metrics,
+                        "validation": metrics, "read_ids": not warming})
+        # The same decision on every rank: the score is of every rank's validation rows.
+        action = schedule.record(epoch, score if validation_rows > 0 else None)
+        if schedule.best[0] == epoch:
+            best = {"epoch": epoch, "metrics": metrics,
                     "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-            since_best = 0
-        save(epoch, 0, seen, loss_sum, stopped)
-        if stopped:
+        best_so_far = schedule.best[0]
+        for line in epoch_lines(epoch, not warming, loss_sum / max(seen, 1), rate,
+                                {k: m["auc"] for k, m in metrics.items()}, score, action, best_so_far,
+                                epoch - best_so_far, args.patience, args.epochs):
+            log(line, d.rank)
+        if action[0] == "start_ids":
+            # From the best warm-start epoch's weights (the optimisers' moments stay as they are,
+            # as in prerank train), every id row the OOV vector, every learning rate scaled.
+            if best is not None and best["epoch"] == action[1]:
+                model.load_state_dict(best["model"])
+            start_ids_from_oov(model.encoder, id_tables)
+            for opt in (opt_dense, opt_sparse):
+                for g in (opt.param_groups if opt is not None else []):
+                    g["lr"] *= args.id_phase_lr_scale
+        stop_reason = action[1] if action[0] == "stop" else None
+        save(epoch, 0, seen, loss_sum, stop_reason)
+        if stop_reason:
             break
 
     if best is not None:
@@ -507,13 +547,21 @@ def _run(args, d):
     if d.on:
         log(f"train: all {d.world} ranks hold identical weights ({replicas} tensors, fingerprints all-gathered)",
             d.rank)
-    best_epoch = best["epoch"] if best else len(history)
-    # Early stopping kept a warm-start epoch: the model never read ids; every id row = OOV vector.
-    model.encoder.export_ids_off = set(id_tables) if best_epoch <= warm else set()
+    best_epoch = schedule.best[0] if schedule.best else len(history)
+    first_id_epoch = schedule.first_id_epoch if schedule.first_id_epoch is not None and \
+        schedule.first_id_epoch <= len(history) else None
+    warm = schedule.warm_start_epochs(len(history))
+    log(stop_line(len(history), best_epoch, stop_reason, first_id_epoch, warm, args.patience, args.epochs), d.rank)
+    # The kept epoch is a warm-start one (the ids never beat it): every id row = OOV vector.
+    ids_off = best_epoch < schedule.first_id_epoch if schedule.first_id_epoch is not None else True
+    model.encoder.export_ids_off = set(id_tables) if ids_off else set()
     model.training_info = {
         "trainer": "prerank_torch", "torch": torch.__version__, "data": args.data, "rows": train_rows,
         "validation_rows": validation_rows, "skipped_rows": skipped, "seed": args.seed, "arch": arch_name,
-        "clamp": arch["clamp"], "epochs_run": len(history), "best_epoch": best["epoch"] if best else len(history),
+        "clamp": arch["clamp"], "epochs_run": len(history), "best_epoch": best_epoch, "stopped": stop_reason,
+        "schedule": {"max_epochs": args.epochs, "patience": args.patience, "id_warmup": id_warmup,
+                     "id_warmup_ended": schedule.warm_start_end, "first_id_epoch": first_id_epoch,
+                     "id_phase_lr_scale": args.id_phase_lr_scale, "rule": SCHEDULE_RULE},
         "world_size": d.world, "backend": d.backend or "none", "device": d.device.type, "amp": args.amp, "batch": args.batch, "lr": args.lr,
         "embedding_lr": emb_lr, "embedding_l2": args.embedding_l2,
         "init_model": args.init_model or None,
