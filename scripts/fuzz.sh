@@ -58,7 +58,9 @@ run_one() {
     local rc=0
     # -timeout: an input slower than 10 s is a finding (a hang or a quadratic path);
     # -rss_limit_mb: one allocation or the process past 2 GiB is a finding.
-    PRERANK_FUZZ_TARGET="$name" PRERANK_FUZZ_SCRATCH="$work" \
+    # SWIFT_BACKTRACE: the Swift backtracer, reading memory after an abort, trips ASan itself.
+    LSAN_OPTIONS="suppressions=$(pwd)/Fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}" \
+    SWIFT_BACKTRACE=enable=no PRERANK_FUZZ_TARGET="$name" PRERANK_FUZZ_SCRATCH="$work" \
         "$BIN" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$work/findings/" "$work/corpus" "Fuzz/corpus/$name" >"$log" 2>&1 || rc=$?
     grep -E "^#[0-9]+ +(DONE|INITED)|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)" "$log" | tail -4 >&2 || true
@@ -99,7 +101,7 @@ case "$1" in
         name="$2"; shift 2
         build
         mkdir -p "$WORK_DIR/$name"
-        PRERANK_FUZZ_TARGET="$name" PRERANK_FUZZ_SCRATCH="$WORK_DIR/$name" "$BIN" -timeout=10 -rss_limit_mb=2048 "$@"
+        LSAN_OPTIONS="suppressions=$(pwd)/Fuzz/lsan.supp" SWIFT_BACKTRACE=enable=no PRERANK_FUZZ_TARGET="$name" PRERANK_FUZZ_SCRATCH="$WORK_DIR/$name" "$BIN" -timeout=10 -rss_limit_mb=2048 "$@"
         ;;
     -*)
         usage

@@ -33,9 +33,10 @@ enum UpdatesTarget {
         let at = r.u16() % (file.count + 1)
         switch damage {
         case 0, 1:
-            // A tear: cut at `at`, then (1) zeros, as a file extended but not written leaves.
+            // A tear: cut at `at`, then (1) zeros, as a file extended but not written leaves. The
+            // writer fsyncs the magic before the first record, so zeros follow only a whole magic.
             file.removeSubrange(at...)
-            if damage == 1 { file += [UInt8](repeating: 0, count: Int(r.byte())) }
+            if damage == 1 && at >= UpdateLog.magic.count { file += [UInt8](repeating: 0, count: Int(r.byte())) }
             let kept = ends.filter { $0.end <= at }.map(\.sequence)
             check(file, tornOnly: kept)
         default:

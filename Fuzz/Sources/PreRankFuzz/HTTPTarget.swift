@@ -25,8 +25,11 @@ enum HTTPTarget {
     static let workBaseNs: UInt64 = 30_000_000
     static let workPerEventNs: UInt64 = 300_000
     static let workPerByteNs: UInt64 = 5_000
-    /// The most bytes one input may send (repeats are cut here).
-    static let maxStream = 256 << 10
+    /// The most bytes one input may send (repeats are cut here), and the most reads of the
+    /// program's size: past them reads are `maxRead` bytes, so an input costs at most a few
+    /// thousand events and the target keeps hundreds of executions a second.
+    static let maxStream = 128 << 10
+    static let maxSmallReads = 2048
     static let readSizes = [1, 2, 3, 7, 16, 100, 1024, 4096]
     static let maxRead = 4096
     static let clockSteps: [UInt64] = [1_000_000, 100_000_000, 1_000_000_000, 2_000_000_000, 5_000_000_000,
@@ -65,6 +68,7 @@ enum HTTPTarget {
         var queue: [UInt8] = []
         var queueStart = 0
         var readSize = 4096
+        var reads = 0
         var streamBytes = 0
         var refused = false
         // Work accounting.
@@ -183,7 +187,8 @@ enum HTTPTarget {
             while progress && !closed {
                 progress = false
                 if reading && queueStart < queue.count {
-                    let n = min(readSize, queue.count - queueStart)
+                    reads += 1
+                    let n = min(reads > maxSmallReads ? maxRead : readSize, queue.count - queueStart)
                     let chunk = Array(queue[queueStart..<(queueStart + n)])
                     queueStart += n
                     if queueStart == queue.count { queue = []; queueStart = 0 }
