@@ -29,6 +29,7 @@ enum UpdatesTarget {
             file += UpdateLog.encode(sequence: sequence, payload: payload)
             ends.append((file.count, sequence))
         }
+        let original = file
         let damage = r.byte() % 4
         let at = r.u16() % (file.count + 1)
         switch damage {
@@ -37,7 +38,8 @@ enum UpdatesTarget {
             // writer fsyncs the magic before the first record, so zeros follow only a whole magic.
             file.removeSubrange(at...)
             if damage == 1 && at >= UpdateLog.magic.count { file += [UInt8](repeating: 0, count: Int(r.byte())) }
-            let kept = ends.filter { $0.end <= at }.map(\.sequence)
+            // The records whose bytes survived (zeros can restore a record whose tail was zeros).
+            let kept = ends.prefix { $0.end <= file.count && Array(file[0..<$0.end]) == Array(original[0..<$0.end]) }.map(\.sequence)
             check(file, tornOnly: kept)
         default:
             for _ in 0..<Int(r.byte() % 8) where !file.isEmpty {
