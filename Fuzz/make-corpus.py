@@ -46,7 +46,8 @@ for i, req in enumerate(requests):
     put("http", cfg + read + literal(req))
     put("http", cfg + read + literal(req) + literal(req))          # pipelined
 get = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
-put("http", b"\x30" + bytes([4, 0x00, 0x02, 2]) + b"\r\n" + literal(get))   # 512 blank lines, then a request
+put("http", b"\x30" + bytes([4, 0x00, 0x02, 1]) + b"\r\n" + literal(get))   # 512 blank lines, then a request
+put("http", b"\x30" + bytes([9, 7, 4, 0x00, 0x08, 1]) + b"\r\n" + literal(get))   # 2048 (RFC 9112 §2.2 allows a few)
 put("http", b"\x00" + literal(get) + b"\x05\x07" + literal(get))             # idle past the timeout
 put("http", b"\x00" + literal(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab") + b"\x05\x05")  # body timeout
 put("http", b"\x30" + literal(b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n") + b"\x08\x04\xff"
