@@ -32,6 +32,9 @@ let package = Package(
         .executable(name: "prerank", targets: ["prerank"]),
         .library(name: "TwinTower", targets: ["TwinTower"]),
         .library(name: "Fusion", targets: ["Fusion"]),
+        // For the fuzz package (Fuzz/Package.swift), which reaches the server's decoders and
+        // connection state machine; the shipped product is still only `prerank`.
+        .library(name: "PreRankServer", targets: ["PreRankServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -58,6 +58,28 @@ import TwinTower
         #expect(try UpdateLog.parse(Array(UpdateLog.magic[0..<5]), path: "t").records.isEmpty)
     }
 
+    /// A change may carry any text, so a record's payload can hold the bytes of a whole valid
+    /// record. Torn inside its payload, the log is still torn, not corrupt: the bytes its valid
+    /// header claims are its own. Regression (fuzz target `updates`): the reader looked for a
+    /// valid header from the torn record's second byte on, found the embedded one, and refused
+    /// the log, so a crash during such an append kept the server from starting.
+    @Test func aRecordHiddenInATornPayloadIsNotAFollowingRecord() throws {
+        var bytes = UpdateLog.magic
+        bytes += UpdateLog.encode(sequence: 1, payload: Self.payload(1))
+        let inner = UpdateLog.encode(sequence: 9, payload: Self.payload(9))
+        let outer = UpdateLog.encode(sequence: 2, payload: Array("{\"x\":\"".utf8) + inner + Array("\"}".utf8))
+        let innerStart = UpdateLog.headerBytes + 6
+        for cut in (innerStart + inner.count)..<outer.count {
+            let contents = try UpdateLog.parse(bytes + outer[0..<cut], path: "t")
+            #expect(contents.records.map(\.sequence) == [1], "cut at \(cut)")
+            #expect(contents.torn != nil && contents.validEnd == bytes.count, "cut at \(cut)")
+        }
+        // A damaged header still lets a record after it show corruption.
+        var flipped = bytes + outer + UpdateLog.encode(sequence: 3, payload: Self.payload(3))
+        flipped[bytes.count + 1] ^= 0x40
+        #expect(throws: UpdateLogError.self) { try UpdateLog.parse(flipped, path: "t") }
+    }
+
     @Test func crcMismatchIsDetected() throws {
         var bytes = UpdateLog.magic
         var offsets: [Int] = []

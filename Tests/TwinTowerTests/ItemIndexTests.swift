@@ -66,4 +66,23 @@ import Testing
         let path = try writeIndex(ids: [1, 2], vectors: [1, 2, 3, 4], t: 1, d: 2, dtype: .f32)
         #expect(throws: FormatError.self) { try ItemIndex(path: path, model: model) }
     }
+
+    /// An index whose `ids` start at an odd offset (a header of odd length), so the loader reads
+    /// them from an aligned copy; `ids` out of order must be named with the values in the file.
+    /// Regression (fuzz target `safetensors`): the message was built after the copy was freed,
+    /// a use-after-free that printed whatever the allocator had written there.
+    @Test(arguments: [([5, 5], "duplicate id 5 at rows 0 and 1"), ([7, 3], "ids are not ascending at row 1 (7 then 3)")])
+    func unorderedIdsAreNamedFromAMisalignedTable(ids: [Int64], message: String) throws {
+        var header = #"{"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},"vectors":{"dtype":"F32","shape":[2,1,1],"data_offsets":[16,24]}}"#
+        if header.utf8.count % 2 == 0 { header += " " }
+        var bytes: [UInt8] = []
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { bytes += $0 }
+        bytes += Array(header.utf8)
+        for id in ids { withUnsafeBytes(of: id.littleEndian) { bytes += $0 } }
+        for v: Float in [1, 2] { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ix-\(UUID().uuidString).st").path
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(throws: FormatError(path, message)) { try ItemIndex(path: path) }
+    }
 }

@@ -27,9 +27,10 @@ import Foundation
 /// `updates_sequence`) skip what it already holds.
 ///
 /// A damaged record (short header, bad header CRC, a length past the end, bad payload CRC) is a
-/// **torn tail** when no valid record header follows it anywhere in the file: a crash can tear only
-/// the last record (one is fsync'd before the next is written), whatever bytes the tear left
-/// (a prefix, zeros, garbage). It is dropped with a warning and everything before it kept. A
+/// **torn tail** when no valid record header follows it anywhere in the file (when its own header
+/// is valid, the search starts after the bytes that header claims: they are its payload, whatever
+/// they hold): a crash can tear only the last record (one is fsync'd before the next is written),
+/// whatever bytes the tear left (a prefix, zeros, garbage). It is dropped with a warning and everything before it kept. A
 /// damaged record *followed by a valid one* is corruption, and refused: dropping it would silently
 /// lose the changes after it.
 public enum UpdateLog {
@@ -125,6 +126,11 @@ public enum UpdateLog {
             var damage: String?
             let remaining = bytes.count - offset
             var end = bytes.count
+            // Where a valid record could start after a damaged one: right after its offset when
+            // its header is bad (its length cannot be trusted), else after the bytes its valid
+            // header claims, which are its own payload even if they happen to hold a record's
+            // bytes (a change may carry any text; found by the `updates` fuzz target).
+            var searchFrom = offset
             if remaining < headerBytes {
                 damage = "header cut short (\(remaining) of \(headerBytes) bytes)"
             } else if !headerIsValid(bytes, at: offset) {
@@ -132,6 +138,7 @@ public enum UpdateLog {
             } else {
                 let length = Int(load(UInt32.self, bytes, offset))
                 end = offset + headerBytes + length
+                searchFrom = end - 1
                 if length > maxPayload || end > bytes.count {
                     damage = "length \(length) runs past the end of the file"
                 } else if crc(bytes[(offset + headerBytes)..<end]) != load(UInt32.self, bytes, offset + 12) {
@@ -139,7 +146,7 @@ public enum UpdateLog {
                 }
             }
             if let damage {
-                if let next = nextValidHeader(bytes, after: offset) {
+                if let next = nextValidHeader(bytes, after: searchFrom) {
                     throw UpdateLogError(path: path, message: "record at byte \(offset): \(damage), and a valid record follows at byte \(next): the log is corrupt, not torn")
                 }
                 torn = "record at byte \(offset): \(damage)"

@@ -119,9 +119,12 @@ public final class ItemIndex: @unchecked Sendable {
         let idsPointer = place(idsTensor, alignment: 8).assumingMemoryBound(to: Int64.self)
         let ids = UnsafeBufferPointer(start: idsPointer, count: n)
         for i in 1..<max(n, 1) where ids[i] <= ids[i - 1] {
+            // The message reads `ids`, which may point into an aligned copy in `owned`: build it
+            // before that copy is freed (found by the `safetensors` fuzz target).
+            let message = ids[i] == ids[i - 1] ? "duplicate id \(ids[i]) at rows \(i - 1) and \(i)"
+                                               : "ids are not ascending at row \(i) (\(ids[i - 1]) then \(ids[i]))"
             owned.forEach { $0.deallocate() }
-            throw FormatError(path, ids[i] == ids[i - 1] ? "duplicate id \(ids[i]) at rows \(i - 1) and \(i)"
-                                                         : "ids are not ascending at row \(i) (\(ids[i - 1]) then \(ids[i]))")
+            throw FormatError(path, message)
         }
         self.ids = ids
         /// A vector table: a huge-page copy when asked for (and possible), else `place`.
