@@ -7,8 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-need_py  # Python runs in the project environment (scripts/setup-test.sh makes it)
-scripts/setup.sh
+scripts/setup-test.sh  # wrk, and the project environment Python runs in
 swift build -c release --product prerank
 BIN="$(swift build -c release --show-bin-path)/prerank"
 [ -f demo/model/model.json ] && [ -f demo/index.safetensors ] || scripts/make-demo.sh "$BIN"

@@ -16,18 +16,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-need_py  # Python runs in the project environment (scripts/setup-test.sh makes it)
 if [ -z "${1:-}" ]; then
-    scripts/setup.sh
+    scripts/setup-test.sh
     swift build -c release --product prerank
 fi
+need_py  # Python runs in the project environment (scripts/setup-test.sh makes it)
 BIN="${1:-$(swift build -c release --show-bin-path)/prerank}"
 WORLD="${2:-/tmp/prerank-spec}"
 SECS="${SECONDS_PER_RUN:-20}"
 RATE="${UPSERT_RATE:-5000}"
 BATCH="${BATCH:-500}"
 INDEX="${INDEX:-index-f32.safetensors}"
-command -v wrk >/dev/null || { echo "loadtest-upserts: wrk is not installed (scripts/setup.sh)" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "loadtest-upserts: wrk is not installed (scripts/setup-test.sh)" >&2; exit 2; }
 scripts/spec-world.sh "$BIN" "$WORLD"
 OUT=/tmp/prerank-upserts
 rm -rf "$OUT" && mkdir -p "$OUT"

@@ -11,7 +11,7 @@
 #        exercised too; 0: every reload re-reads unchanged files), INDEX (index-f32.safetensors),
 #        SWAP_INDEX (0; N > 0: every Nth reload points model.index at the other of two copies of
 #        the index, so those reloads really map a new 776 MB file — a model rollout under load)
-# Needs wrk (scripts/setup.sh installs it). Exit status 1 when the storm phase had a failure or
+# Needs wrk (scripts/setup-test.sh installs it). Exit status 1 when the storm phase had a failure or
 # p99 above 1.5x the steady phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ RELOADS="${RELOADS:-100}"
 INDEX="${INDEX:-index-f32.safetensors}"
 CHANGE_CONFIG="${CHANGE_CONFIG:-1}"
 SWAP_INDEX="${SWAP_INDEX:-0}"
-command -v wrk >/dev/null || { echo "reload-storm: wrk is not installed (scripts/setup.sh)" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "reload-storm: wrk is not installed (scripts/setup-test.sh)" >&2; exit 2; }
 [ -f "$WORLD/bodies.jsonl" ] || { echo "reload-storm: no $WORLD/bodies.jsonl (scripts/spec-world.sh)" >&2; exit 2; }
 
 TMP="$(mktemp -d)"

@@ -18,7 +18,7 @@ from test_server import TOKEN, Server, bodies, free_port, world, write_config  #
 def promtool():
     path = shutil.which("promtool")
     if path is None:
-        pytest.skip("promtool not installed (Debian package `prometheus`; scripts/setup.sh installs it)")
+        pytest.skip("promtool not installed (Debian package `prometheus`; scripts/setup-test.sh installs it)")
     return path
 
 

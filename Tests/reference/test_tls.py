@@ -15,7 +15,7 @@ import pytest
 
 from test_server import free_port, world, write_config  # noqa: F401  (world is a fixture)
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed (scripts/setup.sh)")
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed (scripts/setup-test.sh)")
 
 
 def make_pair(directory, name):
@@ -151,7 +151,7 @@ def test_sslyze_mozilla_intermediate(tls_server):
     try:
         import sslyze  # noqa: F401
     except ImportError:
-        pytest.skip("sslyze not installed (PyPI; scripts/setup.sh installs it)")
+        pytest.skip("sslyze not installed (PyPI; scripts/setup-test.sh installs it)")
     p = subprocess.run([sys.executable, "-m", "sslyze", "--mozilla_config=intermediate", f"127.0.0.1:{tls_server['port']}"],
                        capture_output=True, text=True, timeout=300)
     out = p.stdout
