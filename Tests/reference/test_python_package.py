@@ -46,3 +46,21 @@ def test_pyproject_keeps_ranges_for_what_the_trainer_lock_pins():
               if l.strip() and not l.startswith("#")]
     assert set(wanted) <= names, (wanted, names)
     assert not any("==" in d for d in deps), deps
+
+
+def test_scripts_run_python_only_through_the_project_environment():
+    """Every script runs Python as $PY (.venv/bin/python, scripts/lib.sh), never whatever python3
+    is first on PATH; only the scripts that make environments call python3 itself, and
+    gpu-smoke.sh falls back to it on a GPU machine that has no project environment."""
+    import re
+    makers = {"lock-python.sh", "setup-test.sh", "gpu-smoke.sh"}
+    scripts = os.path.join(ROOT, "scripts")
+    offenders = []
+    for name in sorted(os.listdir(scripts)):
+        if not name.endswith(".sh") or name in makers:
+            continue
+        for n, line in enumerate(open(os.path.join(scripts, name)), 1):
+            code = line.split("#", 1)[0]
+            if re.search(r"(^|[\s;(|&`\"'])python3?(\s|$)", code) or re.search(r"\bpip3?\s+install", code):
+                offenders.append(f"{name}:{n}: {line.strip()}")
+    assert not offenders, offenders
