@@ -4,8 +4,9 @@
 ///
 /// Input: byte 0 seeds the read sizes, bytes 1-2 the body limit, the rest is the chunked body.
 /// Checks: the outcome does not depend on how the input was split; the body stays within the
-/// limit; a `feed` appends at most the `dataBytes(in:)` it promised (what the connection
-/// reserves in the memory budget); and what the decoder accepts, the RFC 9112 grammar
+/// limit; a `feed` appends at most the `room` it was given (what the connection has reserved
+/// in the memory budget; the split run grants fuzzer-chosen room, from `dataBytes(in:)` down
+/// to one byte, and feeds the rest after `.needRoom`); and what the decoder accepts, the RFC 9112 grammar
 /// (`ReferenceChunked`) accepts too, with the same body and length.
 enum ChunkedTarget {
     static let name = "chunked"
@@ -22,8 +23,9 @@ enum ChunkedTarget {
         let maxBody = r.u16()
         let input = r.rest()
 
-        let whole = decode(input, maxBody: maxBody, sizes: { _ in input.count })
-        let split = decode(input, maxBody: maxBody, sizes: { k in readSize(seed: seed, k: k) })
+        let whole = decode(input, maxBody: maxBody, sizes: { _ in input.count }, rooms: { _ in .max })
+        let split = decode(input, maxBody: maxBody, sizes: { k in readSize(seed: seed, k: k) },
+                           rooms: { k in readSize(seed: seed &+ 77, k: k) })
         require(whole.outcome == split.outcome && whole.body == split.body, name,
                 "the outcome depends on read boundaries: whole \(whole.outcome), split \(split.outcome)")
 
@@ -44,7 +46,9 @@ enum ChunkedTarget {
         return v < 200 ? 1 + v % 16 : 1 + v * 7
     }
 
-    static func decode(_ input: [UInt8], maxBody: Int, sizes: (Int) -> Int) -> (outcome: Outcome, body: [UInt8]) {
+    /// Decodes `input` in reads of `sizes(k)` bytes, each feed given `rooms(k)` bytes of room
+    /// (at most what `dataBytes(in:)` asks for, at least one).
+    static func decode(_ input: [UInt8], maxBody: Int, sizes: (Int) -> Int, rooms: (Int) -> Int) -> (outcome: Outcome, body: [UInt8]) {
         var decoder = ChunkedDecoder(maxBody: maxBody)
         var body: [UInt8] = []
         var offset = 0
@@ -52,16 +56,20 @@ enum ChunkedTarget {
         while offset < input.count {
             let n = min(max(1, sizes(k)), input.count - offset)
             k += 1
-            let promised = decoder.dataBytes(in: n)
+            let room = max(1, min(decoder.dataBytes(in: n), rooms(k - 1)))
             let before = body.count
-            let step = input.withUnsafeBytes { decoder.feed(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + n)]), into: &body) }
-            Known.check(body.count - before <= promised, Known.chunkReservation, name,
-                        "one feed of \(n) bytes appended \(body.count - before) data bytes, dataBytes(in:) promised \(promised)")
+            let step = input.withUnsafeBytes { decoder.feed(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + n)]), into: &body, room: room) }
+            Known.check(body.count - before <= room, Known.chunkReservation, name,
+                        "one feed of \(n) bytes with room \(room) appended \(body.count - before) data bytes")
             require(body.count <= maxBody, name, "body of \(body.count) bytes past the limit \(maxBody)")
             require(decoder.bodyCount == body.count, name, "bodyCount \(decoder.bodyCount) != appended \(body.count)")
             switch step {
             case .needMore:
                 offset += n
+            case .needRoom(let used):
+                require(used >= 0 && used < n && body.count - before == room, name,
+                        "needRoom(used: \(used)) of a \(n)-byte feed after appending \(body.count - before) of room \(room)")
+                offset += used
             case .done(let used):
                 require(used >= 0 && used <= n, name, "done(used: \(used)) of a \(n)-byte feed")
                 require(decoder.isDone, name, "done without isDone")

@@ -11,12 +11,15 @@
 /// so a few input bytes make a flood and a superlinear path shows within libFuzzer's lengths.
 ///
 /// Checks after every event: bytes buffered by the connection stay within
-/// head limit + pipeline limit + body limit + one read; the budget holds exactly what this
-/// connection and the others reserved, nothing after the close; every answer serialises to
+/// head limit + pipeline limit + body limit + one read; the budget (a `CheckingBudget` given to
+/// the machine through the `BufferBudget` protocol) holds exactly what this connection, the
+/// application's job and the others reserved, never releases more than was reserved, and holds
+/// nothing of the connection's after the close; every answer serialises to
 /// well-formed HTTP/1.1 (status line, headers, one Content-Length equal to the body, a JSON
-/// body on refusals); a dispatched body is within the body limit. At the end: the CPU time the
-/// machine spent is at most `a + b·events + c·bytes` (confirmed by a second run), so a
-/// quadratic scan is a finding, not just a slow input.
+/// body on refusals); a dispatched body is within the body limit and its reservation. Work:
+/// the machine's `headScanSteps` never exceeds the bytes received (each byte scanned once),
+/// and at the end the CPU time the machine spent is at most `a + b·events + c·bytes`
+/// (confirmed by a second run), so a quadratic path is a finding, not just a slow input.
 enum HTTPTarget {
     static let name = "http"
 
@@ -52,7 +55,7 @@ enum HTTPTarget {
         var r: FuzzReader
         var sm: ConnectionStateMachine
         let config: ConnectionStateMachine.Configuration
-        let budget: MemoryBudget
+        let budget: CheckingBudget
         var now: UInt64 = 1_000_000_000
         var reading = true
         var deadline: UInt64?
@@ -60,6 +63,9 @@ enum HTTPTarget {
         var peerClosed = false
         var writeShut = false
         var job: HTTPParser.Head?
+        /// Budget bytes the dispatched body holds; the application (this target) releases them
+        /// when it answers, as the shell does when the job is done.
+        var jobReserved = 0
         var writePending = false
         var waitingForBudget = false
         var heldByOthers = 0
@@ -85,7 +91,7 @@ enum HTTPTarget {
             config.pipelineBufferBytes = config.maxHeaderBytes + 1024
             config.lingerMaxBytes = 16384
             self.config = config
-            budget = MemoryBudget(limit: config.maxBodyBytes * 2)
+            budget = CheckingBudget(MemoryBudget(limit: config.maxBodyBytes * 2, inputHeadroom: Int(c >> 6) * 256))
             autoAnswer = c & 16 != 0
             autoWrite = c & 32 != 0
             sm = ConnectionStateMachine(now: now, config: config, budget: budget)
@@ -119,6 +125,7 @@ enum HTTPTarget {
                 pump()
             }
             if !closed { event { $0.transportFailed() } }
+            releaseJob()
             require(budget.inUse == heldByOthers, name, "the budget holds \(budget.inUse - heldByOthers) bytes after the connection closed")
             return (cpuNs, events, bytes)
         }
@@ -207,6 +214,13 @@ enum HTTPTarget {
             let statuses = [200, 200, 404, 503]
             let response = HTTPResponse.json(statuses[Int(choice % 4)], [UInt8](repeating: UInt8(ascii: "x"), count: Int(choice >> 2) * 8))
             event { [now] in $0.jobFinished(response, now: now) }
+            releaseJob()
+        }
+
+        /// The application is done with the body: its reservation goes back to the budget.
+        mutating func releaseJob() {
+            if jobReserved > 0 { budget.release(jobReserved) }
+            jobReserved = 0
         }
 
         mutating func completeWrite() {
@@ -231,8 +245,10 @@ enum HTTPTarget {
             case .stopReading: reading = false
             case .armDeadline(let d): deadline = d
             case .disarmDeadline: deadline = nil
-            case .dispatch(let head, let body):
-                require(job == nil, name, "a second request dispatched before the first was answered")
+            case .dispatch(let head, let body, let reservation):
+                require(job == nil && jobReserved == 0, name, "a second request dispatched before the first was answered")
+                require(reservation >= body.count, name, "a body of \(body.count) bytes dispatched with a reservation of \(reservation)")
+                jobReserved = reservation
                 require(!refused, name, "a request dispatched after a refusal")
                 require(body.count <= config.maxBodyBytes, name, "a body of \(body.count) bytes past the limit \(config.maxBodyBytes)")
                 if let length = head.contentLength, !head.chunked { require(body.count == length, name, "body of \(body.count) bytes for Content-Length \(length)") }
@@ -243,7 +259,7 @@ enum HTTPTarget {
                 require(!writeShut, name, "an answer after the write side was shut")
                 require(!writePending, name, "an answer while the previous one is still being written")
                 checkWellFormed(out)
-                if out.isRefusal { refused = true }
+                if out.refusal != nil { refused = true }
                 writePending = true
             case .shutdownWriteAndLinger:
                 writeShut = true
@@ -263,9 +279,11 @@ enum HTTPTarget {
                 let id = sm.stateName == "readingHead" || sm.stateName == "awaitingRequest" ? Known.headBuffer : "buffered-bytes"
                 Known.check(false, id, name, "\(sm.bufferedBytes) bytes buffered in \(sm.stateName), bound \(bound)")
             }
-            require(sm.reserved <= config.maxBodyBytes, name, "reserved \(sm.reserved) past the body limit")
-            require(budget.inUse == heldByOthers + sm.reserved, name,
-                    "the budget holds \(budget.inUse), the connection \(sm.reserved) and the others \(heldByOthers)")
+            require(sm.reserved <= bound, name, "reserved \(sm.reserved) past the bound \(bound)")
+            require(budget.inUse == heldByOthers + sm.reserved + jobReserved, name,
+                    "the budget holds \(budget.inUse), the connection \(sm.reserved), the job \(jobReserved) and the others \(heldByOthers)")
+            Known.check(sm.headScanSteps <= bytes, Known.headQuadratic, name,
+                        "the head scanner took \(sm.headScanSteps) steps over \(bytes) bytes received")
             if closed { require(sm.isClosed && sm.bufferedBytes == 0, name, "closed with \(sm.bufferedBytes) bytes buffered") }
         }
 
@@ -282,7 +300,7 @@ enum HTTPTarget {
             lines = lines.map { String($0.dropLast()) }
             let status = lines[0].split(separator: " ", maxSplits: 2)
             require(status.count == 3 && status[0] == "HTTP/1.1" && status[1].count == 3 && status[1].allSatisfy(\.isNumber)
-                    && Int(status[1]) == out.response.status, name, "bad status line \(lines[0])")
+                    && Int(status[1]) == out.status, name, "bad status line \(lines[0])")
             var lengths: [Int] = []
             for line in lines.dropFirst() {
                 guard let colon = line.firstIndex(of: ":") else { FuzzFailure.fail(name, "header line without a colon: \(line)") }
@@ -293,10 +311,35 @@ enum HTTPTarget {
             }
             require(lengths.count == 1 && lengths[0] == out.response.body.count, name, "Content-Length \(lengths) for a body of \(out.response.body.count)")
             require(out.isHead ? body.isEmpty : body == out.response.body, name, "the body segment is not the body")
-            if out.isRefusal {
-                require((400...599).contains(out.response.status) && !out.keepAlive, name, "a refusal with status \(out.response.status), keep-alive \(out.keepAlive)")
+            if out.refusal != nil {
+                require((400...599).contains(out.status) && !out.keepAlive, name, "a refusal with status \(out.status), keep-alive \(out.keepAlive)")
                 require(ReferenceJSON.isValid(out.response.body), name, "a refusal body that is not JSON")
             }
         }
+    }
+}
+
+/// The budget given to the machine under test: a real `MemoryBudget` (its limit and headroom
+/// decide), with every call checked: nothing negative, never more released than is held.
+final class CheckingBudget: BufferBudget {
+    let inner: MemoryBudget
+    init(_ inner: MemoryBudget) { self.inner = inner }
+
+    var limit: Int { inner.limit }
+    var inUse: Int { inner.inUse }
+
+    func reserve(_ bytes: Int) -> Bool {
+        require(bytes >= 0, HTTPTarget.name, "reserve(\(bytes))")
+        return inner.reserve(bytes)
+    }
+
+    func reserveInput(_ bytes: Int) -> Bool {
+        require(bytes >= 0, HTTPTarget.name, "reserveInput(\(bytes))")
+        return inner.reserveInput(bytes)
+    }
+
+    func release(_ bytes: Int) {
+        require(bytes >= 0 && bytes <= inner.inUse, HTTPTarget.name, "release(\(bytes)) with \(inner.inUse) held")
+        inner.release(bytes)
     }
 }

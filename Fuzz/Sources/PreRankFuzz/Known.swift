@@ -1,19 +1,20 @@
 import Glibc
 
-/// Findings that are known and owned elsewhere (each has a regression input under
-/// Fuzz/regressions/ and a line in docs/FUZZING.md). By default every check is on, so a target
-/// reports a known finding again until it is fixed; `PRERANK_FUZZ_TOLERATE=id,id` turns the named
+/// The checks of the findings the fuzzer made (each has a regression input under
+/// Fuzz/regressions/ and a line in docs/FUZZING.md; all four are fixed). By default every check
+/// is on, so a regression reports under its finding's id; `PRERANK_FUZZ_TOLERATE=id,id` turns the named
 /// checks off, so a campaign can look past a finding for new ones.
 enum Known {
-    /// `http`: the work to scan a head grows faster than linearly in the bytes received (blank
-    /// lines before the request line are rescanned from byte 0 on every read).
+    /// `http`: the work to scan a head grows faster than linearly in the bytes received (finding
+    /// 1: blank lines before the request line were rescanned from byte 0 on every read).
     static let headQuadratic = "head-quadratic"
-    /// `http`: bytes received before a complete head (blank lines) are not held to a limit.
+    /// `http`: bytes received before a complete head (blank lines) not held to a limit (finding 2).
     static let headBuffer = "head-buffer"
-    /// `chunked`, `http`: one `feed` appends more data bytes than `dataBytes(in:)` promised (the
-    /// chunk decoder reports the current chunk only), so a body outgrows its reservation.
+    /// `chunked`: one `feed` appends more data bytes than its `room` (finding 3: before
+    /// `feed(room:)`, more than `dataBytes(in:)` promised), so a body outgrows its reservation.
     static let chunkReservation = "chunk-reservation"
-    /// `chunked`: chunk extensions and trailer lines are not checked against RFC 9112's grammar.
+    /// `chunked`: the decoder accepts chunk extensions or trailer lines RFC 9112's grammar
+    /// refuses (finding 4).
     static let chunkGrammar = "chunk-grammar"
 
     static let tolerated: Set<String> = {

@@ -6,16 +6,47 @@
 /// decoded body. This one keeps a few integers of state, appends data to the caller's body as
 /// it arrives and never looks at a byte twice. Line ends must be CRLF; a size of more than 15
 /// hex digits (overflow), junk after the size, or a body past `maxBody` is refused.
+///
+/// Chunk extensions and trailer lines are held to RFC 9112's grammar (§7.1.1, §7.1.2), though
+/// the server uses neither: `chunk-ext = *( BWS ";" BWS token [ BWS "=" BWS ( token /
+/// quoted-string ) ] )` and `field-name ":" field-value`. Why: a decoder that skips any bytes up
+/// to CR frames differently from a stricter proxy in front of it (NUL bytes or a bare name where
+/// a proxy sees the end of the line) — the ground of request smuggling — so what the grammar
+/// refuses is a 400 here too, as the fuzz target's reference decoder checks.
 public struct ChunkedDecoder: Sendable, Equatable {
+    /// Where the decoder is inside a chunk extension.
+    enum ExtensionPart: Sendable, Equatable {
+        /// Blanks after the size or an extension: only more blanks or `;` may follow.
+        case blanks
+        /// After `;` (and blanks): the name's first byte is due.
+        case nameStart
+        case name
+        /// Blanks after a name: `=`, `;` or more blanks.
+        case afterName
+        /// After `=` (and blanks): a token or a quoted string is due.
+        case valueStart
+        case tokenValue
+        case quoted
+        /// After a backslash inside a quoted string.
+        case quotedPair
+        /// After the closing quote.
+        case afterQuoted
+
+        /// Whether the size line may end here: after a whole extension, not inside one or after
+        /// blanks (the grammar has no trailing blanks).
+        var mayEndLine: Bool { self == .name || self == .tokenValue || self == .afterQuoted }
+    }
+
     enum Phase: Sendable, Equatable {
         case size(value: Int, digits: Int)
-        case extensions(value: Int)
+        case extensions(value: Int, part: ExtensionPart)
         case sizeLF(value: Int)
         case data(remaining: Int)
         case dataCR
         case dataLF
         case trailerStart
-        case trailer
+        case trailerName
+        case trailerValue
         case trailerLF
         case finalLF
         case done
@@ -87,15 +118,22 @@ public struct ChunkedDecoder: Sendable, Equatable {
                     guard digits > 0 else { return fail(400, "invalid chunk size") }
                     switch c {
                     case 13: phase = .sizeLF(value: value)
-                    case UInt8(ascii: ";"), UInt8(ascii: " "), UInt8(ascii: "\t"): phase = .extensions(value: value)
+                    case UInt8(ascii: ";"): phase = .extensions(value: value, part: .nameStart)
+                    case UInt8(ascii: " "), UInt8(ascii: "\t"): phase = .extensions(value: value, part: .blanks)
                     default: return fail(400, "invalid chunk size")
                     }
                 }
                 lineBytes += 1
                 i += 1
-            case .extensions(let value):
-                if c == 13 { phase = .sizeLF(value: value) }
-                else if c == 10 { return fail(400, "bare LF in a chunk size line") }
+            case .extensions(let value, let part):
+                if c == 10 { return fail(400, "bare LF in a chunk size line") }
+                if c == 13 {
+                    guard part.mayEndLine else { return fail(400, "invalid chunk extension") }
+                    phase = .sizeLF(value: value)
+                } else {
+                    guard let next = Self.extensionStep(part, c) else { return fail(400, "invalid chunk extension") }
+                    phase = .extensions(value: value, part: next)
+                }
                 lineBytes += 1
                 guard lineBytes <= Self.maxLineBytes else { return fail(400, "chunk size line too long") }
                 i += 1
@@ -126,12 +164,23 @@ public struct ChunkedDecoder: Sendable, Equatable {
                 phase = .size(value: 0, digits: 0)
                 i += 1
             case .trailerStart:
-                phase = c == 13 ? .finalLF : .trailer
                 if c == 10 { return fail(400, "bare LF in the trailers") }
+                if c == 13 { phase = .finalLF } else if Self.isTokenByte(c) { phase = .trailerName } else {
+                    return fail(400, "invalid trailer field name")
+                }
                 trailerBytes += 1
                 i += 1
-            case .trailer:
-                if c == 13 { phase = .trailerLF } else if c == 10 { return fail(400, "bare LF in the trailers") }
+            case .trailerName:
+                if c == UInt8(ascii: ":") { phase = .trailerValue } else if !Self.isTokenByte(c) {
+                    return fail(400, c == 13 || c == 10 ? "trailer line without a colon" : "invalid trailer field name")
+                }
+                trailerBytes += 1
+                guard trailerBytes <= Self.maxTrailerBytes else { return fail(431, "trailers larger than \(Self.maxTrailerBytes) bytes") }
+                i += 1
+            case .trailerValue:
+                if c == 13 { phase = .trailerLF } else if c == 10 { return fail(400, "bare LF in the trailers") } else if !Self.isFieldByte(c) {
+                    return fail(400, "invalid byte in a trailer field value")
+                }
                 trailerBytes += 1
                 guard trailerBytes <= Self.maxTrailerBytes else { return fail(431, "trailers larger than \(Self.maxTrailerBytes) bytes") }
                 i += 1
@@ -149,6 +198,50 @@ public struct ChunkedDecoder: Sendable, Equatable {
         }
         return phase == .done ? .done(used: n) : .needMore
     }
+
+    /// The next part of a chunk extension after byte `c` (not CR or LF), nil when the grammar
+    /// refuses `c` there.
+    static func extensionStep(_ part: ExtensionPart, _ c: UInt8) -> ExtensionPart? {
+        let blank = c == 32 || c == 9
+        let semicolon = c == UInt8(ascii: ";")
+        switch part {
+        case .blanks:
+            return blank ? .blanks : semicolon ? .nameStart : nil
+        case .nameStart:
+            return blank ? .nameStart : isTokenByte(c) ? .name : nil
+        case .name, .afterName:
+            if part == .name && isTokenByte(c) { return .name }
+            return blank ? .afterName : semicolon ? .nameStart : c == UInt8(ascii: "=") ? .valueStart : nil
+        case .valueStart:
+            return blank ? .valueStart : c == UInt8(ascii: "\"") ? .quoted : isTokenByte(c) ? .tokenValue : nil
+        case .tokenValue, .afterQuoted:
+            if part == .tokenValue && isTokenByte(c) { return .tokenValue }
+            return blank ? .blanks : semicolon ? .nameStart : nil
+        case .quoted:
+            // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+            if c == UInt8(ascii: "\"") { return .afterQuoted }
+            if c == UInt8(ascii: "\\") { return .quotedPair }
+            return c == 9 || (c >= 32 && c != 127) ? .quoted : nil
+        case .quotedPair:
+            // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+            return c == 9 || (c >= 32 && c != 127) ? .quoted : nil
+        }
+    }
+
+    /// tchar (RFC 9110 §5.6.2).
+    static func isTokenByte(_ c: UInt8) -> Bool {
+        switch c {
+        case 48...57, 65...90, 97...122: return true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
+             UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
+             UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            return true
+        default: return false
+        }
+    }
+
+    /// A byte of a field value (RFC 9110 §5.5): VCHAR, obs-text, SP, HTAB.
+    static func isFieldByte(_ c: UInt8) -> Bool { c == 9 || (c >= 32 && c != 127) }
 
     static func hex(_ c: UInt8) -> Int? {
         switch c {
