@@ -18,9 +18,8 @@ import subprocess
 import time
 import uuid
 
-from conftest import run
 from test_live_catalog import AUTH, NEW, changes, config, post_items, prerank_answer, requests, world  # noqa: F401
-from test_server import TOKEN, Server, free_port
+from conftest import TOKEN, free_port, run, Server
 
 LOG = "updates.log"
 

@@ -16,8 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, run
-from test_server import TOKEN, Server, free_port, write_config
+from conftest import ROOT, TOKEN, free_port, run, Server, write_config
 
 
 def fenced_blocks(text):

@@ -9,22 +9,15 @@ from collections import defaultdict
 
 import pytest
 
-from conftest import run
-from test_server import Server, free_port, write_config
+from conftest import free_port, run, Server, write_config
 
 K, SAMPLE, CANDIDATES = 5, 4, 20
 USER_FIELDS = ["user_id", "segment", "gender", "region", "age", "query_terms", "query_category"]
 
 
 @pytest.fixture(scope="module")
-def world(prerank, tmp_path_factory):
-    w = tmp_path_factory.mktemp("dropped")
-    run(prerank, "generate", "--out", w / "data", "--users", 200, "--items", 1500, "--requests", 200,
-        "--candidates", CANDIDATES, "--seed", 11, "--quiet")
-    run(prerank, "init-model", "--features", w / "data" / "features.yaml", "--out", w / "model", "--hidden", "16,8", "--d", 8)
-    run(prerank, "build-index", "--model", w / "model", "--items", w / "data" / "items.csv", "--out", w / "index.st")
-    (w / "token").write_text("t0ken-for-tests\n")
-    return w
+def world(make_world):
+    return make_world(users=200, items=1500, requests=200, candidates=CANDIDATES, seed=11)
 
 
 def requests_of(path):

@@ -15,7 +15,6 @@ the definitions (prerank/Sources/Training/Eval/Metrics.swift docs), sharing noth
 """
 import csv
 import json
-import math
 import os
 import xml.etree.ElementTree as ET
 

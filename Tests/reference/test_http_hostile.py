@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from conftest import run
-from test_server import TOKEN, Server, free_port, raw
+from conftest import TOKEN, free_port, raw, run, Server
 
 HEAD_MS = 800
 BODY_MS = 1000
@@ -29,14 +28,9 @@ def write_config(path, world, port, **server):
 
 
 @pytest.fixture(scope="module")
-def world(prerank, tmp_path_factory):
-    w = tmp_path_factory.mktemp("hostile-world")
-    run(prerank, "generate", "--out", w / "data", "--users", 100, "--items", 500, "--requests", 10, "--candidates", 10,
-        "--seed", 3, "--quiet")
-    run(prerank, "init-model", "--features", w / "data" / "features.yaml", "--out", w / "model", "--hidden", "8", "--d", 8)
-    run(prerank, "build-index", "--model", w / "model", "--items", w / "data" / "items.csv", "--out", w / "index.st")
-    (w / "token").write_text(TOKEN + "\n")
-    return w
+def world(make_world):
+    """A small world (500 items, an 8-wide tower): these tests are about bytes, not scores."""
+    return make_world(users=100, items=500, requests=10, candidates=10, seed=3, hidden="8")
 
 
 def start(prerank, world, tmp_path_factory, **server):

@@ -15,9 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import run
 from prerank_ref import RefModel
-from test_server import TOKEN, Server, free_port
+from conftest import TOKEN, free_port, run, Server
 
 NEW = [
     {"item_id": 900001, "item_category": "c3", "brand": "mive", "price": 9.9, "rating": 4.5},

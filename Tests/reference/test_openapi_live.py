@@ -17,8 +17,7 @@ from jsonschema import Draft202012Validator
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-from conftest import ROOT
-from test_server import TOKEN, Server, free_port, world, write_config  # noqa: F401 (world is a fixture)
+from conftest import ROOT, TOKEN, free_port, Server, write_config
 
 SPEC_PATH = os.path.join(ROOT, "docs", "openapi.yaml")
 # openapi-core matches requests by the document's server URL; the real port differs.

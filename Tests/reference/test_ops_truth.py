@@ -11,8 +11,7 @@ import sys
 
 import pytest
 
-from conftest import run
-from test_server import TOKEN, Server, bodies, free_port, world, write_config  # noqa: F401  (world is a fixture)
+from conftest import TOKEN, bodies, free_port, run, Server, write_config
 
 
 def promtool():

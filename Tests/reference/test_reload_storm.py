@@ -14,8 +14,7 @@ import signal
 import threading
 import time
 
-from conftest import run
-from test_server import TOKEN, Server, bodies, free_port, world, write_config  # noqa: F401 (world is a fixture)
+from conftest import TOKEN, bodies, free_port, run, Server, write_config
 
 
 def metric(text, name):

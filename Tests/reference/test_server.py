@@ -4,10 +4,8 @@ Each answer is compared with `prerank score` (same body, same config): the serve
 transport, not change answers.
 """
 import gzip
-import http.client
 import json
 import re
-import os
 import signal
 import socket
 import subprocess
@@ -15,88 +13,7 @@ import time
 
 import pytest
 
-from conftest import run
-
-TOKEN = "s3cret-token-for-tests"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def write_config(path, world, port, extra=""):
-    path.write_text(f"""server:
-  host: 127.0.0.1
-  port: {port}
-  max_body_bytes: 200000
-  header_timeout_ms: 600
-  body_timeout_ms: 600
-  idle_timeout_ms: 3000
-  admin_token_file: {world / 'token'}
-model:
-  dir: {world / 'model'}
-  index: {world / 'index.st'}
-fusion:
-  formula: additive
-  alpha: 1.0
-  beta: 20.0
-  gamma: 0.1
-  allow_request_override: true
-logging:
-  level: info
-  format: json
-{extra}""")
-
-
-@pytest.fixture(scope="module")
-def world(prerank, tmp_path_factory):
-    w = tmp_path_factory.mktemp("world")
-    run(prerank, "generate", "--out", w / "data", "--users", 300, "--items", 3000, "--requests", 200, "--candidates", 20,
-        "--seed", 5, "--quiet")
-    run(prerank, "init-model", "--features", w / "data" / "features.yaml", "--out", w / "model", "--hidden", "16,8", "--d", 8)
-    run(prerank, "build-index", "--model", w / "model", "--items", w / "data" / "items.csv", "--out", w / "index.st")
-    (w / "token").write_text(TOKEN + "\n")
-    return w
-
-
-class Server:
-    def __init__(self, prerank, config, port):
-        self.port = port
-        self.config = config
-        self.log = open(str(config) + ".log", "w")
-        self.proc = subprocess.Popen([prerank, "serve", "--config", str(config)], stdout=self.log, stderr=self.log)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/readyz")
-                if c.getresponse().status == 200:
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("server did not become ready: " + open(str(config) + ".log").read())
-
-    def conn(self):
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-
-    def request(self, method, path, body=None, headers=None):
-        c = self.conn()
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        return r, data
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            return self.proc.wait(timeout=20)
-        return self.proc.returncode
-
+from conftest import TOKEN, Server, bodies, build_world, free_port, raw, run, write_config  # noqa: F401
 
 @pytest.fixture(scope="module")
 def server(prerank, world, tmp_path_factory):
@@ -107,16 +24,6 @@ def server(prerank, world, tmp_path_factory):
     yield s
     assert s.stop() == 0
 
-
-def bodies(world):
-    ids = [int(l.split(",")[0]) for l in (world / "data" / "items.csv").read_text().splitlines()[1:60]]
-    return [
-        {"request_id": "a", "user": {"user_id": "u42", "segment": "vip", "age": 31},
-         "query": {"query_terms": ["shirt", "x"], "query_category": "c5"}, "candidates": ids + [7, 8], "k": 10, "debug": True},
-        {"request_id": "b", "user": {"user_id": 17}, "candidates": ids[:20], "relevance": [i % 4 for i in range(20)], "k": 5},
-        {"request_id": "c", "user": {"user_id": "u1"}, "k": 20, "fusion": {"beta": 5}},
-        {"user": {}, "candidates": ids[:3]},
-    ]
 
 
 def test_answers_equal_prerank_score(prerank, world, server, tmp_path):
@@ -199,22 +106,6 @@ def test_routes_methods_and_media_types(server):
     assert info["model"]["tasks"] == ["ctr", "atcr", "ctcvr"] and info["model"]["index"]["items"] == 3000
     assert info["fusion"]["beta"] == 20.0
 
-
-def raw(port, payload, read_timeout=5.0):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.settimeout(read_timeout)
-    s.sendall(payload)
-    out = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    except socket.timeout:
-        pass
-    s.close()
-    return out
 
 
 def test_no_length_is_an_empty_body_and_smuggling_refused(server):
@@ -400,13 +291,8 @@ def test_tls_with_a_self_signed_certificate(prerank, world, tmp_path):
 @pytest.fixture(scope="module")
 def big_world(prerank, tmp_path_factory):
     """A 200k-item index: a whole-index request takes several milliseconds to score."""
-    w = tmp_path_factory.mktemp("bigworld")
-    run(prerank, "generate", "--out", w / "data", "--users", 50, "--items", 200000, "--requests", 20, "--candidates", 5,
-        "--seed", 3, "--quiet")
-    run(prerank, "init-model", "--features", w / "data" / "features.yaml", "--out", w / "model", "--hidden", "16", "--d", 64)
-    run(prerank, "build-index", "--model", w / "model", "--items", w / "data" / "items.csv", "--out", w / "index.st")
-    (w / "token").write_text(TOKEN + "\n")
-    return w
+    return build_world(prerank, tmp_path_factory.mktemp("bigworld"), users=50, items=200000, requests=20, candidates=5,
+                       seed=3, hidden="16", d=64)
 
 
 def test_budget_partial_answers_and_504(prerank, big_world, tmp_path):

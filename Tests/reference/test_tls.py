@@ -2,7 +2,6 @@
 (and sslyze when installed): only ECDHE + AEAD on TLS 1.2, TLS 1.3, groups X25519/P-256/P-384;
 failed handshakes counted; the certificate swapped by SIGHUP, a bad pair refused."""
 import http.client
-import os
 import re
 import shutil
 import signal
@@ -13,7 +12,7 @@ import time
 
 import pytest
 
-from test_server import free_port, world, write_config  # noqa: F401  (world is a fixture)
+from conftest import free_port, write_config
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed (scripts/setup-test.sh)")
 
