@@ -1,16 +1,5 @@
 import Synchronization
 
-/// What `ConnectionStateMachine` needs of the buffered-bytes budget. Injected, so that the
-/// machine stays free of shared state in tests (they pass a fake that records every call).
-protocol BufferBudget: AnyObject {
-    /// Takes `bytes` for a body from the budget if that many are left.
-    func reserve(_ bytes: Int) -> Bool
-    /// Takes `bytes` for input not yet framed (a head, pipelined requests), which may also use
-    /// the headroom that bodies leave.
-    func reserveInput(_ bytes: Int) -> Bool
-    func release(_ bytes: Int)
-}
-
 /// The server-wide budget for buffered request bytes (config `server.max_buffered_bytes`).
 ///
 /// Why: per-connection limits alone let 200 clients that stall half-way through 8 MB bodies
@@ -35,11 +24,10 @@ public final class MemoryBudget: BufferBudget, Sendable {
         self.inputHeadroom = inputHeadroom
     }
 
-    /// The server's budget: a sixteenth of it as headroom for input, but never so much that a
-    /// body of `maxBodyBytes` could not fit.
-    public convenience init(limits: ServerLimits) {
-        let limit = limits.maxBufferedBytes
-        self.init(limit: limit, inputHeadroom: max(0, min(limit / 16, limit - limits.maxBodyBytes)))
+    /// The server's budget: `maxBufferedBytes`, with `TransportLimits.inputHeadroom` of it kept
+    /// for input not yet framed.
+    public convenience init(limits: TransportLimits) {
+        self.init(limit: limits.maxBufferedBytes, inputHeadroom: limits.inputHeadroom)
     }
 
     /// Takes `bytes` for a body (or an inflated body) if that many are left below the headroom.
