@@ -6,6 +6,7 @@
 //   Fusion (policy on probabilities) ───────┼─> PreRankServer (HTTP, config, ops) ─> prerank (CLI)
 //   Training (generate, train, eval) ───────┘        LoadTest (open-loop client) ─┤
 //                                                    Benchmarks (prerank bench) ──┘
+//   HTTPTransport (sockets, TLS, HTTP/1.1 framing, memory budget; no JSON API, no config) ─> PreRankServer
 import PackageDescription
 
 // No ISA flags on any target: the AVX2/FMA/F16C code is the C kernel's, compiled with function
