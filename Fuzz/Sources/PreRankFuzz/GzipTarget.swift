@@ -1,4 +1,4 @@
-import HTTPTransport
+@testable import HTTPTransport
 
 /// `gzip`: `Gzip.inflate` under a size limit and a budget. Input: bytes 0-1 the limit, byte 2
 /// the budget in 4 KiB units (0: none), the rest is the stream. Checks: the output never

@@ -11,14 +11,14 @@ import Synchronization
 /// that cannot reserve is refused 503 + Retry-After (or, pipelined behind a request in
 /// progress, dropped and the connection ended after that answer); a chunked body that cannot
 /// grow stops being read (back-pressure) until bytes are released or its deadline cuts it.
-public final class MemoryBudget: BufferBudget, Sendable {
-    public let limit: Int
+final class MemoryBudget: BufferBudget, Sendable {
+    let limit: Int
     /// The top of the budget, which only input not yet framed may use: with bodies holding all
     /// they may, a health check or a small request still has room for its head.
-    public let inputHeadroom: Int
+    let inputHeadroom: Int
     private let used = Atomic<Int>(0)
 
-    public init(limit: Int, inputHeadroom: Int = 0) {
+    init(limit: Int, inputHeadroom: Int = 0) {
         precondition((0...limit).contains(inputHeadroom), "headroom \(inputHeadroom) outside the budget of \(limit)")
         self.limit = limit
         self.inputHeadroom = inputHeadroom
@@ -26,15 +26,15 @@ public final class MemoryBudget: BufferBudget, Sendable {
 
     /// The server's budget: `maxBufferedBytes`, with `TransportLimits.inputHeadroom` of it kept
     /// for input not yet framed.
-    public convenience init(limits: TransportLimits) {
+    convenience init(limits: TransportLimits) {
         self.init(limit: limits.maxBufferedBytes, inputHeadroom: limits.inputHeadroom)
     }
 
     /// Takes `bytes` for a body (or an inflated body) if that many are left below the headroom.
-    public func reserve(_ bytes: Int) -> Bool { take(bytes, upTo: limit - inputHeadroom) }
+    func reserve(_ bytes: Int) -> Bool { take(bytes, upTo: limit - inputHeadroom) }
 
     /// Takes `bytes` for input not yet framed if that many are left, headroom included.
-    public func reserveInput(_ bytes: Int) -> Bool { take(bytes, upTo: limit) }
+    func reserveInput(_ bytes: Int) -> Bool { take(bytes, upTo: limit) }
 
     private func take(_ bytes: Int, upTo ceiling: Int) -> Bool {
         precondition(bytes >= 0, "negative reservation \(bytes)")
@@ -47,11 +47,11 @@ public final class MemoryBudget: BufferBudget, Sendable {
         }
     }
 
-    public func release(_ bytes: Int) {
+    func release(_ bytes: Int) {
         let after = used.subtract(bytes, ordering: .relaxed).newValue
         precondition(after >= 0, "budget released more than reserved (\(after))")
     }
 
     /// Bytes reserved now.
-    public var inUse: Int { used.load(ordering: .relaxed) }
+    var inUse: Int { used.load(ordering: .relaxed) }
 }
