@@ -6,6 +6,7 @@
 //   Fusion (policy on probabilities) ───────┼─> PreRankServer (HTTP, config, ops) ─> prerank (CLI)
 //   Training (generate, train, eval) ───────┘        LoadTest (open-loop client) ─┤
 //                                                    Benchmarks (prerank bench) ──┘
+//   HTTPTransport (sockets, TLS, HTTP/1.1 framing, memory budget; no JSON API, no config) ─> PreRankServer
 import PackageDescription
 
 // No ISA flags on any target: the AVX2/FMA/F16C code is the C kernel's, compiled with function
@@ -35,6 +36,8 @@ let package = Package(
         // For the fuzz package (Fuzz/Package.swift), which reaches the server's decoders and
         // connection state machine; the shipped product is still only `prerank`.
         .library(name: "PreRankServer", targets: ["PreRankServer"]),
+        // For the fuzz package's http, chunked and gzip targets (the transport's own types).
+        .library(name: "HTTPTransport", targets: ["HTTPTransport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -56,10 +59,17 @@ let package = Package(
             name: "Training",
             dependencies: ["TwinTower", "Fusion", "CBLAS", .product(name: "Yams", package: "Yams")]
         ),
+        // HTTP/1.1 on raw sockets + Dispatch: framing, connections, TLS, the memory budget. It
+        // knows no JSON API and no config: the server gives it limits and renders its refusals.
+        .target(
+            name: "HTTPTransport",
+            dependencies: ["CZlib", "COpenSSL", .product(name: "Logging", package: "swift-log")]
+        ),
         .target(
             name: "PreRankServer",
             dependencies: [
                 "TwinTower", "Fusion", "CZlib", "COpenSSL",
+                "HTTPTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -87,6 +97,7 @@ let package = Package(
         .testTarget(name: "TwinTowerTests", dependencies: ["TwinTower"]),
         .testTarget(name: "FusionTests", dependencies: ["Fusion"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TwinTower", "Fusion"]),
-        .testTarget(name: "PreRankServerTests", dependencies: ["PreRankServer", "TwinTower", "Fusion", "Benchmarks", "LoadTest"]),
+        .testTarget(name: "PreRankServerTests", dependencies: ["PreRankServer", "TwinTower", "Fusion", "Benchmarks", "LoadTest", "HTTPTransport"]),
+        .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),
     ]
 )

@@ -2,7 +2,7 @@
 // The libFuzzer targets of prerank (docs/FUZZING.md). A package of its own so that the normal
 // `swift build` / `swift test` never compile it: scripts/fuzz.sh builds it with
 // `--sanitize=fuzzer --sanitize=address` into .build-fuzz/. It depends on the main package by
-// path and reaches internal types (`ConnectionStateMachine`) with `@testable import`, which a
+// path and reaches internal types (`ConnectionStateMachine`, in HTTPTransport) with `@testable import`, which a
 // debug build allows.
 import PackageDescription
 
@@ -19,6 +19,7 @@ let package = Package(
             dependencies: [
                 .product(name: "TwinTower", package: "prerank"),
                 .product(name: "PreRankServer", package: "prerank"),
+                .product(name: "HTTPTransport", package: "prerank"),
             ]
         ),
     ],

@@ -36,7 +36,7 @@ def literal(data):
 
 
 requests = set()
-for f in ["Tests/PreRankServerTests/HTTPParserTests.swift", "Tests/PreRankServerTests/ConnectionStateMachineTests.swift"]:
+for f in ["Tests/HTTPTransportTests/HTTPParserTests.swift"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "Tests/HTTPTransportTests").glob("ConnectionStateMachineTests*.swift")):
     for s in swift_strings(f, r"HTTP/1\.[01]"):
         requests.add(s)
 requests = sorted(requests)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TwinTower
 @testable import PreRankServer
+import HTTPTransport
 
 /// /metrics by the Prometheus conventions (issue #12): counts since start are counters named
 /// `*_total`, the standard process metrics are this process's, build info names the kernel.

@@ -1,4 +1,4 @@
-@testable import PreRankServer
+@testable import HTTPTransport
 
 /// `chunked`: `ChunkedDecoder` on a body split at fuzzer-chosen read boundaries.
 ///

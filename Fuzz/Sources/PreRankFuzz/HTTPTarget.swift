@@ -1,4 +1,5 @@
-@testable import PreRankServer
+@testable import HTTPTransport
+import PreRankServer
 
 /// `http`: the connection byte stream through `ConnectionStateMachine` (and with it
 /// `HTTPParser.scanHead`/`parseHead` and `ChunkedDecoder`), driven the way the Dispatch shell
@@ -50,11 +51,15 @@ enum HTTPTarget {
                     "the state machine spent \(second.cpuNs / 1_000_000) ms (and \(first.cpuNs / 1_000_000) ms) of CPU on \(second.bytes) bytes in \(second.events) events; the linear bound is \(allowed / 1_000_000) ms")
     }
 
+    /// Refusals rendered as the server renders them (`PreRankApp.renderRefusal`): the SPEC's
+    /// JSON error body, which the well-formedness check parses.
+    static func render(_ refusal: TransportRefusal) -> HTTPResponse { .error(APIError(refusal)) }
+
     /// One run of the program against a fresh connection.
     struct Session {
         var r: FuzzReader
         var sm: ConnectionStateMachine
-        let config: ConnectionStateMachine.Configuration
+        let config: TransportLimits
         let budget: CheckingBudget
         var now: UInt64 = 1_000_000_000
         var reading = true
@@ -85,7 +90,7 @@ enum HTTPTarget {
         init(_ data: UnsafeRawBufferPointer) {
             r = FuzzReader(data)
             let c = r.byte()
-            var config = ConnectionStateMachine.Configuration()
+            var config = TransportLimits()
             config.maxHeaderBytes = 512 << Int(c & 3)
             config.maxBodyBytes = 1024 << Int((c >> 2) & 3)
             config.pipelineBufferBytes = config.maxHeaderBytes + 1024
@@ -94,7 +99,7 @@ enum HTTPTarget {
             budget = CheckingBudget(MemoryBudget(limit: config.maxBodyBytes * 2, inputHeadroom: Int(c >> 6) * 256))
             autoAnswer = c & 16 != 0
             autoWrite = c & 32 != 0
-            sm = ConnectionStateMachine(now: now, config: config, budget: budget)
+            sm = ConnectionStateMachine(now: now, limits: config, budget: budget)
         }
 
         mutating func run() -> (cpuNs: UInt64, events: Int, bytes: Int) {
@@ -289,7 +294,8 @@ enum HTTPTarget {
 
         /// The serialised answer must be HTTP/1.1 a client can frame.
         func checkWellFormed(_ out: ConnectionStateMachine.Outbound) {
-            let segments = ResponseSerializer.segments(out)
+            let segments = ResponseSerializer.segments(out, render: HTTPTarget.render)
+            let response = out.response(rendering: HTTPTarget.render)
             let head = segments[0]
             let body = segments.count > 1 ? segments[1] : []
             require(head.count >= 4 && Array(head.suffix(4)) == Array("\r\n\r\n".utf8), name, "the head does not end in CRLFCRLF")
@@ -309,11 +315,11 @@ enum HTTPTarget {
                 require(!line.utf8.contains(0) && !line.utf8.contains(13), name, "CR or NUL in a header line")
                 if field.lowercased() == "content-length" { lengths.append(Int(line[line.index(after: colon)...].trimmingCharacters(in: [" "])) ?? -1) }
             }
-            require(lengths.count == 1 && lengths[0] == out.response.body.count, name, "Content-Length \(lengths) for a body of \(out.response.body.count)")
-            require(out.isHead ? body.isEmpty : body == out.response.body, name, "the body segment is not the body")
+            require(lengths.count == 1 && lengths[0] == response.body.count, name, "Content-Length \(lengths) for a body of \(response.body.count)")
+            require(out.isHead ? body.isEmpty : body == response.body, name, "the body segment is not the body")
             if out.refusal != nil {
                 require((400...599).contains(out.status) && !out.keepAlive, name, "a refusal with status \(out.status), keep-alive \(out.keepAlive)")
-                require(ReferenceJSON.isValid(out.response.body), name, "a refusal body that is not JSON")
+                require(ReferenceJSON.isValid(response.body), name, "a refusal body that is not JSON")
             }
         }
     }

@@ -1,4 +1,5 @@
 import Fusion
+import HTTPTransport
 import Synchronization
 
 /// A cumulative histogram with fixed upper bounds (Prometheus `le` buckets).

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Fusion
+import HTTPTransport
 import Logging
 import Synchronization
 import TwinTower

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import HTTPTransport
 import Logging
 import TwinTower
 
@@ -52,15 +53,7 @@ public enum ServerRunner {
         let app = PreRankApp(initial: snapshot, configPath: configPath, overrides: overrides, metrics: metrics, logger: logger,
                              workers: workers, cache: cache, catalog: catalog)
 
-        var limits = ServerLimits()
-        limits.maxConnections = config.server.maxConnections
-        limits.maxHeaderBytes = config.server.maxHeaderBytes
-        limits.maxBodyBytes = config.server.maxBodyBytes
-        limits.maxBufferedBytes = config.server.maxBufferedBytes
-        limits.maxInflatedBodyBytes = max(config.server.maxBodyBytes * 4, config.server.maxBodyBytes)
-        limits.headerTimeout = Double(config.server.headerTimeoutMs) / 1000
-        limits.bodyTimeout = Double(config.server.bodyTimeoutMs) / 1000
-        limits.idleTimeout = Double(config.server.idleTimeoutMs) / 1000
+        let limits = TransportLimits(server: config.server)
         var tls: TLSContext?
         if let t = config.server.tls {
             do { tls = try TLSContext(certificate: t.cert, privateKey: t.key, profile: t.profile) } catch { throw RunError(description: error.description) }

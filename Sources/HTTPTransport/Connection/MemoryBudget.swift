@@ -1,16 +1,5 @@
 import Synchronization
 
-/// What `ConnectionStateMachine` needs of the buffered-bytes budget. Injected, so that the
-/// machine stays free of shared state in tests (they pass a fake that records every call).
-protocol BufferBudget: AnyObject {
-    /// Takes `bytes` for a body from the budget if that many are left.
-    func reserve(_ bytes: Int) -> Bool
-    /// Takes `bytes` for input not yet framed (a head, pipelined requests), which may also use
-    /// the headroom that bodies leave.
-    func reserveInput(_ bytes: Int) -> Bool
-    func release(_ bytes: Int)
-}
-
 /// The server-wide budget for buffered request bytes (config `server.max_buffered_bytes`).
 ///
 /// Why: per-connection limits alone let 200 clients that stall half-way through 8 MB bodies
@@ -22,31 +11,30 @@ protocol BufferBudget: AnyObject {
 /// that cannot reserve is refused 503 + Retry-After (or, pipelined behind a request in
 /// progress, dropped and the connection ended after that answer); a chunked body that cannot
 /// grow stops being read (back-pressure) until bytes are released or its deadline cuts it.
-public final class MemoryBudget: BufferBudget, Sendable {
-    public let limit: Int
+final class MemoryBudget: BufferBudget, Sendable {
+    let limit: Int
     /// The top of the budget, which only input not yet framed may use: with bodies holding all
     /// they may, a health check or a small request still has room for its head.
-    public let inputHeadroom: Int
+    let inputHeadroom: Int
     private let used = Atomic<Int>(0)
 
-    public init(limit: Int, inputHeadroom: Int = 0) {
+    init(limit: Int, inputHeadroom: Int = 0) {
         precondition((0...limit).contains(inputHeadroom), "headroom \(inputHeadroom) outside the budget of \(limit)")
         self.limit = limit
         self.inputHeadroom = inputHeadroom
     }
 
-    /// The server's budget: a sixteenth of it as headroom for input, but never so much that a
-    /// body of `maxBodyBytes` could not fit.
-    public convenience init(limits: ServerLimits) {
-        let limit = limits.maxBufferedBytes
-        self.init(limit: limit, inputHeadroom: max(0, min(limit / 16, limit - limits.maxBodyBytes)))
+    /// The server's budget: `maxBufferedBytes`, with `TransportLimits.inputHeadroom` of it kept
+    /// for input not yet framed.
+    convenience init(limits: TransportLimits) {
+        self.init(limit: limits.maxBufferedBytes, inputHeadroom: limits.inputHeadroom)
     }
 
     /// Takes `bytes` for a body (or an inflated body) if that many are left below the headroom.
-    public func reserve(_ bytes: Int) -> Bool { take(bytes, upTo: limit - inputHeadroom) }
+    func reserve(_ bytes: Int) -> Bool { take(bytes, upTo: limit - inputHeadroom) }
 
     /// Takes `bytes` for input not yet framed if that many are left, headroom included.
-    public func reserveInput(_ bytes: Int) -> Bool { take(bytes, upTo: limit) }
+    func reserveInput(_ bytes: Int) -> Bool { take(bytes, upTo: limit) }
 
     private func take(_ bytes: Int, upTo ceiling: Int) -> Bool {
         precondition(bytes >= 0, "negative reservation \(bytes)")
@@ -59,11 +47,11 @@ public final class MemoryBudget: BufferBudget, Sendable {
         }
     }
 
-    public func release(_ bytes: Int) {
+    func release(_ bytes: Int) {
         let after = used.subtract(bytes, ordering: .relaxed).newValue
         precondition(after >= 0, "budget released more than reserved (\(after))")
     }
 
     /// Bytes reserved now.
-    public var inUse: Int { used.load(ordering: .relaxed) }
+    var inUse: Int { used.load(ordering: .relaxed) }
 }

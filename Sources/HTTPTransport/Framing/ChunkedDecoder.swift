@@ -13,7 +13,7 @@
 /// to CR frames differently from a stricter proxy in front of it (NUL bytes or a bare name where
 /// a proxy sees the end of the line) — the ground of request smuggling — so what the grammar
 /// refuses is a 400 here too, as the fuzz target's reference decoder checks.
-public struct ChunkedDecoder: Sendable, Equatable {
+struct ChunkedDecoder: Sendable, Equatable {
     /// Where the decoder is inside a chunk extension.
     enum ExtensionPart: Sendable, Equatable {
         /// Blanks after the size or an extension: only more blanks or `;` may follow.
@@ -52,7 +52,7 @@ public struct ChunkedDecoder: Sendable, Equatable {
         case done
     }
 
-    public enum Step: Equatable, Sendable {
+    enum Step: Equatable, Sendable {
         /// Every byte was used; more are needed.
         case needMore
         /// Stopped after `used` bytes: the next byte is chunk data and `room` is spent. Call
@@ -63,40 +63,40 @@ public struct ChunkedDecoder: Sendable, Equatable {
         case failure(HTTPParser.Failure)
     }
 
-    public let maxBody: Int
+    let maxBody: Int
     private(set) var phase: Phase = .size(value: 0, digits: 0)
     /// Size line plus extensions, and trailers, are bounded so a client cannot stream them forever.
     private var lineBytes = 0
     private var trailerBytes = 0
     /// Decoded body bytes so far.
-    public private(set) var bodyCount = 0
+    private(set) var bodyCount = 0
 
     static let maxLineBytes = 1024
     static let maxTrailerBytes = 16384
 
-    public init(maxBody: Int) { self.maxBody = maxBody }
+    init(maxBody: Int) { self.maxBody = maxBody }
 
     /// Data bytes the next `feed` of `available` bytes may need first: the rest of the current
     /// chunk when inside one (what `needRoom` asks room for), else `available`.
-    public func dataBytes(in available: Int) -> Int {
+    func dataBytes(in available: Int) -> Int {
         if case .data(let remaining) = phase { return min(remaining, available) }
         return available
     }
 
-    public var isDone: Bool { phase == .done }
+    var isDone: Bool { phase == .done }
 
     /// Consumes `input`, appending chunk data to `body`, at most `room` bytes of it.
     ///
     /// Why `room`: the caller reserves budget for what it buffers. A read can hold the end of
     /// one chunk and whole further chunks, so the caller cannot know from the current chunk
     /// alone how much a feed will append; instead the decoder stops where the room ends.
-    public mutating func feed(_ input: UnsafeRawBufferPointer, into body: inout [UInt8], room: Int = .max) -> Step {
+    mutating func feed(_ input: UnsafeRawBufferPointer, into body: inout [UInt8], room: Int = .max) -> Step {
         feed(input, room: room) { body.append(contentsOf: $0) }
     }
 
     /// Whether `input` completes the body (decoded on a copy, nothing kept): tells a connection
     /// whose peer has closed whether the input it holds is a whole request.
-    public func wouldFinish(_ input: UnsafeRawBufferPointer) -> Bool {
+    func wouldFinish(_ input: UnsafeRawBufferPointer) -> Bool {
         var probe = self
         if case .done = probe.feed(input, room: .max, append: { _ in }) { return true }
         return false

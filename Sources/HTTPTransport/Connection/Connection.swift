@@ -2,14 +2,6 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// What a connection reports to its server: counters and admission bookkeeping.
-struct ConnectionObserver: Sendable {
-    var timedOut: @Sendable (ConnectionStateMachine.TimeoutKind) -> Void = { _ in }
-    /// The transport answered `status` itself (framing refusal, limit, timeout, budget).
-    var refused: @Sendable (Int) -> Void = { _ in }
-    var closed: @Sendable (Connection) -> Void = { _ in }
-}
-
 /// One client connection: the Dispatch and socket shell around `ConnectionStateMachine`.
 ///
 /// It reads, feeds the machine events (bytes, EOF, write drained, timer, job finished) and
@@ -27,7 +19,7 @@ final class Connection: @unchecked Sendable {
     /// Monotonic ns since which the connection has had no request in progress; 0 while it has one.
     let reusableSince = Atomic<UInt64>(0)
     private let io: SocketIO
-    private let limits: ServerLimits
+    private let limits: TransportLimits
     private let handler: HTTPHandler
     private let budget: MemoryBudget
     private let observer: ConnectionObserver
@@ -46,7 +38,7 @@ final class Connection: @unchecked Sendable {
 
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-    init(fd: Int32, io: SocketIO, limits: ServerLimits, budget: MemoryBudget, handler: HTTPHandler, observer: ConnectionObserver) {
+    init(fd: Int32, io: SocketIO, limits: TransportLimits, budget: MemoryBudget, handler: HTTPHandler, observer: ConnectionObserver) {
         self.fd = fd
         self.io = io
         self.limits = limits
@@ -54,7 +46,7 @@ final class Connection: @unchecked Sendable {
         self.handler = handler
         self.observer = observer
         let now = Self.now()
-        self.machine = ConnectionStateMachine(now: now, config: .init(limits: limits), budget: budget)
+        self.machine = ConnectionStateMachine(now: now, limits: limits, budget: budget)
         self.reusableSince.store(now, ordering: .relaxed)
         self.queue = DispatchQueue(label: "prerank.conn.\(fd)", target: .global(qos: .userInitiated))
     }
@@ -125,7 +117,7 @@ final class Connection: @unchecked Sendable {
                 wrote = true
             case .send(let out):
                 if let refusal = out.refusal { observer.refused(refusal.status) }
-                output.append(contentsOf: ResponseSerializer.segments(out))
+                output.append(contentsOf: ResponseSerializer.segments(out, render: handler.renderRefusal))
                 wrote = true
             case .shutdownWriteAndLinger: io.shutdown()
             case .close: close()
@@ -209,9 +201,9 @@ final class Connection: @unchecked Sendable {
             return
         }
         guard encoding == "gzip" || encoding == "x-gzip" else {
-            let error = APIError(status: 415, code: "unsupported_encoding", message: "Content-Encoding \(encoding) is not supported (gzip is)")
-            handler.transportRefused(status: 415)
-            finish(.error(error))
+            let refusal = TransportRefusal.unsupportedEncoding(encoding)
+            handler.transportRefused(status: refusal.status)
+            finish(handler.renderRefusal(refusal))
             return
         }
         let limit = limits.maxInflatedBodyBytes
@@ -226,14 +218,9 @@ final class Connection: @unchecked Sendable {
                 }
             } catch {
                 budget.release(granted)
-                let e: APIError
-                switch error {
-                case .tooLarge: e = APIError(status: 413, code: "body_too_large", message: "gzip body inflates past \(limit) bytes")
-                case .overBudget: e = APIError(status: 503, code: "server_busy", message: "request buffers are full; retry shortly", headers: [("Retry-After", "1")])
-                case .corrupt: e = APIError(status: 400, code: "bad_encoding", message: "gzip body is corrupt")
-                }
-                handler.transportRefused(status: e.status)
-                finish(.error(e))
+                let refusal = TransportRefusal.gzip(error, limit: limit)
+                handler.transportRefused(status: refusal.status)
+                finish(handler.renderRefusal(refusal))
                 return
             }
             let held = granted

@@ -9,8 +9,8 @@
 /// the Dispatch shell that feeds events and carries out the returned actions; tests drive this
 /// type with plain `UInt64` clocks and a fake budget.
 ///
-/// The machine renders no API: a refusal is a status and a reason (`Refusal`), turned into a
-/// body by the shell. The only outside object it touches is the injected `BufferBudget`, which
+/// The machine renders no API: a refusal is a status and a reason (`Refusal`), worded by the
+/// shell (`TransportRefusal`) and rendered into a body by the application. The only outside object it touches is the injected `BufferBudget`, which
 /// it asks for every byte it buffers: input not yet framed (a partial head, requests pipelined
 /// behind the current one) as it arrives, and a body (its Content-Length up front, a chunked
 /// body as it grows). A body's reservation goes to the application with the body
@@ -26,7 +26,8 @@
 /// `+Framing.swift`; the stored properties are internal only so that those files can change
 /// them, and nothing but the machine's events does.
 struct ConnectionStateMachine {
-    let config: Configuration
+    /// Limits and timeouts, in bytes and nanoseconds (`TransportLimits`, built once by the server).
+    let limits: TransportLimits
     let budget: any BufferBudget
     var state: State
     /// Bytes read and not yet framed: a head, a pipelined request behind the current one.
@@ -50,10 +51,10 @@ struct ConnectionStateMachine {
     var reportedDeadline: UInt64?
 
     /// A fresh connection accepted at `now`: its first head is due `headerTimeout` after accept.
-    init(now: UInt64, config: Configuration, budget: any BufferBudget) {
-        self.config = config
+    init(now: UInt64, limits: TransportLimits, budget: any BufferBudget) {
+        self.limits = limits
         self.budget = budget
-        self.state = .awaitingRequest(since: now, deadline: now + config.headerTimeout, kind: .head)
+        self.state = .awaitingRequest(since: now, deadline: now + limits.headerTimeout, kind: .head)
     }
 
     // MARK: queries
@@ -118,7 +119,7 @@ struct ConnectionStateMachine {
         case .closed:
             preconditionFailure("bytesRead in \(stateName)")
         case .lingering(let deadline, let discarded):
-            if discarded + bytes.count > config.lingerMaxBytes {
+            if discarded + bytes.count > limits.lingerMaxBytes {
                 close(&actions)
             } else {
                 state = .lingering(deadline: deadline, discarded: discarded + bytes.count)
@@ -192,11 +193,11 @@ struct ConnectionStateMachine {
                 close(&actions)
             } else {
                 dropInbound()
-                state = .lingering(deadline: now + config.lingerTimeout, discarded: 0)
+                state = .lingering(deadline: now + limits.lingerTimeout, discarded: 0)
                 actions.append(.shutdownWriteAndLinger)
             }
         case .nextRequest:
-            state = .awaitingRequest(since: now, deadline: now + config.idleTimeout, kind: .idle)
+            state = .awaitingRequest(since: now, deadline: now + limits.idleTimeout, kind: .idle)
             if draining && inbound.isEmpty {
                 close(&actions)
             } else {
@@ -216,7 +217,7 @@ struct ConnectionStateMachine {
         actions.append(.send(Outbound(content: .answer(response), keepAlive: keep, minorVersion: head.minorVersion,
                                       isHead: head.method == "HEAD")))
         let after: AfterWrite = pipelineRefused ? .linger : keep ? .nextRequest : .close
-        state = .writing(after: after, deadline: now + config.idleTimeout)
+        state = .writing(after: after, deadline: now + limits.idleTimeout)
         return finish(actions)
     }
 

@@ -8,30 +8,30 @@
 /// Transfer-Encoding (400), a Transfer-Encoding other than `chunked` (501), several
 /// Content-Length values that differ or are not plain digits (400), obsolete line folding (400),
 /// chunk sizes that overflow (400). No Content-Length and no Transfer-Encoding is an empty body.
-public struct HTTPParser: Sendable {
-    public struct Limits: Sendable, Equatable {
-        public var maxHeaderBytes: Int
-        public var maxBodyBytes: Int
-        public init(maxHeaderBytes: Int = 16384, maxBodyBytes: Int = 8 << 20) {
+struct HTTPParser: Sendable {
+    struct Limits: Sendable, Equatable {
+        var maxHeaderBytes: Int
+        var maxBodyBytes: Int
+        init(maxHeaderBytes: Int = 16384, maxBodyBytes: Int = 8 << 20) {
             self.maxHeaderBytes = maxHeaderBytes
             self.maxBodyBytes = maxBodyBytes
         }
     }
 
     /// A parsed head, before the body is complete.
-    public struct Head: Sendable {
-        public var method: String
-        public var target: String
-        public var minorVersion: Int
-        public var headers: [(name: String, value: String)]
-        public var contentLength: Int?
-        public var chunked: Bool
-        public var expectContinue: Bool
+    struct Head: Sendable {
+        var method: String
+        var target: String
+        var minorVersion: Int
+        var headers: [(name: String, value: String)]
+        var contentLength: Int?
+        var chunked: Bool
+        var expectContinue: Bool
         /// Bytes of the head including the blank line.
-        public var length: Int
+        var length: Int
     }
 
-    public enum Outcome: Sendable {
+    enum Outcome: Sendable {
         /// Need more bytes. `head` is set once the head is complete (for 100-continue and the
         /// body timeout).
         case incomplete(head: Head?)
@@ -41,12 +41,12 @@ public struct HTTPParser: Sendable {
         case failure(status: Int, message: String)
     }
 
-    public var limits: Limits
-    public init(limits: Limits = Limits()) { self.limits = limits }
+    var limits: Limits
+    init(limits: Limits = Limits()) { self.limits = limits }
 
     /// Frames one whole request from `bytes` (a convenience over `scanHead`, `parseHead` and
     /// `ChunkedDecoder`, which the connection state machine drives incrementally).
-    public func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> Outcome {
+    func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> Outcome {
         let headEnd: Int
         switch Self.scanHead(UnsafeRawBufferPointer(bytes), maxHeaderBytes: limits.maxHeaderBytes) {
         case .incomplete: return .incomplete(head: nil)
@@ -77,7 +77,7 @@ public struct HTTPParser: Sendable {
         return .request(head: head, body: Array(bytes[headEnd..<(headEnd + length)]), consumed: headEnd + length)
     }
 
-    public enum HeadScan: Equatable, Sendable {
+    enum HeadScan: Equatable, Sendable {
         /// No blank line yet, and nothing wrong so far.
         case incomplete
         /// The head ends just before this index (past its CRLFCRLF).
@@ -89,15 +89,15 @@ public struct HTTPParser: Sendable {
     /// at most `HeadScanner.maxLeadingEmptyLines` empty lines before the request line, every
     /// byte counted against `maxHeaderBytes`). The connection keeps a `HeadScanner` across reads
     /// instead, so that a head arriving in pieces is still scanned once.
-    public static func scanHead(_ b: UnsafeRawBufferPointer, maxHeaderBytes: Int) -> HeadScan {
+    static func scanHead(_ b: UnsafeRawBufferPointer, maxHeaderBytes: Int) -> HeadScan {
         var scanner = HeadScanner(maxHeaderBytes: maxHeaderBytes)
         return scanner.scan(b)
     }
 
     /// A refusal: the status to answer and why.
-    public struct Failure: Error, Equatable, Sendable {
-        public var status: Int
-        public var message: String
+    struct Failure: Error, Equatable, Sendable {
+        var status: Int
+        var message: String
     }
 
     func parseHead(_ b: UnsafeBufferPointer<UInt8>) -> Result<Head, Failure> {

@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
-@testable import PreRankServer
+@testable import HTTPTransport
 
 /// Keeps every request's `respond` until the test answers.
 final class HoldingHandler: HTTPHandler {
@@ -10,6 +10,9 @@ final class HoldingHandler: HTTPHandler {
     func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
         held.withLock { $0.append(respond) }
     }
+
+    /// These tests never see a refusal's body: a bare status will do.
+    func renderRefusal(_ refusal: TransportRefusal) -> HTTPResponse { HTTPResponse(status: refusal.status) }
 
     var count: Int { held.withLock { $0.count } }
 
@@ -44,7 +47,7 @@ final class HoldingHandler: HTTPHandler {
     /// Bodies leave the top of the budget to input, so that with uploads holding all they may
     /// a health check's head still fits; never so much that the largest body could not.
     @Test func bodiesLeaveHeadroomForInput() {
-        var limits = ServerLimits()
+        var limits = TransportLimits()
         limits.maxBufferedBytes = 1600
         limits.maxBodyBytes = 1000
         let budget = MemoryBudget(limits: limits)
@@ -60,7 +63,7 @@ final class HoldingHandler: HTTPHandler {
     /// answers. Before, the close released them while the body was still in use.
     @Test func aForcedCloseKeepsTheBodyReservedUntilTheApplicationAnswers() async throws {
         let handler = HoldingHandler()
-        let server = HTTPServer(host: "127.0.0.1", port: 0, limits: ServerLimits(), handler: handler)
+        let server = HTTPServer(host: "127.0.0.1", port: 0, limits: TransportLimits(), handler: handler)
         let port = try server.start()
         let fd = try connect(port)
         defer { close(fd) }

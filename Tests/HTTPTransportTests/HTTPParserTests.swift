@@ -1,5 +1,5 @@
 import Testing
-@testable import PreRankServer
+@testable import HTTPTransport
 
 @Suite struct HTTPParserTests {
     func parse(_ text: String, limits: HTTPParser.Limits = .init()) -> HTTPParser.Outcome {

@@ -2,11 +2,6 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// Why the server could not start.
-public struct ServerError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-}
-
 /// An HTTP/1.1 server on raw POSIX sockets driven by DispatchSources.
 ///
 /// The listening socket is non-blocking; an accept source drains `accept` until EAGAIN and
@@ -23,7 +18,7 @@ public final class HTTPServer: @unchecked Sendable {
     // stats are behind a mutex (read from the metrics endpoint's thread).
     private let host: String
     private let requestedPort: Int
-    private let limits: ServerLimits
+    private let limits: TransportLimits
     private let tls: TLSContext?
     private let handler: HTTPHandler
     private let listenQueue = DispatchQueue(label: "prerank.listen", qos: .userInitiated)
@@ -38,7 +33,7 @@ public final class HTTPServer: @unchecked Sendable {
     private let counters = Mutex(HTTPServerStats())
     public private(set) var port: Int = 0
 
-    public init(host: String, port: Int, limits: ServerLimits, tls: TLSContext? = nil, handler: HTTPHandler) {
+    public init(host: String, port: Int, limits: TransportLimits, tls: TLSContext? = nil, handler: HTTPHandler) {
         self.host = host
         self.requestedPort = port
         self.limits = limits
@@ -56,7 +51,7 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Binds, listens and starts accepting; returns the bound port (useful with port 0).
     @discardableResult
-    public func start() throws -> Int {
+    public func start() throws(ServerError) -> Int {
         signal(SIGPIPE, SIG_IGN)
         guard (0...65535).contains(requestedPort) else { throw ServerError(description: "port \(requestedPort) is not 0...65535") }
         let ipv6 = host.contains(":")
@@ -135,10 +130,10 @@ public final class HTTPServer: @unchecked Sendable {
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             if connections.count - evicting.count >= limits.maxConnections && !admitByEvicting() {
                 counters.withLock { $0.rejected += 1 }
-                handler.transportRefused(status: 503)
-                let body = APIError(status: 503, code: "too_many_connections", message: "connection limit reached").jsonBody
-                let text = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nDate: \(HTTPDate.now())\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
-                _ = text.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+                let refusal = TransportRefusal.tooManyConnections
+                handler.transportRefused(status: refusal.status)
+                let answer = ResponseSerializer.refusedAtAccept(handler.renderRefusal(refusal))
+                _ = answer.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 _ = Glibc.shutdown(fd, Int32(SHUT_WR))
                 Glibc.close(fd)
                 continue

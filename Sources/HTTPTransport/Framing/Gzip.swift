@@ -1,8 +1,8 @@
 import CZlib
 
 /// gzip for request and response bodies (zlib).
-public enum Gzip {
-    public enum Failure: Error, Equatable {
+enum Gzip {
+    enum Failure: Error, Equatable {
         case corrupt
         /// Inflating would exceed the limit: answer 413 (a "zip bomb" stops here).
         case tooLarge
@@ -15,7 +15,7 @@ public enum Gzip {
     /// - parameters:
     ///   - reserve: asked for every block of output before it is kept (the memory budget);
     ///     answering false stops with `.overBudget`. The caller releases what it granted.
-    public static func inflate(_ input: [UInt8], limit: Int, reserve: (Int) -> Bool = { _ in true }) throws(Failure) -> [UInt8] {
+    static func inflate(_ input: [UInt8], limit: Int, reserve: (Int) -> Bool = { _ in true }) throws(Failure) -> [UInt8] {
         var stream = z_stream()
         guard czlib_inflate_init_gzip(&stream) == Z_OK else { throw .corrupt }
         defer { inflateEnd(&stream) }
@@ -49,7 +49,7 @@ public enum Gzip {
     /// without `Content-Encoding: gzip`: returning the input would label plain bytes as gzip).
     /// The response gzip-encoded when the client accepts gzip and the body is at least
     /// `threshold` bytes; unchanged (identity) when zlib fails, so the label is always true.
-    public static func encode(_ response: HTTPResponse, acceptsGzip: Bool, threshold: Int, level: Int32 = 6) -> HTTPResponse {
+    static func encode(_ response: HTTPResponse, acceptsGzip: Bool, threshold: Int, level: Int32 = 6) -> HTTPResponse {
         guard acceptsGzip, response.body.count >= threshold,
               !response.headers.contains(where: { $0.name.caseInsensitiveEquals("content-encoding") }),
               let compressed = deflate(response.body, level: level) else { return response }
@@ -60,7 +60,7 @@ public enum Gzip {
         return r
     }
 
-    public static func deflate(_ input: [UInt8], level: Int32 = 6) -> [UInt8]? {
+    static func deflate(_ input: [UInt8], level: Int32 = 6) -> [UInt8]? {
         var stream = z_stream()
         guard czlib_deflate_init_gzip(&stream, level) == Z_OK else { return nil }
         defer { deflateEnd(&stream) }

@@ -1,5 +1,5 @@
 import Testing
-@testable import PreRankServer
+@testable import HTTPTransport
 
 /// `ChunkedDecoder` against RFC 9112 §7.1's grammar for chunk extensions and trailers (fuzz
 /// finding 4, docs/FUZZING.md): what the grammar refuses is a 400, whole or fed a byte at a time.

@@ -10,8 +10,8 @@ extension ConnectionStateMachine {
             case .awaitingRequest(_, let deadline, let kind):
                 guard !inbound.isEmpty else { return }
                 // A request begins. The first head is due from accept; a keep-alive one from its first byte.
-                state = .readingHead(deadline: kind == .head ? deadline : now + config.headerTimeout,
-                                     scanner: HeadScanner(maxHeaderBytes: config.maxHeaderBytes))
+                state = .readingHead(deadline: kind == .head ? deadline : now + limits.headerTimeout,
+                                     scanner: HeadScanner(maxHeaderBytes: limits.maxHeaderBytes))
             case .readingHead(let deadline, var scanner):
                 let before = scanner.scanned
                 let scan = inbound.withUnsafeBytes { scanner.scan($0) }
@@ -26,7 +26,7 @@ extension ConnectionStateMachine {
                 case .complete(let end):
                     let start = scanner.requestStart ?? 0
                     let parsed = inbound.withUnsafeBufferPointer {
-                        HTTPParser(limits: .init(maxHeaderBytes: config.maxHeaderBytes, maxBodyBytes: config.maxBodyBytes))
+                        HTTPParser(limits: .init(maxHeaderBytes: limits.maxHeaderBytes, maxBodyBytes: limits.maxBodyBytes))
                             .parseHead(UnsafeBufferPointer(rebasing: $0[start..<end]))
                     }
                     switch parsed {
@@ -88,10 +88,10 @@ extension ConnectionStateMachine {
 
     /// The head is read: choose the body framing, reserve its bytes, answer 100-continue.
     mutating func beginBody(_ head: HTTPParser.Head, now: UInt64, _ actions: inout [Action]) {
-        let deadline = now + config.bodyTimeout
+        let deadline = now + limits.bodyTimeout
         let framing: BodyFraming
         if head.chunked {
-            framing = .chunked(ChunkedDecoder(maxBody: config.maxBodyBytes), waitingForBudget: false)
+            framing = .chunked(ChunkedDecoder(maxBody: limits.maxBodyBytes), waitingForBudget: false)
         } else {
             // No Content-Length and no Transfer-Encoding: an empty body (RFC 9112 §6.3).
             let length = head.contentLength ?? 0
@@ -99,8 +99,8 @@ extension ConnectionStateMachine {
                 dispatch(head, &actions)
                 return
             }
-            guard length <= config.maxBodyBytes else {
-                refuse(.bodyTooLarge(length: length, limit: config.maxBodyBytes), now: now, &actions)
+            guard length <= limits.maxBodyBytes else {
+                refuse(.bodyTooLarge(length: length, limit: limits.maxBodyBytes), now: now, &actions)
                 return
             }
             guard budget.reserve(length) else {
@@ -124,7 +124,7 @@ extension ConnectionStateMachine {
     /// Grows the chunked body's reservation to at least `needed` bytes: in doublings from
     /// 64 KiB while the budget allows (few reservations for a large body), else exactly.
     mutating func growBody(to needed: Int) -> Bool {
-        let grown = min(max(needed, bodyReserved * 2, 65536), config.maxBodyBytes)
+        let grown = min(max(needed, bodyReserved * 2, 65536), limits.maxBodyBytes)
         if grown > needed, budget.reserve(grown - bodyReserved) {
             bodyReserved = grown
         } else if budget.reserve(needed - bodyReserved) {
@@ -170,7 +170,7 @@ extension ConnectionStateMachine {
         releaseBody()
         dropInbound()
         actions.append(.send(Outbound(content: .refusal(Refusal(reason: reason)), keepAlive: false, minorVersion: 1, isHead: false)))
-        state = .writing(after: .linger, deadline: now + config.lingerTimeout)
+        state = .writing(after: .linger, deadline: now + limits.lingerTimeout)
     }
 
     mutating func close(_ actions: inout [Action]) {
@@ -252,8 +252,8 @@ extension ConnectionStateMachine {
         case .awaitingRequest, .readingHead, .awaitingContinue: return true
         case .readingBody(_, .chunked(_, let waiting), _): return !waiting
         case .readingBody(_, .length, _): return true
-        case .dispatched(_, let pipelineRefused): return !pipelineRefused && inbound.count < config.pipelineBufferBytes
-        case .writing(.nextRequest, _), .writing(.close, _): return inbound.count < config.pipelineBufferBytes
+        case .dispatched(_, let pipelineRefused): return !pipelineRefused && inbound.count < limits.pipelineBufferBytes
+        case .writing(.nextRequest, _), .writing(.close, _): return inbound.count < limits.pipelineBufferBytes
         }
     }
 

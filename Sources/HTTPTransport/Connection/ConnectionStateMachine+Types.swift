@@ -1,33 +1,5 @@
-/// The vocabulary of `ConnectionStateMachine`: its limits, states, and the actions it returns.
+/// The vocabulary of `ConnectionStateMachine`: its states, and the actions it returns.
 extension ConnectionStateMachine {
-    /// Limits, in the units the machine uses (nanoseconds, bytes).
-    struct Configuration: Sendable, Equatable {
-        var maxHeaderBytes = 16384
-        var maxBodyBytes = 8 << 20
-        var headerTimeout: UInt64 = 5_000_000_000
-        var bodyTimeout: UInt64 = 10_000_000_000
-        var idleTimeout: UInt64 = 60_000_000_000
-        var lingerTimeout: UInt64 = 2_000_000_000
-        var lingerMaxBytes = 64 << 20
-        /// Input buffered while a request is with the application (the next pipelined head);
-        /// beyond it reading stops until the answer is out.
-        var pipelineBufferBytes = 16384 + 65536
-
-        init() {}
-
-        init(limits: ServerLimits) {
-            func ns(_ seconds: Double) -> UInt64 { UInt64((seconds * 1e9).rounded()) }
-            maxHeaderBytes = limits.maxHeaderBytes
-            maxBodyBytes = limits.maxBodyBytes
-            headerTimeout = ns(limits.headerTimeout)
-            bodyTimeout = ns(limits.bodyTimeout)
-            idleTimeout = ns(limits.idleTimeout)
-            lingerTimeout = ns(limits.lingerTimeout)
-            lingerMaxBytes = limits.lingerMaxBytes
-            pipelineBufferBytes = limits.maxHeaderBytes + 65536
-        }
-    }
-
     enum TimeoutKind: String, Sendable, Equatable, CaseIterable {
         /// The head was not complete by its deadline (or a fresh connection sent nothing).
         case head
@@ -48,7 +20,7 @@ extension ConnectionStateMachine {
     }
 
     /// A request the transport answers itself, as a status and a reason. The machine speaks no
-    /// API: the shell renders the body (`Refusal.response`).
+    /// API: the shell words it (`TransportRefusal`) and the application renders the body.
     struct Refusal: Sendable, Equatable {
         enum Reason: Sendable, Equatable {
             /// The bytes cannot be a valid request (the parser's or chunk decoder's status and why).

@@ -12,16 +12,16 @@
 ///
 /// Lines end in CRLF only: a bare LF, or a CR not followed by LF, is a 400 (a proxy in front
 /// could frame either differently).
-public struct HeadScanner: Sendable, Equatable {
+struct HeadScanner: Sendable, Equatable {
     /// Empty lines tolerated before the request line (a client's stray CRLF after a body).
-    public static let maxLeadingEmptyLines = 4
+    static let maxLeadingEmptyLines = 4
 
-    public let maxHeaderBytes: Int
+    let maxHeaderBytes: Int
     /// Bytes of the buffer examined so far; the next call starts here. Also the scanner's step
     /// count: a byte is examined once, so the work of a whole head is at most its length.
-    public private(set) var scanned = 0
+    private(set) var scanned = 0
     /// Index of the request line's first byte (past the tolerated empty lines), once seen.
-    public private(set) var requestStart: Int?
+    private(set) var requestStart: Int?
     private var phase: Phase = .lineStart
     private var emptyLines = 0
 
@@ -34,11 +34,11 @@ public struct HeadScanner: Sendable, Equatable {
         case afterCR(emptyLine: Bool)
     }
 
-    public init(maxHeaderBytes: Int) { self.maxHeaderBytes = maxHeaderBytes }
+    init(maxHeaderBytes: Int) { self.maxHeaderBytes = maxHeaderBytes }
 
     /// Scans `buffer` from where the last call stopped. `buffer` must hold the bytes the last
     /// call saw, unchanged, followed by any new ones.
-    public mutating func scan(_ buffer: UnsafeRawBufferPointer) -> HTTPParser.HeadScan {
+    mutating func scan(_ buffer: UnsafeRawBufferPointer) -> HTTPParser.HeadScan {
         precondition(buffer.count >= scanned, "head buffer shrank under the scanner (\(buffer.count) < \(scanned))")
         var i = scanned
         defer { scanned = i }

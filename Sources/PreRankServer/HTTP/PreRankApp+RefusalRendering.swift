@@ -1,0 +1,9 @@
+import HTTPTransport
+
+extension PreRankApp {
+    /// The transport's refusals get the SPEC's JSON error body, like the application's own
+    /// errors (`HTTPHandler.renderRefusal`).
+    public func renderRefusal(_ refusal: TransportRefusal) -> HTTPResponse {
+        .error(APIError(refusal))
+    }
+}
