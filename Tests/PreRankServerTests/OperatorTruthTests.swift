@@ -64,8 +64,8 @@ import TwinTower
         } catch {
             #expect(error.description == "request.unknown_features must be one of ignore, warn, reject (line 2)")
         }
-        #expect(PreRankService.options(from: try Self.config("request: {unknown_features: reject}")).rejectUnknownFeatures)
-        #expect(!PreRankService.options(from: try Self.config("")).rejectUnknownFeatures)
+        #expect(ScoringPipeline.options(from: try Self.config("request: {unknown_features: reject}")).rejectUnknownFeatures)
+        #expect(!ScoringPipeline.options(from: try Self.config("")).rejectUnknownFeatures)
     }
 
     // MARK: features

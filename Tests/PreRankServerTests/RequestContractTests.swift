@@ -42,8 +42,8 @@ import TwinTower
         }
         #expect(throws: Never.self) { _ = try ScoringEngine.score(PreRankRequest(candidates: [], k: 3), bundle: bundle, options: options) }
         let config = try ConfigLoader.parse(yaml: "topk: {allow_whole_index: false}", requireModel: false)
-        #expect(PreRankService.options(from: config).allowWholeIndex == false)
-        #expect(PreRankService.options(from: PreRankConfig()).allowWholeIndex == true)
+        #expect(ScoringPipeline.options(from: config).allowWholeIndex == false)
+        #expect(ScoringPipeline.options(from: PreRankConfig()).allowWholeIndex == true)
     }
 
     @Test func unknownIdsAreListedOnceInRequestOrder() throws {

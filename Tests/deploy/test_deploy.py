@@ -22,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
-METRICS_SWIFT = ROOT / "Sources" / "PreRankServer" / "Ops" / "Metrics.swift"
+METRICS_SWIFT = ROOT / "Sources" / "PreRankServer" / "Ops" / "MetricsRegistry+Families.swift"
 PROCESS_SWIFT = ROOT / "Sources" / "PreRankServer" / "Ops" / "ProcessMetrics.swift"
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 UNIT = DEPLOY / "systemd" / "prerank.service"
@@ -52,19 +52,17 @@ TARGET_LABELS = {"job", "instance", "pod", "namespace", "node", "environment"}
 # The metric catalogue, read from the Swift source.
 
 def exported_metrics():
-    """{name: (type, {labels})} for every metric Metrics.swift renders."""
+    """{name: (type, {labels})} for every metric the family tables of MetricsRegistry+Families.swift
+    render: rows MetricFamily("prerank_x", .counter, ...) and MetricFamily(histogram: "prerank_x", ...);
+    a row's labels are the `label=\"` in its text, up to the next row."""
     src = METRICS_SWIFT.read_text()
+    src = src[:src.index("private static func resultCounts")]
     metrics = {}
-    for name, kind in re.findall(r'header\("(prerank_[a-z0-9_]+)",\s*"(\w+)"', src):
-        metrics[name] = (kind, set())
-    # Sample lines: out += "prerank_x{a=\"...\",b=\"...\"} ..."
-    for name, body in re.findall(r'"(prerank_[a-z0-9_]+)\{(.*?)\}', src):
-        if name in metrics:
-            metrics[name][1].update(re.findall(r'(\w+)=\\"', body))
-    # Histograms: histogram("prerank_x", "label=\"...\"", h)
-    for name, body in re.findall(r'histogram\("(prerank_[a-z0-9_]+)",\s*"([^"]*)', src):
-        if name in metrics:
-            metrics[name][1].update(re.findall(r'(\w+)=\\?', body) if "=" in body else [])
+    for row in re.split(r'(?=MetricFamily\()', src):
+        m = re.match(r'MetricFamily\((?:histogram:\s*"(prerank_[a-z0-9_]+)"|"(prerank_[a-z0-9_]+)",\s*\.(\w+))', row)
+        if m:
+            name, kind = (m.group(1), "histogram") if m.group(1) else (m.group(2), m.group(3))
+            metrics[name] = (kind, set(re.findall(r'(\w+)=\\"', row)))
     # The standard process_* metrics: metric("process_x", "gauge", ...)
     for name, kind in re.findall(r'metric\("(process_[a-z0-9_]+)",\s*"(\w+)"', PROCESS_SWIFT.read_text()):
         metrics[name] = (kind, set())

@@ -12,6 +12,6 @@ def test_openapi_document_is_valid_and_complete():
     with open(os.path.join(ROOT, "docs", "openapi.yaml")) as f:
         spec = yaml.safe_load(f)
     validate(spec)
-    app = open(os.path.join(ROOT, "Sources", "PreRankServer", "Service", "PreRankApp.swift")).read()
+    app = open(os.path.join(ROOT, "Sources", "PreRankServer", "App", "Router.swift")).read()
     routes = set(re.findall(r'"(/[a-z0-9/]+)": \["', app))
     assert routes and routes == set(spec["paths"]), (routes, set(spec["paths"]))

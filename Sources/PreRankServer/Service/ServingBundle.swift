@@ -97,9 +97,3 @@ public final class ServingBundle: Sendable {
 
     public var version: String { model.spec.version }
 }
-
-/// The background queue on which replaced models and indexes are freed and unmapped, off the
-/// scoring workers and the I/O queues.
-public enum ReleaseQueue {
-    public static let shared = DispatchQueue(label: "prerank.release", qos: .utility)
-}

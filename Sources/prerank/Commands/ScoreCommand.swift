@@ -42,8 +42,8 @@ struct ScoreCommand: ParsableCommand {
             throw CLIError(error.description)
         }
         do {
-            let outcome = try PreRankService.handle(body: body, bundle: bundle,
-                                                    options: PreRankService.options(from: settings))
+            let outcome = try ScoringPipeline.handle(body: body, bundle: bundle,
+                                                    options: ScoringPipeline.options(from: settings))
             FileHandle.standardOutput.write(Data(outcome.body + [0x0A]))
         } catch {
             FileHandle.standardOutput.write(Data((error.jsonBody + "\n").utf8))

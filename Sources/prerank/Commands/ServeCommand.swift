@@ -32,8 +32,8 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         do {
-            try ServerRunner.run(configPath: config, modelDir: model, index: index, host: host, port: port)
-        } catch let e as ServerRunner.RunError {
+            try ServerMain.run(configPath: config, modelDir: model, index: index, host: host, port: port)
+        } catch let e as ServerMain.RunError {
             AsyncLogWriter.standardError.flush()
             throw CLIError(e.description)
         }

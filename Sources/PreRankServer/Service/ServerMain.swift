@@ -6,7 +6,7 @@ import TwinTower
 
 /// Starts the whole server from a config: logging, the first snapshot (which must load),
 /// OpenBLAS pinned to one thread, the HTTP server, SIGHUP reload and SIGTERM/SIGINT drain.
-public enum ServerRunner {
+public enum ServerMain {
     /// Runs until SIGTERM/SIGINT, then drains and calls `exit(0)`. Throws only if start-up fails.
     public static func run(configPath: String?, modelDir: String?, index: String?, host: String?, port: Int?) throws -> Never {
         var config = PreRankConfig()

@@ -1,9 +1,10 @@
 import Dispatch
 import TwinTower
 
-/// The `/prerank` body → answer path, shared by `prerank score` and `POST /prerank` so both give
-/// the same answer for the same body (the server adds only transport and admission control).
-public enum PreRankService {
+/// The `/prerank` body → answer path (decode → select the arm → score → encode), shared by
+/// `prerank score` and `POST /prerank` so both give the same answer for the same body (the
+/// server adds only transport and admission control between `prepare` and `score`).
+public enum ScoringPipeline {
     /// Engine options from config (SPEC §5).
     public static func options(from config: PreRankConfig, parallelism: Int = 1) -> ScoringOptions {
         var options = ScoringOptions(defaultK: config.topk.default, maxK: config.topk.max, maxCandidates: config.server.maxCandidates,
@@ -34,7 +35,32 @@ public enum PreRankService {
         public var features: FeatureAudit
     }
 
-    /// Decodes, scores and encodes one body.
+    /// A request decoded and assigned to an arm: what admission needs to know its cost, and what
+    /// `score` needs to answer it.
+    public struct Prepared: Sendable {
+        public var request: PreRankRequest
+        public var bundle: ServingBundle
+        /// The serving arm's name, written into the answer when set (A/B, canary).
+        public var arm: String?
+        /// What decoding and arm selection took.
+        public var parseNanos: UInt64
+    }
+
+    /// Decodes one body and picks its serving arm. The server runs this before admission (the
+    /// request's cost in worker slots depends on it) and `score` on a worker; `prerank score`
+    /// runs both at once (`handle`), so the two cannot drift apart.
+    ///
+    /// - parameters:
+    ///   - select: the arm for a decoded request (canary / A-B by request or user id).
+    public static func prepare(body: [UInt8], maxCandidates: Int,
+                               select: (PreRankRequest) -> (ServingBundle, String?)) throws(APIError) -> Prepared {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let request = try RequestDecoder.decode(body, maxCandidates: maxCandidates)
+        let (bundle, arm) = select(request)
+        return Prepared(request: request, bundle: bundle, arm: arm, parseNanos: DispatchTime.now().uptimeNanoseconds - t0)
+    }
+
+    /// Decodes, scores and encodes one body against one bundle (the offline `score` verb).
     ///
     /// - parameters:
     ///   - receivedAt: monotonic nanoseconds when the request was received; `took_ms` and the
@@ -44,27 +70,14 @@ public enum PreRankService {
     public static func handle(body: [UInt8], bundle: ServingBundle, options: ScoringOptions,
                               receivedAt: UInt64 = DispatchTime.now().uptimeNanoseconds,
                               budgetMs: Double? = nil, arm: String? = nil) throws(APIError) -> Outcome {
-        try handle(body: body, options: options, receivedAt: receivedAt, budgetMs: budgetMs) { _ in (bundle, arm) }
+        let prepared = try prepare(body: body, maxCandidates: options.maxCandidates) { _ in (bundle, arm) }
+        return try score(prepared, options: options, receivedAt: receivedAt, budgetMs: budgetMs)
     }
 
-    /// As above, with the serving arm chosen per request (canary / A-B by request or user id).
-    public static func handle(body: [UInt8], options: ScoringOptions, receivedAt: UInt64, budgetMs: Double?,
-                              select: (PreRankRequest) -> (ServingBundle, String?)) throws(APIError) -> Outcome {
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        let request = try RequestDecoder.decode(body, maxCandidates: options.maxCandidates)
-        let (bundle, arm) = select(request)
-        let t1 = DispatchTime.now().uptimeNanoseconds
-        return try handle(request: request, bundle: bundle, arm: arm, parseNanos: t1 - t0, options: options,
-                          receivedAt: receivedAt, budgetMs: budgetMs)
-    }
-
-    /// Scores and encodes a request already decoded (the server decodes before admission, to
-    /// know the request's cost in worker slots).
-    ///
-    /// - parameters:
-    ///   - parseNanos: what decoding took, reported in the outcome.
-    public static func handle(request: PreRankRequest, bundle: ServingBundle, arm: String?, parseNanos: UInt64,
-                              options: ScoringOptions, receivedAt: UInt64, budgetMs: Double?) throws(APIError) -> Outcome {
+    /// Scores and encodes a prepared request with its arm's options.
+    public static func score(_ prepared: Prepared, options: ScoringOptions, receivedAt: UInt64,
+                             budgetMs: Double?) throws(APIError) -> Outcome {
+        let (request, bundle, arm, parseNanos) = (prepared.request, prepared.bundle, prepared.arm, prepared.parseNanos)
         let userFields = bundle.model.spec.fields(of: .user)
         let features = FeatureAudit.of(request, fields: userFields)
         if options.rejectUnknownFeatures, let error = features.rejection(modelVersion: bundle.version, known: userFields) { throw error }
