@@ -32,6 +32,10 @@ let package = Package(
         .executable(name: "prerank", targets: ["prerank"]),
         .library(name: "TwinTower", targets: ["TwinTower"]),
         .library(name: "Fusion", targets: ["Fusion"]),
+        // Catalog and StrictJSON: for the fuzz package (the change codec, the update log, the
+        // index file) and for tools built on the index; `prerank` is still the shipped product.
+        .library(name: "Catalog", targets: ["Catalog"]),
+        .library(name: "StrictJSON", targets: ["StrictJSON"]),
         // For the fuzz package (Fuzz/Package.swift), which reaches the server's decoders and
         // connection state machine; the shipped product is still only `prerank`.
         .library(name: "PreRankServer", targets: ["PreRankServer"]),
@@ -50,16 +54,23 @@ let package = Package(
 
         // The fused scoring loop in C (prefetch intrinsics, AVX2/FMA/F16C via target attributes).
         .target(name: "CKernels", cSettings: [.define("PK_GIT_COMMIT", to: "\"\(gitCommit)\"")]),
-        .target(name: "TwinTower", dependencies: ["CBLAS", "COpenSSL", "CKernels"]),
+        .target(name: "TwinTower", dependencies: ["CBLAS", "COpenSSL"]),
+        // The strict JSON scanner and the 400 it throws, shared by the server's request decoder
+        // and the catalog's change codec (neither owns the other).
+        .target(name: "StrictJSON", dependencies: ["TwinTower"]),
+        // The item index and its scan kernel, the delta, the update log and its codec: what the
+        // server serves and the offline tools build and inspect; no HTTP.
+        .target(name: "Catalog", dependencies: ["TwinTower", "StrictJSON", "CKernels", "CZlib"]),
         .target(name: "Fusion"),
         .target(
             name: "Training",
-            dependencies: ["TwinTower", "Fusion", "CBLAS", .product(name: "Yams", package: "Yams")]
+            dependencies: ["TwinTower", "Catalog", "Fusion", "CBLAS", .product(name: "Yams", package: "Yams")]
         ),
         .target(
             name: "PreRankServer",
             dependencies: [
                 "TwinTower", "Fusion", "CZlib", "COpenSSL",
+                "Catalog", "StrictJSON", "CKernels",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -67,12 +78,12 @@ let package = Package(
         // `prerank bench`: the kernel and request-stage benchmarks (kept out of the server library).
         .target(
             name: "Benchmarks",
-            dependencies: ["PreRankServer", "TwinTower", "Fusion"]
+            dependencies: ["PreRankServer", "Catalog", "TwinTower", "Fusion"]
         ),
         .target(
             name: "LoadTest",
             dependencies: [
-                "PreRankServer", "TwinTower",
+                "Catalog", "TwinTower",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
@@ -80,13 +91,15 @@ let package = Package(
             name: "prerank",
             dependencies: [
                 "TwinTower", "Fusion", "Training", "PreRankServer", "LoadTest", "Benchmarks",
+                "Catalog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
         .testTarget(name: "TwinTowerTests", dependencies: ["TwinTower"]),
         .testTarget(name: "FusionTests", dependencies: ["Fusion"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "TwinTower", "Fusion"]),
-        .testTarget(name: "PreRankServerTests", dependencies: ["PreRankServer", "TwinTower", "Fusion", "Benchmarks", "LoadTest"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TwinTower", "Fusion", "Catalog"]),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "StrictJSON", "TwinTower", "CKernels"]),
+        .testTarget(name: "PreRankServerTests", dependencies: ["PreRankServer", "TwinTower", "Fusion", "Benchmarks", "LoadTest", "Catalog", "StrictJSON"]),
     ]
 )

@@ -1,5 +1,7 @@
+import Catalog
 import Foundation
 import Fusion
+import StrictJSON
 import Testing
 import TwinTower
 @testable import PreRankServer

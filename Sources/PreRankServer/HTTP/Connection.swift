@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import StrictJSON
 import Synchronization
 
 /// What a connection reports to its server: counters and admission bookkeeping.

@@ -1,3 +1,5 @@
+import StrictJSON
+
 /// A request as the application sees it: head parsed, body complete (de-chunked, inflated).
 public struct HTTPRequest: Sendable {
     public var method: String

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import StrictJSON
 import Synchronization
 
 /// Why the server could not start.

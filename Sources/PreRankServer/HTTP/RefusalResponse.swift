@@ -1,3 +1,5 @@
+import StrictJSON
+
 /// The transport's refusals as they go on the wire: the SPEC's JSON error body (`APIError`).
 ///
 /// Why here and not in the state machine: the machine decides *that* a request is refused and

@@ -1,7 +1,9 @@
+import Catalog
 import Dispatch
 import Foundation
 import Fusion
 import Logging
+import StrictJSON
 import Synchronization
 import TwinTower
 

@@ -1,4 +1,5 @@
 import Dispatch
+import StrictJSON
 import TwinTower
 
 /// The `/prerank` body → answer path, shared by `prerank score` and `POST /prerank` so both give

@@ -1,10 +1,12 @@
 #if canImport(Glibc)
+import Catalog
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 import Dispatch
 import Fusion
+import StrictJSON
 import TwinTower
 
 /// Limits and defaults the engine applies to every request (from config §5).

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Benchmarks
+import Catalog
 import Foundation
 import PreRankServer
 import TwinTower
