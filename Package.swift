@@ -75,10 +75,13 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
-        // `prerank bench`: the kernel and request-stage benchmarks (kept out of the server library).
+        // The synthetic bench world (model + indexes): a fixture for the engine tests and for
+        // `prerank bench`; nothing the server runs depends on it.
+        .target(name: "TestWorlds", dependencies: ["PreRankServer", "Catalog", "TwinTower"]),
+        // `prerank bench`: the kernel, request-stage and codec benchmarks (kept out of the server library).
         .target(
             name: "Benchmarks",
-            dependencies: ["PreRankServer", "Catalog", "TwinTower", "Fusion"]
+            dependencies: ["PreRankServer", "Catalog", "TwinTower", "Fusion", "TestWorlds"]
         ),
         .target(
             name: "LoadTest",
@@ -91,7 +94,7 @@ let package = Package(
             name: "prerank",
             dependencies: [
                 "TwinTower", "Fusion", "Training", "PreRankServer", "LoadTest", "Benchmarks",
-                "Catalog",
+                "Catalog", "TestWorlds",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -100,6 +103,6 @@ let package = Package(
         .testTarget(name: "FusionTests", dependencies: ["Fusion"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TwinTower", "Fusion", "Catalog"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "StrictJSON", "TwinTower", "CKernels"]),
-        .testTarget(name: "PreRankServerTests", dependencies: ["PreRankServer", "TwinTower", "Fusion", "Benchmarks", "LoadTest", "Catalog", "StrictJSON"]),
+        .testTarget(name: "PreRankServerTests", dependencies: ["PreRankServer", "TwinTower", "Fusion", "Benchmarks", "LoadTest", "Catalog", "StrictJSON", "TestWorlds"]),
     ]
 )

@@ -5,7 +5,7 @@ import Logging
 import Testing
 import TwinTower
 @testable import PreRankServer
-@testable import Benchmarks
+import TestWorlds
 
 /// The live catalog's delta over a base index (`ItemDelta`): resolution, override, delete,
 /// whole-index requests, and exactness — a base plus a delta answers bit for bit like an index

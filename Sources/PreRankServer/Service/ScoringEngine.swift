@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Catalog
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Catalog
 import Dispatch
 import Fusion
 import StrictJSON
