@@ -2,10 +2,12 @@
 // prerank — an online pre-rank scoring server for twin-tower ResFlow models.
 //
 // Dependency direction (see README "Layout"):
-//   TwinTower (model math, formats, index) ─┐
-//   Fusion (policy on probabilities) ───────┼─> PreRankServer (HTTP, config, ops) ─> prerank (CLI)
-//   Training (generate, train, eval) ───────┘        LoadTest (open-loop client) ─┤
-//                                                    Benchmarks (prerank bench) ──┘
+//   TwinTower (model math, formats) ─> StrictJSON (JSON scanner, APIError) ─> Catalog (index,
+//   kernel, delta, update log + codec); none of them knows HTTP.
+//   TwinTower, Catalog ─────────────────┐
+//   Fusion (policy on probabilities) ───┼─> PreRankServer (HTTP, config, ops) ─> prerank (CLI)
+//   Training (generate, train, eval) ───┘        LoadTest (open-loop client; Catalog) ─┤
+//                                                TestWorlds (bench fixture) ─> Benchmarks ─┘
 import PackageDescription
 
 // No ISA flags on any target: the AVX2/FMA/F16C code is the C kernel's, compiled with function
