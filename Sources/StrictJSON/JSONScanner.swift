@@ -16,7 +16,7 @@
 /// codec can use it without depending on the server, but the request decoder calls `current`,
 /// `nextMember` and `number` per byte or per token; inlinable bodies keep those calls as cheap
 /// across the module boundary as they were inside the server module. Its other files:
-/// JSONScanner+Strings, JSONScanner+Numbers, JSONScanner+Skipping.
+/// JSONScanner+Strings, +Numbers, +Skipping and +Body (a body's object, feature values).
 package struct JSONScanner {
     /// Objects and arrays nested deeper than this are refused: the schema needs 3 levels, and
     /// skipping an unknown value recurses once per level, so the bound also bounds the stack.
