@@ -4,7 +4,7 @@ extension JSONScanner {
     /// Scans a number at `pos` per the RFC 8259 grammar (no leading zeros, no `+`, no bare `-`,
     /// digits on both sides of `.`, digits after `e`) and accumulates its value when it is an
     /// integer that fits Int64.
-    @inlinable @inline(__always) package mutating func number() throws(APIError) -> Number {
+    @inlinable @inline(__always) public mutating func number() throws(APIError) -> Number {
         let start = pos
         var negative = false
         if current == UInt8(ascii: "-") { negative = true; pos += 1 }
@@ -90,7 +90,7 @@ extension JSONScanner {
     /// Small literals take Clinger's fast path (a mantissa below 2^53 times or divided by an
     /// exact power of ten is correctly rounded by one IEEE operation); the rest go through the
     /// standard library's correctly rounded `Double(Substring)`, so results equal `JSONDecoder`'s.
-    @inlinable package func double(_ n: Number) -> Double? {
+    @inlinable public func double(_ n: Number) -> Double? {
         if let v = n.int64, v.magnitude < (1 << 53) { return Double(v) }
         var mantissa: UInt64 = 0
         var significant = 0

@@ -5,7 +5,7 @@ extension JSONScanner {
     /// are checked for grammar only: this pass looks for syntax errors, and a number out of
     /// Double range inside a known field is that field's error. A syntax error inside the value
     /// of a top-level member names that member's key as its field, as the decoder's does.
-    package mutating func validateDocument() throws(APIError) {
+    public mutating func validateDocument() throws(APIError) {
         pos = 0
         skipByteOrderMark()
         skipWhitespace()
@@ -30,7 +30,7 @@ extension JSONScanner {
     /// Skips one value of any type at `pos`, validating it as strictly as a parsed one;
     /// `depth` is the nesting of the container holding it. With `checkRange`, a number that
     /// overflows Double is refused, as `JSONDecoder` refuses it.
-    package mutating func skipValue(depth: Int, checkRange: Bool = true) throws(APIError) {
+    public mutating func skipValue(depth: Int, checkRange: Bool = true) throws(APIError) {
         switch current {
         case UInt8(ascii: "\""):
             try skipString()
@@ -64,7 +64,7 @@ extension JSONScanner {
 extension APIError {
     /// This error with `field` set to `key` when it names no field yet: a syntax error inside
     /// a top-level member's value is reported against that member.
-    package func naming(_ key: String) -> APIError {
+    public func naming(_ key: String) -> APIError {
         guard field == nil else { return self }
         var e = self
         e.field = key

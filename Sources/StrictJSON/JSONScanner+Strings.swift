@@ -3,7 +3,7 @@
 /// lives.
 extension JSONScanner {
     /// Reads a string whose opening quote is at `pos`; validates escapes and UTF-8.
-    @inlinable package mutating func string() throws(APIError) -> String {
+    @inlinable public mutating func string() throws(APIError) -> String {
         try expect(UInt8(ascii: "\""), "a string")
         let start = pos
         // Fast path: no escapes (the usual key or value). Non-ASCII is validated in place.
@@ -46,7 +46,7 @@ extension JSONScanner {
     /// Skips a string at `pos` with the same validation as `string()`. It builds the string and
     /// drops it: skipped strings (unknown keys, error-path re-validation) are rare, and one
     /// validating loop is easier to trust than two.
-    package mutating func skipString() throws(APIError) {
+    public mutating func skipString() throws(APIError) {
         _ = try string()
     }
 
