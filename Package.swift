@@ -2,11 +2,13 @@
 // prerank — an online pre-rank scoring server for twin-tower ResFlow models.
 //
 // Dependency direction (see README "Layout"):
-//   TwinTower (model math, formats, index) ─┐
-//   Fusion (policy on probabilities) ───────┼─> PreRankServer (HTTP, config, ops) ─> prerank (CLI)
-//   Training (generate, train, eval) ───────┘        LoadTest (open-loop client) ─┤
-//                                                    Benchmarks (prerank bench) ──┘
-//   HTTPTransport (sockets, TLS, HTTP/1.1 framing, memory budget; no JSON API, no config) ─> PreRankServer
+//   TwinTower (model math, formats) ─> StrictJSON (JSON scanner, APIError) ─> Catalog (index,
+//   kernel, delta, update log + codec); none of them knows HTTP.
+//   HTTPTransport (sockets, TLS, HTTP/1.1 framing, memory budget; no JSON API, no config) ─┐
+//   TwinTower, Catalog ─────────────────┐                                                  │
+//   Fusion (policy on probabilities) ───┼─> PreRankServer (App: routes, config, ops) <─────┘ ─> prerank (CLI)
+//   Training (generate, train, eval) ───┘        LoadTest (open-loop client; Catalog) ─┤
+//                                                TestWorlds (bench fixture) ─> Benchmarks ─┘
 import PackageDescription
 
 // No ISA flags on any target: the AVX2/FMA/F16C code is the C kernel's, compiled with function
@@ -33,6 +35,10 @@ let package = Package(
         .executable(name: "prerank", targets: ["prerank"]),
         .library(name: "TwinTower", targets: ["TwinTower"]),
         .library(name: "Fusion", targets: ["Fusion"]),
+        // Catalog and StrictJSON: for the fuzz package (the change codec, the update log, the
+        // index file) and for tools built on the index; `prerank` is still the shipped product.
+        .library(name: "Catalog", targets: ["Catalog"]),
+        .library(name: "StrictJSON", targets: ["StrictJSON"]),
         // For the fuzz package (Fuzz/Package.swift), which reaches the server's decoders and
         // connection state machine; the shipped product is still only `prerank`.
         .library(name: "PreRankServer", targets: ["PreRankServer"]),
@@ -53,11 +59,17 @@ let package = Package(
 
         // The fused scoring loop in C (prefetch intrinsics, AVX2/FMA/F16C via target attributes).
         .target(name: "CKernels", cSettings: [.define("PK_GIT_COMMIT", to: "\"\(gitCommit)\"")]),
-        .target(name: "TwinTower", dependencies: ["CBLAS", "COpenSSL", "CKernels"]),
+        .target(name: "TwinTower", dependencies: ["CBLAS", "COpenSSL"]),
+        // The strict JSON scanner and the 400 it throws, shared by the server's request decoder
+        // and the catalog's change codec (neither owns the other).
+        .target(name: "StrictJSON", dependencies: ["TwinTower"]),
+        // The item index and its scan kernel, the delta, the update log and its codec: what the
+        // server serves and the offline tools build and inspect; no HTTP.
+        .target(name: "Catalog", dependencies: ["TwinTower", "StrictJSON", "CKernels", "CZlib"]),
         .target(name: "Fusion"),
         .target(
             name: "Training",
-            dependencies: ["TwinTower", "Fusion", "CBLAS", .product(name: "Yams", package: "Yams")]
+            dependencies: ["TwinTower", "Catalog", "Fusion", "CBLAS", .product(name: "Yams", package: "Yams")]
         ),
         // HTTP/1.1 on raw sockets + Dispatch: framing, connections, TLS, the memory budget. It
         // knows no JSON API and no config: the server gives it limits and renders its refusals.
@@ -69,20 +81,23 @@ let package = Package(
             name: "PreRankServer",
             dependencies: [
                 "TwinTower", "Fusion", "CZlib", "COpenSSL",
-                "HTTPTransport",
+                "HTTPTransport", "Catalog", "StrictJSON", "CKernels",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
-        // `prerank bench`: the kernel and request-stage benchmarks (kept out of the server library).
+        // The synthetic bench world (model + indexes): a fixture for the engine tests and for
+        // `prerank bench`; nothing the server runs depends on it.
+        .target(name: "TestWorlds", dependencies: ["PreRankServer", "Catalog", "TwinTower"]),
+        // `prerank bench`: the kernel, request-stage and codec benchmarks (kept out of the server library).
         .target(
             name: "Benchmarks",
-            dependencies: ["PreRankServer", "TwinTower", "Fusion"]
+            dependencies: ["PreRankServer", "Catalog", "TwinTower", "Fusion", "TestWorlds"]
         ),
         .target(
             name: "LoadTest",
             dependencies: [
-                "PreRankServer", "TwinTower",
+                "Catalog", "TwinTower",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
@@ -90,14 +105,16 @@ let package = Package(
             name: "prerank",
             dependencies: [
                 "TwinTower", "Fusion", "Training", "PreRankServer", "LoadTest", "Benchmarks",
+                "Catalog", "TestWorlds",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
         .testTarget(name: "TwinTowerTests", dependencies: ["TwinTower"]),
         .testTarget(name: "FusionTests", dependencies: ["Fusion"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "TwinTower", "Fusion"]),
-        .testTarget(name: "PreRankServerTests", dependencies: ["PreRankServer", "TwinTower", "Fusion", "Benchmarks", "LoadTest", "HTTPTransport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TwinTower", "Fusion", "Catalog"]),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "StrictJSON", "TwinTower", "CKernels"]),
+        .testTarget(name: "PreRankServerTests", dependencies: ["PreRankServer", "TwinTower", "Fusion", "Benchmarks", "LoadTest", "HTTPTransport", "Catalog", "StrictJSON", "TestWorlds"]),
         .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),
     ]
 )

@@ -18,6 +18,8 @@ let package = Package(
             name: "PreRankFuzz",
             dependencies: [
                 .product(name: "TwinTower", package: "prerank"),
+                .product(name: "StrictJSON", package: "prerank"),
+                .product(name: "Catalog", package: "prerank"),
                 .product(name: "PreRankServer", package: "prerank"),
                 .product(name: "HTTPTransport", package: "prerank"),
             ]

@@ -3,10 +3,12 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Catalog
 import Dispatch
 import Foundation
 import Fusion
 import PreRankServer
+import TestWorlds
 import TwinTower
 
 /// `prerank bench`: the scoring kernels and the request stages, each figure beside a baseline
@@ -22,69 +24,18 @@ import TwinTower
 ///   - `request`: one whole request through `ScoringEngine.score` (user tower, score, top-K),
 ///                with parse and encode stand-ins (see `BenchFigure.note`).
 ///   - `recall` : recall@k of F16 / I8 against F32 for the same users and candidates.
-public struct BenchSettings: Sendable {
-    public var items = 1_000_000
-    public var tasks = 3
-    public var d = 64
-    public var candidates = 10_000
-    public var k = 100
-    public var dtypes: [IndexDType] = [.f32, .f16, .i8]
-    /// Repetitions of whole-index figures (each reads the whole index).
-    public var repeats = 15
-    /// Repetitions of the gathered-candidate and request figures.
-    public var gatherRepeats = 200
-    /// Where the synthetic model and indexes are written (reused when present).
-    public var directory = "/tmp/prerank-bench"
-    /// Threads for the parallel whole-index figure.
-    public var threads = ScoringOptions.cores
-    /// Run the naive scalar baseline (slow: tens of ns per value).
-    public var naive = true
-    public var seed: UInt64 = 7
-    /// Which of `whole`, `gather`, `request` to run (recall needs whole / gather).
-    public var scenarios: Set<String> = ["whole", "gather", "request"]
-    /// How the indexes are held: huge pages as the server does, or the plain mapping.
-    public var residency: ItemIndex.Residency = .hugePages
-    /// Extra gather figures at these prefetch distances (rows ahead).
-    public var prefetchSweep: [Int] = []
-    public init() {}
-}
-
-/// One measured figure.
-public struct BenchFigure: Codable, Sendable {
-    public var scenario: String
-    public var dtype: String
-    public var name: String
-    /// Median and best of the repetitions, milliseconds (0 for pure values such as recall).
-    public var p50Ms: Double
-    public var minMs: Double
-    /// The figure this one is compared with (same scenario and dtype, same run).
-    public var baseline: String?
-    /// `p50Ms / baseline.p50Ms` (< 1: faster than the baseline).
-    public var ratio: Double?
-    /// Bytes read per second at the median, GB/s.
-    public var gbPerS: Double?
-    /// A value that is not a time (recall).
-    public var value: Double?
-    public var note: String?
-}
-
-public struct BenchReport: Codable, Sendable {
-    public var items: Int
-    public var tasks: Int
-    public var d: Int
-    public var candidates: Int
-    public var k: Int
-    public var cores: Int
-    /// The scoring kernel that ran: "avx2" or "scalar" (`ItemIndex.kernelISA`).
-    public var kernel: String = ItemIndex.kernelISA
-    public var figures: [BenchFigure]
-}
-
+///   - `codec`  : the request decoder and response encoder against Foundation (`CodecBenchmark`;
+///                not in the default set).
 public enum ScoringBenchmark {
     /// Runs every scenario; `log` receives progress lines.
     public static func run(_ s: BenchSettings, log: (String) -> Void) throws(FormatError) -> BenchReport {
+        // The codec scenario needs no world: run alone, it writes no model or index.
+        var figures = s.scenarios.contains("codec") ? CodecBenchmark.figures(repeats: s.gatherRepeats, log: log) : []
+        guard !s.scenarios.isDisjoint(with: ["whole", "gather", "request"]) else {
+            return BenchReport(items: s.items, tasks: s.tasks, d: s.d, candidates: s.candidates, k: s.k,
+                               cores: ScoringOptions.cores, figures: figures)
+        }
         let world = try BenchWorld.prepare(s, log: log)
-        var figures: [BenchFigure] = []
         var rng = SplitMix64(seed: s.seed &+ 1)
         let users = (0..<16).map { _ in world.scaledUser(using: &rng) }
         let fusion = FusionPolicy()
@@ -275,189 +226,5 @@ public enum ScoringBenchmark {
         }
         return BenchReport(items: s.items, tasks: s.tasks, d: s.d, candidates: s.candidates, k: s.k,
                            cores: ScoringOptions.cores, figures: figures)
-    }
-
-    // MARK: - Scenarios
-
-    static func requestStages(world: BenchWorld, bundle: ServingBundle, sets: [[Int32]], settings s: BenchSettings,
-                              dtype: IndexDType, label: String? = nil, using rng: inout SplitMix64) -> [BenchFigure] {
-        var parse: [Double] = [], parseBaseline: [Double] = [], tower: [Double] = [], resolve: [Double] = [], score: [Double] = []
-        var rescore: [Double] = [], topK: [Double] = [], encode: [Double] = [], total: [Double] = [], overhead: [Double] = []
-        let options = ScoringOptions(defaultK: s.k, maxK: max(s.k, 1000), maxCandidates: max(100_000, s.candidates), parallelism: 1)
-        let reps = max(1, s.gatherRepeats / 2)
-        let tag = label ?? dtype.rawValue
-        for rep in 0..<reps {
-            let ids = sets[rep % sets.count].map { bundle.index.ids[Int($0)] }
-            var request = world.randomRequest(using: &rng)
-            request.candidates = ids
-            let body = BenchBody.json(request)
-            let bytes = Array(body)
-            var decoded: PreRankRequest?
-            parse.append(time { decoded = try? RequestDecoder.decode(bytes) })
-            precondition(decoded?.candidates?.count == ids.count)
-            if label == nil {
-                var baseline: BenchBody?
-                parseBaseline.append(time { baseline = try? JSONDecoder().decode(BenchBody.self, from: body) })
-                precondition(baseline?.candidates.count == ids.count)
-            }
-            var result: ScoringResult?
-            let ms = time { result = try? ScoringEngine.score(request, bundle: bundle, options: options) }
-            total.append(ms)
-            guard let result else { continue }
-            tower.append(Double(result.stages.userTower) / 1e6)
-            resolve.append(Double(result.stages.resolve) / 1e6)
-            score.append(Double(result.stages.score) / 1e6)
-            rescore.append(Double(result.stages.rescore) / 1e6)
-            topK.append(Double(result.stages.topK) / 1e6)
-            overhead.append(ms - Double(result.stages.total) / 1e6)
-            var out: [UInt8] = []
-            let names = bundle.model.taskNames
-            encode.append(time {
-                let response = PreRankResponse(requestID: request.requestID, modelVersion: bundle.version, partial: result.partial,
-                                               tookMs: 1, items: result.items.map { ScoredItem($0, taskNames: nil) },
-                                               unknownIDs: result.unknownIDs)
-                out = ResponseEncoder.encode(response)
-            })
-            precondition(!out.isEmpty && names.count > 0)
-        }
-        let note = "RequestDecoder (strict streaming decoder); baseline: Foundation JSONDecoder"
-        var figures = [figure("request", tag, "parse body (\(s.candidates) ids)", parse, note: label == nil ? note : nil)]
-        if !parseBaseline.isEmpty { figures.append(figure("request", tag, "parse body with JSONDecoder (baseline)", parseBaseline)) }
-        figures += [
-            figure("request", tag, "user tower", tower),
-            figure("request", tag, "resolve ids to rows (batched table lookup + dedup)", resolve),
-            figure("request", tag, "score (fused kernel + fusion + top-K filter)", score),
-        ]
-        if bundle.index.rescore != nil {
-            figures.append(figure("request", tag, "rescore the best \(max(s.k, max(4 * s.k, 256))) from F32 rows", rescore))
-        }
-        figures += [
-            figure("request", tag, "top-K sort + probabilities of kept", topK),
-            figure("request", tag, "encode response (k = \(s.k))", encode, note: "ResponseEncoder"),
-            figure("request", tag, "ScoringEngine.score total", total),
-            figure("request", tag, "score total minus the sum of its stages (unaccounted)", overhead),
-        ]
-        return figures
-    }
-
-    /// The answers of a quantised index with rescore rows against the F32 index on the same
-    /// requests: recall@k, largest probability difference of the items both return, and the
-    /// request-total speed-up (medians of interleaved runs).
-    static func rescoreAgreement(world: BenchWorld, f32: ServingBundle, rescored: ServingBundle, sets: [[Int32]],
-                                 settings s: BenchSettings, dtype: IndexDType) -> [BenchFigure] {
-        let options = ScoringOptions(defaultK: s.k, maxK: max(s.k, 1000), maxCandidates: max(100_000, s.candidates), parallelism: 1)
-        var rng = SplitMix64(seed: s.seed &+ 77)
-        var a: [[Int64]] = [], b: [[Int64]] = []
-        var maxDelta: Float = 0
-        var tF: [Double] = [], tQ: [Double] = []
-        for rep in 0..<max(16, s.gatherRepeats / 4) {
-            var request = world.randomRequest(using: &rng)
-            request.candidates = sets[rep % sets.count].map { f32.index.ids[Int($0)] }
-            var x: ScoringResult?, y: ScoringResult?
-            if rep % 2 == 0 {
-                tF.append(time { x = try? ScoringEngine.score(request, bundle: f32, options: options) })
-                tQ.append(time { y = try? ScoringEngine.score(request, bundle: rescored, options: options) })
-            } else {
-                tQ.append(time { y = try? ScoringEngine.score(request, bundle: rescored, options: options) })
-                tF.append(time { x = try? ScoringEngine.score(request, bundle: f32, options: options) })
-            }
-            guard let x, let y else { continue }
-            a.append(x.items.map(\.id))
-            b.append(y.items.map(\.id))
-            let byID = Dictionary(uniqueKeysWithValues: x.items.map { ($0.id, $0.probabilities) })
-            for item in y.items {
-                guard let p = byID[item.id] else { continue }
-                for (u, v) in zip(p, item.probabilities) { maxDelta = max(maxDelta, abs(u - v)) }
-            }
-        }
-        let tag = "\(dtype.rawValue)+rescore"
-        return [
-            BenchFigure(scenario: "request", dtype: tag, name: "recall@\(s.k) vs F32 index (same requests)", p50Ms: 0, minMs: 0,
-                        value: recall(a, b), note: "\(a.count) requests"),
-            BenchFigure(scenario: "request", dtype: tag, name: "max |Δp| of items both return", p50Ms: 0, minMs: 0, value: Double(maxDelta)),
-            BenchFigure(scenario: "request", dtype: tag, name: "ScoringEngine.score total vs F32 (p50 ratio, interleaved)", p50Ms: median(tQ),
-                        minMs: tQ.min() ?? 0, baseline: "f32 ScoringEngine.score total", ratio: median(tQ) / max(median(tF), 1e-9),
-                        value: median(tF) / max(median(tQ), 1e-9)),
-        ]
-    }
-
-    /// The naive loop: scalar dots (plain C, no SIMD), libm sigmoid, Swift fusion, a push of
-    /// every candidate into the top-K.
-    static func naiveRank(index: ItemIndex, chain: LogitChain, fusion: FusionPolicy, user: [Float], rows: [Int32]?, k: Int) -> TopK {
-        var top = TopK(k: k)
-        let t = index.taskCount
-        let n = rows?.count ?? index.count
-        let block = 1024
-        var probs = [Float](repeating: 0, count: block * t)
-        user.withUnsafeBufferPointer { u in
-            probs.withUnsafeMutableBufferPointer { p in
-                var start = 0
-                while start < n {
-                    let m = min(block, n - start)
-                    if let rows {
-                        rows.withUnsafeBufferPointer { r in
-                            index.scalarProbabilitiesC(user: u.baseAddress!, rows: r.baseAddress! + start, start: 0, count: m,
-                                                       chain: chain, into: p.baseAddress!)
-                        }
-                    } else {
-                        index.scalarProbabilitiesC(user: u.baseAddress!, rows: nil, start: start, count: m, chain: chain, into: p.baseAddress!)
-                    }
-                    for i in 0..<m {
-                        let row = rows?[start + i] ?? Int32(start + i)
-                        top.push(Ranked(score: fusion.score(ctr: p[i * t], ctcvr: p[i * t + t - 1]), id: index.ids[Int(row)], slot: row))
-                    }
-                    start += m
-                }
-            }
-        }
-        return top
-    }
-
-    static func streamAll(_ index: ItemIndex) -> UInt64 {
-        let n = index.count * index.taskCount * index.d
-        let vectorBytes = n * index.dtype.bytesPerValue
-        var sum = KernelBaselines.streamRead(index.vectors, bytes: vectorBytes)
-        if let scales = index.scales {
-            sum &+= KernelBaselines.streamRead(UnsafeRawPointer(scales), bytes: index.vectorBytes - vectorBytes)
-        }
-        return sum
-    }
-
-    /// Mean over users of |top_a ∩ top_b| / |top_a|.
-    public static func recall(_ a: [[Int64]], _ b: [[Int64]]) -> Double {
-        var total = 0.0
-        for (x, y) in zip(a, b) {
-            let s = Set(y)
-            total += Double(x.filter { s.contains($0) }.count) / Double(max(1, x.count))
-        }
-        return total / Double(max(1, min(a.count, b.count)))
-    }
-
-    // MARK: - Helpers
-
-    @inline(__always)
-    static func time(_ body: () -> Void) -> Double {
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        body()
-        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
-    }
-
-    static func median(_ xs: [Double]) -> Double {
-        guard !xs.isEmpty else { return 0 }
-        let s = xs.sorted()
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
-
-    static func figure(_ scenario: String, _ dtype: IndexDType, _ name: String, _ times: [Double], bytes: Double? = nil,
-                       baseline: String? = nil, baseP50: Double? = nil, note: String? = nil) -> BenchFigure {
-        figure(scenario, dtype.rawValue, name, times, bytes: bytes, baseline: baseline, baseP50: baseP50, note: note)
-    }
-
-    static func figure(_ scenario: String, _ dtype: String, _ name: String, _ times: [Double], bytes: Double? = nil,
-                       baseline: String? = nil, baseP50: Double? = nil, note: String? = nil) -> BenchFigure {
-        let p50 = median(times)
-        return BenchFigure(scenario: scenario, dtype: dtype, name: name, p50Ms: p50, minMs: times.min() ?? 0,
-                           baseline: baseline, ratio: baseP50.map { $0 > 0 ? p50 / $0 : 0 },
-                           gbPerS: bytes.map { p50 > 0 ? $0 / (p50 * 1e6) : 0 }, value: nil, note: note)
     }
 }

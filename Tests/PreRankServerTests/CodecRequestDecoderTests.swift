@@ -1,5 +1,6 @@
 import Foundation
 import PreRankServer
+import StrictJSON
 import Testing
 import TwinTower
 

@@ -1,5 +1,6 @@
 import Foundation
 import PreRankServer
+import StrictJSON
 import TwinTower
 
 // Shared by the codec tests: a Codable mirror of the /prerank schema (what JSONDecoder makes of

@@ -1,10 +1,11 @@
+import Catalog
 import Foundation
 import Fusion
 import Logging
 import Testing
 import TwinTower
 @testable import PreRankServer
-@testable import Benchmarks
+import TestWorlds
 
 /// The live catalog's delta over a base index (`ItemDelta`): resolution, override, delete,
 /// whole-index requests, and exactness — a base plus a delta answers bit for bit like an index
@@ -198,13 +199,22 @@ import TwinTower
         #expect(held.deletedIDs.count == s.delta.deletedIDs.count + 1 && held.resolve(s.base.ids[1], base: s.base) == .unknown)
     }
 
+    /// A fresh path for an update log (UpdateLogTests has its own, in CatalogTests).
+    static func temporaryLogPath(_ name: String) -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prerank-updatelog-\(getpid())").path
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let path = dir + "/" + name
+        try? FileManager.default.removeItem(atPath: path)
+        return path
+    }
+
     /// Issue #21 "work done once": a fusion-only canary serves the primary's bundle; a change is
     /// embedded by one tower pass, both arms get the same new bundle, and a replay runs once.
     @Test func aFusionOnlyCanaryEmbedsAppliesAndReplaysOnce() throws {
         let index = Self.world.bundles[.f32]!.index
         let shared = try Self.bundle(index)
         var config = PreRankConfig()
-        config.model.updates = UpdateLogTests.temporaryPath("shared-\(UUID().uuidString).log")
+        config.model.updates = Self.temporaryLogPath("shared-\(UUID().uuidString).log")
         let snap = ServingSnapshot(config: config, options: ScoringOptions(), primary: shared, canary: shared, adminToken: nil)
         let catalog = LiveCatalog(logger: Logger(label: "test"))
         let attached = try catalog.attach(snap, previous: nil)

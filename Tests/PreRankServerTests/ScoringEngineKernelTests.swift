@@ -1,9 +1,12 @@
+import Catalog
 import Foundation
 import Fusion
+import StrictJSON
 import Testing
 import TwinTower
 @testable import PreRankServer
-@testable import Benchmarks
+import Benchmarks
+import TestWorlds
 
 /// The engine's fused scan: equal to a naive scan (every candidate pushed into the top-K with
 /// FusionPolicy.score), parallel splits equal to one thread exactly, request semantics kept.

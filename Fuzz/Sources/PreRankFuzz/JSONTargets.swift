@@ -1,4 +1,6 @@
+import Catalog
 @testable import PreRankServer
+import StrictJSON
 import TwinTower
 
 /// An API refusal must be a 4xx with a code, and its body valid JSON (it is what the client reads).

@@ -1,3 +1,4 @@
+import StrictJSON
 import TwinTower
 
 /// How one request's `user` and `query` fields met the model's user-side features (issue #27).

@@ -1,3 +1,4 @@
+import StrictJSON
 import TwinTower
 
 /// Decodes a `POST /prerank` body (SPEC §2) straight from its bytes into a `PreRankRequest`.

@@ -1,3 +1,5 @@
+import StrictJSON
+
 /// One returned item of a `/prerank` response (SPEC §2).
 public struct ScoredItem: Sendable, Equatable {
     public var id: Int64

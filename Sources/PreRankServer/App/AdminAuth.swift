@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTransport
+import StrictJSON
 
 /// The admin endpoints' bearer-token check (`server.admin_token_file`). The token is read from
 /// the snapshot in force, so a reload that changes the file changes the token.

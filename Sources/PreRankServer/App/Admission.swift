@@ -1,4 +1,5 @@
 import Dispatch
+import StrictJSON
 
 /// Admission control for `/prerank`: a request takes worker slots by its cost, waits in a bounded
 /// queue, is shed with 503 when the queue is full, and is answered 504 without scoring when its

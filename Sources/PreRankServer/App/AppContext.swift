@@ -1,6 +1,7 @@
 import Dispatch
 import HTTPTransport
 import Logging
+import StrictJSON
 import Synchronization
 
 /// What the routes, the reloader and admission share: the snapshot in force, the request log,

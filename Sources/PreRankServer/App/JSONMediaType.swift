@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTransport
+import StrictJSON
 
 /// The Content-Type rule of every route that reads a JSON body, in one place so `/prerank` and
 /// `/admin/items` cannot disagree.

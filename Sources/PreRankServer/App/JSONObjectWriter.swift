@@ -1,3 +1,4 @@
+import StrictJSON
 /// Writes one JSON object field by field, in the order written. A typed document renders through
 /// it rather than `JSONEncoder` because the answer must keep its bytes: key order, and numbers
 /// spelled as Swift prints them (`150.0`, not `150`), which clients and tests already compare.

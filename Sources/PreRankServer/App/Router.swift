@@ -1,5 +1,6 @@
 import Dispatch
 import HTTPTransport
+import StrictJSON
 
 /// Maps a request to its route's handler: 404 for an unknown path, 405 (with `Allow`) for a
 /// method the route does not take, and `prerank_requests_total` plus the latency histogram for

@@ -1,4 +1,5 @@
 import HTTPTransport
+import StrictJSON
 
 extension APIError {
     /// A refusal of the transport (framing, limits, timeouts, a full budget, an encoding) as the

@@ -1,4 +1,5 @@
 import HTTPTransport
+import StrictJSON
 
 extension HTTPResponse {
     /// The SPEC's JSON error body for `error`, with its extra headers. In the server, not the

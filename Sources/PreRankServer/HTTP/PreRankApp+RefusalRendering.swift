@@ -1,4 +1,5 @@
 import HTTPTransport
+import StrictJSON
 
 extension PreRankApp {
     /// The transport's refusals get the SPEC's JSON error body, like the application's own

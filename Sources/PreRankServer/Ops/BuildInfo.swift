@@ -1,3 +1,4 @@
+import Catalog
 import CKernels
 import TwinTower
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StrictJSON
 import Synchronization
 
 /// One log line per event on stderr, as text or as a JSON object (config `logging.format`).

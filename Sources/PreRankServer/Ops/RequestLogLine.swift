@@ -1,4 +1,5 @@
 import Glibc
+import StrictJSON
 import TwinTower
 
 /// One request-log line: a JSON object on one line, ending in `\n` (schema in docs/REQUEST_LOG.md).

@@ -1,3 +1,4 @@
+import Catalog
 import TwinTower
 
 /// `request_log.candidate_sample` (issue #15): for a logged request, a uniform sample of the

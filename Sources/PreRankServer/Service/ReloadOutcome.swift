@@ -1,4 +1,5 @@
 import Foundation
+import StrictJSON
 import TwinTower
 
 /// A reload that was applied: the snapshot now in force and what it changed (issue #27).

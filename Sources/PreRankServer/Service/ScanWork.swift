@@ -1,3 +1,4 @@
+import Catalog
 import Dispatch
 import Fusion
 import TwinTower
@@ -47,7 +48,7 @@ struct ScanWork: @unchecked Sendable {
             for j in 0..<kept {
                 let i = start + Int(scratch.keptIndex[j])
                 let row = fullScan ? Int32(i) : rows[i]
-                if let hidden, hidden[Int(row) >> 6] & (UInt64(1) << UInt64(row & 63)) != 0 { continue }
+                if let hidden, RowBitmap.contains(hidden, Int(row)) { continue }
                 top.push(Ranked(score: scratch.keptScore[j], id: ids[Int(row)], slot: slotIsPosition ? Int32(i) : row))
             }
             start += n

@@ -3,8 +3,10 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Catalog
 import Dispatch
 import Fusion
+import StrictJSON
 import TwinTower
 
 /// Scores a `/prerank` request against a serving bundle: user tower, gather + dot products +
@@ -93,14 +95,14 @@ public enum ScoringEngine {
         if let deltaIndex = delta.index, full || !deltaRows.isEmpty {
             let part = rank(index: deltaIndex, chain: bundle.chain, fusion: fusion, user: user, rows: full ? nil : deltaRows,
                             relevance: deltaRelevance, k: depth, deadline: deadline, slots: slotKind,
-                            hidden: full && delta.staleCount > 0 ? delta.stale : nil)
+                            hidden: full && delta.staleCount > 0 ? delta.stale.words : nil)
             DeltaSlot.merge(part.top, into: &top)
             (scored, partial) = (part.scored, part.partial)
         }
         if full || !rows.isEmpty {
             let scan = rank(index: index, chain: bundle.chain, fusion: fusion, user: user, rows: full ? nil : rows,
                             relevance: relevance, k: depth, threads: threads, deadline: deadline, slots: slotKind,
-                            hidden: full && delta.hiddenCount > 0 ? delta.hidden : nil)
+                            hidden: full && delta.hiddenCount > 0 ? delta.hidden.words : nil)
             top.merge(scan.top)
             scored += scan.scored
             partial = partial || scan.partial
@@ -178,8 +180,8 @@ public enum ScoringEngine {
             count = n
         }
         if relevance != nil { relevanceOut.reserveCapacity(n) }
-        let words = (index.count + 63) / 64
-        let deltaWords = ((delta.index?.count ?? 0) + 63) / 64
+        let words = RowBitmap.wordCount(rows: index.count)
+        let deltaWords = RowBitmap.wordCount(rows: delta.index?.count ?? 0)
         let plain = delta.isEmpty
         var kept = 0
         var unknownSeen = Set<Int64>()
@@ -193,9 +195,8 @@ public enum ScoringEngine {
                         case .base(let b): r = b
                         case .unknown: r = -1
                         case .delta(let dr):
-                            let w = words + Int(dr) >> 6, bit = UInt64(1) << UInt64(dr & 63)
-                            if seen[w] & bit != 0 { continue }
-                            seen[w] |= bit
+                            // Delta rows' marks follow the base rows' words.
+                            guard RowBitmap.insert(seen.baseAddress! + words, Int(dr)) else { continue }
                             deltaRows.append(dr)
                             if let relevance { deltaRelevance.append(Float(relevance[i])) }
                             continue
@@ -206,9 +207,7 @@ public enum ScoringEngine {
                         if unknownSeen.insert(candidates[i]).inserted { unknown.append(candidates[i]) }
                         continue
                     }
-                    let w = Int(r) >> 6, bit = UInt64(1) << UInt64(r & 63)
-                    if seen[w] & bit != 0 { continue }
-                    seen[w] |= bit
+                    guard RowBitmap.insert(seen.baseAddress!, Int(r)) else { continue }
                     rows[kept] = r  // compacted in place: kept ≤ i
                     kept += 1
                     if let relevance { relevanceOut.append(Float(relevance[i])) }

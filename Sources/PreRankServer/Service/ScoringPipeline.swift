@@ -1,4 +1,5 @@
 import Dispatch
+import StrictJSON
 import TwinTower
 
 /// The `/prerank` body → answer path (decode → select the arm → score → encode), shared by

@@ -1,4 +1,5 @@
 import Foundation
+import StrictJSON
 import TwinTower
 
 /// Everything one request needs, loaded and validated together: config, the primary model and

@@ -1,5 +1,7 @@
+import Catalog
 import Foundation
 import Logging
+import StrictJSON
 import TwinTower
 
 /// The live catalog behind `POST /admin/items` (issue #15): validates a change against every

@@ -45,21 +45,6 @@ public final class MappedFile: @unchecked Sendable {
         self.mappedLength = size
     }
 
-    /// Advise the kernel that rows are read at random (no read-ahead).
-    public func adviseRandom() {
-        guard let base = bytes.baseAddress, mappedLength > 0 else { return }
-        _ = madvise(UnsafeMutableRawPointer(mutating: base), mappedLength, MADV_RANDOM)
-    }
-
-    /// Read one byte per page so every page is resident; returns a checksum so the loop is kept.
-    @discardableResult
-    public func touchAllPages() -> UInt8 {
-        var acc: UInt8 = 0
-        var i = 0
-        while i < bytes.count { acc &+= bytes[i]; i += 4096 }
-        return acc
-    }
-
     deinit {
         if let base = bytes.baseAddress, mappedLength > 0 {
             munmap(UnsafeMutableRawPointer(mutating: base), mappedLength)

@@ -27,12 +27,6 @@ public struct TensorView: @unchecked Sendable {
 
     public var elementCount: Int { shape.reduce(1, *) }
 
-    /// True when the data can be read in place as `T` (natural alignment).
-    public func isAligned<T>(for _: T.Type) -> Bool {
-        guard let base = bytes.baseAddress else { return true }
-        return Int(bitPattern: base) % MemoryLayout<T>.alignment == 0
-    }
-
     /// Copies an F32 tensor into an array (unaligned data is read byte-wise).
     public func floats() -> [Float] {
         precondition(dtype == .f32)

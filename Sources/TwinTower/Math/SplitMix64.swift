@@ -66,10 +66,5 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     public mutating func nextGaussian(mean: Double, sd: Double) -> Double {
         mean + sd * nextGaussian()
     }
-
-    /// `true` with probability `p`.
-    public mutating func nextBool(probability p: Double) -> Bool {
-        nextDouble() < p
-    }
 }
 

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Benchmarks
+import Catalog
 import Foundation
 import PreRankServer
+import TestWorlds
 import TwinTower
 
 struct BenchCommand: ParsableCommand {
@@ -29,7 +31,7 @@ struct BenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Threads for the parallel whole-index figure.") var threads: Int = ScoringOptions.cores
     @Option(help: "Directory for the synthetic model and indexes (reused).") var dir: String = "/tmp/prerank-bench"
     @Flag(help: "Skip the naive scalar baseline.") var noNaive = false
-    @Option(help: "Scenarios to run, comma-separated: whole, gather, request.") var scenarios: String = "whole,gather,request"
+    @Option(help: "Scenarios to run, comma-separated: whole, gather, request, codec (decoder and encoder vs Foundation).") var scenarios: String = "whole,gather,request"
     @Flag(help: "Print the report as JSON.") var json = false
     @Option(help: "How indexes are held: huge_pages (as the server) or mapped.") var residency: String = "huge_pages"
     @Option(help: "Also measure the gather at these prefetch distances, comma-separated (rows ahead).") var prefetchSweep: String = ""

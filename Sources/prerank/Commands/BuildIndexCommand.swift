@@ -1,6 +1,6 @@
 import ArgumentParser
+import Catalog
 import Foundation
-import PreRankServer
 import TwinTower
 
 struct BuildIndexCommand: ParsableCommand {
@@ -62,15 +62,9 @@ struct BuildIndexCommand: ParsableCommand {
         if let torn = contents.torn {
             Progress.line("build-index: warning: \(path): dropped a torn last record (\(torn))")
         }
-        var changes: [CatalogChange] = []
-        for record in contents.records {
-            do {
-                var change = try ItemChangeCodec.decode(record.payload)
-                change.sequence = record.sequence
-                changes.append(change)
-            } catch {
-                throw CLIError("\(path): record \(record.sequence) at byte \(record.offset) is not a change: \(error.message)")
-            }
+        let changes: [CatalogChange]
+        do { changes = try LoggedChange.changes(of: contents.records) } catch {
+            throw CLIError("\(path): record \(error.record.sequence) at byte \(error.record.offset) is not a change: \(error.error.message)")
         }
         Progress.line("build-index: \(changes.count) update-log records (last sequence \(contents.lastSequence)) from \(path)")
         return changes

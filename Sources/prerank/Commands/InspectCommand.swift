@@ -1,6 +1,6 @@
 import ArgumentParser
+import Catalog
 import Foundation
-import PreRankServer
 import TwinTower
 
 struct InspectCommand: ParsableCommand {
@@ -69,17 +69,11 @@ struct InspectCommand: ParsableCommand {
         let contents: UpdateLog.Contents
         do { contents = try UpdateLog.read(path: updates, allowMissing: allowMissingUpdates) } catch { throw CLIError(error.description) }
         let base = UInt64(index.metadata["updates_sequence"] ?? "0") ?? 0
-        var upserted = Set<Int64>(), deleted = Set<Int64>()
-        var applied = 0
-        for record in contents.records where record.sequence > base {
-            let change: CatalogChange
-            do { change = try ItemChangeCodec.decode(record.payload) } catch {
-                throw CLIError("\(updates): record \(record.sequence) is not a change: \(error.message)")
-            }
-            for u in change.upserts { upserted.insert(u.id); deleted.remove(u.id) }
-            for id in change.deletes { upserted.remove(id); deleted.insert(id) }
-            applied += 1
+        let fold: LoggedChange.Fold
+        do { fold = try LoggedChange.fold(contents.records, after: base) } catch {
+            throw CLIError("\(updates): record \(error.record.sequence) is not a change: \(error.error.message)")
         }
+        let (upserted, deleted, applied) = (fold.upserted, fold.deleted, fold.applied)
         let hidden = upserted.union(deleted).filter { index.row(of: $0) >= 0 }.count
         return ["log": updates, "records": contents.records.count, "records_applied": applied, "base_sequence": base,
                 "last_sequence": max(contents.lastSequence, base), "base_items": index.count, "delta_items": upserted.count,

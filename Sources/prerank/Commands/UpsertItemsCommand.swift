@@ -1,6 +1,8 @@
 import ArgumentParser
+import Catalog
 import Foundation
 import PreRankServer
+import StrictJSON
 import TwinTower
 
 struct UpsertItemsCommand: ParsableCommand {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Catalog
 import PreRankServer
 
 /// `prerank validate-config FILE`: the same check the server runs at start-up and on reload,

@@ -1,5 +1,7 @@
+import Catalog
 import Foundation
 import HTTPTransport
+import StrictJSON
 import TwinTower
 
 /// `POST /admin/items`: upserts and deletes over the served indexes, durable in the update log

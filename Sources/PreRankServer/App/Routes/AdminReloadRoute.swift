@@ -1,4 +1,5 @@
 import HTTPTransport
+import StrictJSON
 /// `POST /admin/reload`: the HTTP trigger of a reload (SIGHUP is the other), answered with the
 /// reload's outcome once it is in force or refused.
 struct AdminReloadRoute: RouteHandler {

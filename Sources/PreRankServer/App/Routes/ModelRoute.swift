@@ -1,4 +1,5 @@
 import HTTPTransport
+import StrictJSON
 /// `GET /v1/model`: what this server serves (`ModelDocument`), for operators and for checking
 /// that a rollout reached every replica.
 struct ModelRoute: RouteHandler {

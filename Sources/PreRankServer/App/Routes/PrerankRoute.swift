@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import HTTPTransport
+import StrictJSON
 
 /// `POST /prerank`: decode and pick the arm here (the request's cost in worker slots depends on
 /// both), admit, then score on a worker through the same `ScoringPipeline` as `prerank score`,

@@ -1,4 +1,5 @@
 import HTTPTransport
+import StrictJSON
 /// `GET /readyz`: 200 with the model version once a snapshot is in force, 503 before, so a
 /// load balancer sends no traffic to a server that cannot score.
 struct ReadinessRoute: RouteHandler {

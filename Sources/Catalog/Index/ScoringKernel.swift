@@ -1,4 +1,5 @@
 import CKernels
+import TwinTower
 
 /// Candidate scoring kernels: gather index rows, T dot products, logit chain, sigmoid, fusion.
 ///

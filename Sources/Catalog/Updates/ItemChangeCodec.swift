@@ -1,3 +1,4 @@
+import StrictJSON
 import TwinTower
 
 /// The JSON of a live-catalog change: the `POST /admin/items` body (SPEC §2) and the payload of

@@ -1,4 +1,5 @@
 import Foundation
+import TwinTower
 
 /// `prerank build-index`: runs the item towers over a catalog and writes the item index.
 public enum IndexBuilder {

@@ -3,7 +3,7 @@ import TwinTower
 /// A JSON request body that must be one object (the `/prerank` and `/admin/items` decoders).
 extension JSONScanner {
     /// Skips a byte-order mark and white space and consumes the body's opening `{`.
-    mutating func openBodyObject() throws(APIError) {
+    public mutating func openBodyObject() throws(APIError) {
         skipByteOrderMark()
         skipWhitespace()
         guard current == UInt8(ascii: "{") else {
@@ -14,7 +14,7 @@ extension JSONScanner {
     }
 
     /// After the body's object: only white space may follow.
-    mutating func closeBody() throws(APIError) {
+    public mutating func closeBody() throws(APIError) {
         skipWhitespace()
         guard atEnd else { throw .badJSON("trailing data after the JSON object at byte \(pos)") }
     }
@@ -24,7 +24,7 @@ extension JSONScanner {
 /// and the `/admin/items` decoder so both read a feature the same way.
 extension JSONScanner {
     /// A feature value at `pos`; `path` names it in errors (built only on an error path).
-    mutating func featureValue(at path: @autoclosure () -> String) throws(APIError) -> FeatureValue {
+    @inlinable public mutating func featureValue(at path: @autoclosure () -> String) throws(APIError) -> FeatureValue {
         guard current == UInt8(ascii: "[") else {
             if let v = try featureScalar(path()) { return v }
             throw .badField(path(), "a feature value must be a string, number, boolean, null or an array of those")
@@ -42,7 +42,7 @@ extension JSONScanner {
     }
 
     /// A scalar feature value at `pos`, or `nil` (nothing consumed) for an array or object.
-    mutating func featureScalar(_ path: @autoclosure () -> String) throws(APIError) -> FeatureValue? {
+    @inlinable public mutating func featureScalar(_ path: @autoclosure () -> String) throws(APIError) -> FeatureValue? {
         switch current {
         case UInt8(ascii: "\""): return .string(try string())
         case UInt8(ascii: "t"): try literal("true"); return .bool(true)

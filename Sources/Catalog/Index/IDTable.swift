@@ -1,4 +1,5 @@
 import CKernels
+import TwinTower
 
 /// Maps item ids to index rows.
 ///

@@ -1,3 +1,5 @@
+import TwinTower
+
 /// Storage type of the item index's `vectors` tensor.
 public enum IndexDType: String, Sendable, Equatable, CaseIterable, Codable {
     /// 4 bytes per value, exact.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import TwinTower
+@testable import Catalog
+import TwinTower
 
 /// The I8 integer path (user vector quantised per request, `vpmaddubsw` dots) against a plain
 /// Swift reference written from the error model in Sources/CKernels/include/ckernels.h, and the

@@ -1,7 +1,8 @@
 import CKernels
 import Foundation
 import Testing
-@testable import TwinTower
+@testable import Catalog
+import TwinTower
 
 /// The run-time kernel choice (Sources/CKernels): the portable C path, which a CPU without
 /// AVX2/FMA/F16C (or `PRERANK_KERNEL=scalar`) runs, held to the same references and tolerances as

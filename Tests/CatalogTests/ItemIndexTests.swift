@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import TwinTower
+@testable import Catalog
+import TwinTower
 
 @Suite struct ItemIndexTests {
     func writeIndex(ids: [Int64], vectors: [Float], t: Int, d: Int, dtype: IndexDType) throws -> String {

@@ -35,12 +35,12 @@ public struct ItemDelta: Sendable {
     /// Ids deleted and not upserted again since (only ids that were held when deleted).
     public let deletedIDs: Set<Int64>
     /// Bitmap over base rows: bit r set when base row r is deleted or overridden (empty: none).
-    public let hidden: [UInt64]
+    public let hidden: RowBitmap
     /// Base rows hidden.
     public let hiddenCount: Int
     /// Bitmap over delta rows: bit r set when row r was overridden or deleted since it was
     /// written (empty: none).
-    public let stale: [UInt64]
+    public let stale: RowBitmap
     /// Delta rows stale.
     public let staleCount: Int
 
@@ -50,12 +50,12 @@ public struct ItemDelta: Sendable {
 
     /// No changes over a base whose own `updates_sequence` is `sequence`.
     public init(sequence: UInt64 = 0) {
-        self.init(sequence: sequence, index: nil, deletedIDs: [], hidden: [], hiddenCount: 0, stale: [], staleCount: 0,
+        self.init(sequence: sequence, index: nil, deletedIDs: [], hidden: RowBitmap(), hiddenCount: 0, stale: RowBitmap(), staleCount: 0,
                   arena: nil, rowCount: 0)
     }
 
-    private init(sequence: UInt64, index: ItemIndex?, deletedIDs: Set<Int64>, hidden: [UInt64], hiddenCount: Int,
-                 stale: [UInt64], staleCount: Int, arena: DeltaArena?, rowCount: Int) {
+    private init(sequence: UInt64, index: ItemIndex?, deletedIDs: Set<Int64>, hidden: RowBitmap, hiddenCount: Int,
+                 stale: RowBitmap, staleCount: Int, arena: DeltaArena?, rowCount: Int) {
         self.sequence = sequence
         self.index = index
         self.deletedIDs = deletedIDs
@@ -79,7 +79,7 @@ public struct ItemDelta: Sendable {
     /// True when delta row `r` is no longer served (overridden or deleted).
     @inline(__always)
     public func isStale(_ r: Int32) -> Bool {
-        !stale.isEmpty && stale[Int(r) >> 6] & (UInt64(1) << UInt64(r & 63)) != 0
+        stale.contains(r)
     }
 
     /// Where a candidate id is served from.
@@ -98,7 +98,7 @@ public struct ItemDelta: Sendable {
     /// The resolution of `id` given its base row (-1 when the base does not hold it).
     @inline(__always)
     public func refine(_ id: Int64, baseRow: Int32) -> Resolution {
-        if baseRow >= 0, hidden.isEmpty || hidden[Int(baseRow) >> 6] & (UInt64(1) << UInt64(baseRow & 63)) == 0 {
+        if baseRow >= 0, !hidden.contains(baseRow) {
             return .base(baseRow)
         }
         if let index {
@@ -144,7 +144,7 @@ public struct ItemDelta: Sendable {
         // them; otherwise the live rows move, compacted, to a fresh arena.
         var arena: DeltaArena
         var rows: Int
-        var stale: [UInt64]
+        var stale: RowBitmap
         var staleCount: Int
         /// id → current row for ids whose row differs from `index`'s table (-1: no row).
         var moved: [Int64: Int32] = [:]
@@ -166,7 +166,7 @@ public struct ItemDelta: Sendable {
             }
             let claimed = arena.claim(from: 0, count: rows + added)
             precondition(claimed, "a fresh arena holds the live rows and the change")
-            (stale, staleCount, useTable) = ([], 0, false)
+            (stale, staleCount, useTable) = (RowBitmap(), 0, false)
         }
         let table = useTable ? index?.table : nil
         func row(of id: Int64) -> Int32 {
@@ -175,18 +175,16 @@ public struct ItemDelta: Sendable {
             return -1
         }
         func markStale(_ r: Int32) {
-            let w = Int(r) >> 6, bit = UInt64(1) << UInt64(r & 63)
-            if stale.count <= w { stale += [UInt64](repeating: 0, count: w + 1 - stale.count) }
-            if stale[w] & bit == 0 { stale[w] |= bit; staleCount += 1 }
+            if stale.insert(r) { staleCount += 1 }
         }
         var hidden = self.hidden
         var hiddenCount = self.hiddenCount
         func hide(_ id: Int64) {
             let r = base.row(of: id)
             guard r >= 0 else { return }
-            if hidden.isEmpty { hidden = [UInt64](repeating: 0, count: (base.count + 63) / 64) }
-            let w = Int(r) >> 6, bit = UInt64(1) << UInt64(r & 63)
-            if hidden[w] & bit == 0 { hidden[w] |= bit; hiddenCount += 1 }
+            // Covers every base row: a whole-index scan reads it for each row it scans.
+            if hidden.isUnallocated { hidden.cover(rows: base.count) }
+            if hidden.insert(r) { hiddenCount += 1 }
         }
         var deleted = deletedIDs
         for change in changes {
@@ -207,7 +205,7 @@ public struct ItemDelta: Sendable {
                 // nothing: kept out of `deletedIDs`, so deletes of noise do not grow it.
                 if old < 0 {
                     let b = base.row(of: id)
-                    guard b >= 0, hidden.isEmpty || hidden[Int(b) >> 6] & (UInt64(1) << UInt64(b & 63)) == 0 else { continue }
+                    guard b >= 0, !hidden.contains(b) else { continue }
                 }
                 if old >= 0 { markStale(old) }
                 moved[id] = -1
@@ -216,18 +214,18 @@ public struct ItemDelta: Sendable {
             }
         }
         if staleCount == 0 {
-            stale = []
-        } else if stale.count < (rows + 63) / 64 {
-            stale += [UInt64](repeating: 0, count: (rows + 63) / 64 - stale.count)  // one bit per row
+            stale = RowBitmap()
+        } else {
+            stale.cover(rows: rows)  // one bit per row
         }
-        if hiddenCount == 0 { hidden = [] }
+        if hiddenCount == 0 { hidden = RowBitmap() }
         let liveRows = rows - staleCount
         var index: ItemIndex?
         if liveRows > 0 {
             let ids = UnsafeBufferPointer(start: UnsafePointer(arena.ids), count: rows)
             let staleBits = stale
             let table = IDTable(hashing: ids) { r in
-                !staleBits.isEmpty && staleBits[r >> 6] & (UInt64(1) << UInt64(r & 63)) != 0
+                staleBits.contains(Int32(r))
             }
             index = ItemIndex(viewIDs: ids, vectors: UnsafeRawPointer(arena.vectors), scales: arena.scales.map { UnsafePointer($0) },
                               rescore: arena.rescore.map { UnsafeRawPointer($0) }, table: table, taskCount: t, d: d,

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import TwinTower
+@testable import Catalog
+import TwinTower
 
 /// The C fused kernel (Sources/CKernels) against the scalar references: SIMD vs scalar for every
 /// dtype, chain and awkward width; fusion bit-identical to the Swift formula; the top-K

@@ -3,19 +3,22 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Catalog
 import Foundation
-import Fusion
 import PreRankServer
 import TwinTower
 
-/// The synthetic world of the benchmark: a random ResFlow model (T tasks, d) and its index in
-/// each dtype, written once under `directory` and reused.
+/// The synthetic world of the benchmark and of the engine tests: a random ResFlow model
+/// (T tasks, d) and its index in each dtype, written once under `directory` and reused.
+///
+/// Why a target of its own (TestWorlds): it is a fixture, not a benchmark; the unit tests and
+/// `prerank bench` both build on it, and nothing the server runs depends on it.
 public final class BenchWorld: @unchecked Sendable {
     public let model: Model
     public let bundles: [IndexDType: ServingBundle]
     /// F16/I8 indexes that also hold F32 rescore rows.
     public let rescoreBundles: [IndexDType: ServingBundle]
-    let settings: BenchSettings
+    public let settings: BenchSettings
 
     init(model: Model, bundles: [IndexDType: ServingBundle], rescoreBundles: [IndexDType: ServingBundle], settings: BenchSettings) {
         self.model = model
@@ -101,7 +104,7 @@ public final class BenchWorld: @unchecked Sendable {
     /// A user tower output for a random request, rescaled so that each task's logit has
     /// standard deviation 1 over items (random weights give arbitrary scales; ranking quality
     /// figures such as recall need logits that spread the items).
-    func scaledUser(using rng: inout SplitMix64) -> [Float] {
+    public func scaledUser(using rng: inout SplitMix64) -> [Float] {
         let request = randomRequest(using: &rng)
         var row = FeatureRow()
         for (name, v) in request.user { row.values[name] = v }
@@ -120,28 +123,12 @@ public final class BenchWorld: @unchecked Sendable {
         return u
     }
 
-    func randomRequest(using rng: inout SplitMix64) -> PreRankRequest {
+    public func randomRequest(using rng: inout SplitMix64) -> PreRankRequest {
         let terms = (0..<Int(rng.next() % 4 + 1)).map { _ in FeatureValue.string("t\(rng.next() % 5000)") }
         return PreRankRequest(requestID: "bench-\(rng.next() % 1_000_000)",
                               user: ["user_id": .string("u\(rng.next() % 1_000_000)"),
                                      "age": .number(Double(rng.next() % 60 + 16))],
                               query: ["query_terms": .array(terms)],
                               k: settings.k)
-    }
-}
-
-/// The body shape of the JSONDecoder baseline for parsing.
-struct BenchBody: Codable {
-    var request_id: String
-    var user: [String: String]
-    var query: [String: [String]]
-    var candidates: [Int64]
-    var k: Int
-
-    static func json(_ r: PreRankRequest) -> Data {
-        var s = "{\"request_id\":\"\(r.requestID ?? "")\",\"user\":{\"user_id\":\"u1\"},\"query\":{\"query_terms\":[\"a\",\"b\"]},\"candidates\":["
-        s += (r.candidates ?? []).map(String.init).joined(separator: ",")
-        s += "],\"k\":\(r.k ?? 100)}"
-        return Data(s.utf8)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TwinTower
 
 /// The item index (SPEC §1 "Item index"): item-tower outputs for a catalog, memory-mapped.
 ///

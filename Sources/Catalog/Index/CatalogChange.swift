@@ -1,3 +1,5 @@
+import TwinTower
+
 /// One change to the live catalog (a `POST /admin/items` body, one update-log record): item rows
 /// to upsert, ids to delete, and the sequence number the log gave it.
 ///

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import TwinTower
-@testable import PreRankServer
+@testable import Catalog
 
 /// The update log's record format: append and replay, a torn last record dropped at every byte
 /// offset it can be cut at, CRC mismatches detected, corruption before the tail refused.
@@ -162,7 +162,7 @@ import TwinTower
         #expect(w.openFileIsIntact && !w.isOpen(path) && w.isOpen(path + ".1"))
         #expect(try w.readBack().records.map(\.sequence) == [1, 2])
         // ... and a new file created at the path (logrotate's `create`).
-        FileManager.default.createFile(atPath: path, contents: Data())
+        _ = FileManager.default.createFile(atPath: path, contents: Data())
         #expect(w.check()?.contains("another file") == true)
         w.close()
         // Truncated in place (`: > updates.log`): same inode, shorter.
