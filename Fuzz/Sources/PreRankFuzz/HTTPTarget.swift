@@ -1,5 +1,6 @@
 @testable import HTTPTransport
 import PreRankServer
+import StrictJSON
 
 /// `http`: the connection byte stream through `ConnectionStateMachine` (and with it
 /// `HTTPParser.scanHead`/`parseHead` and `ChunkedDecoder`), driven the way the Dispatch shell
